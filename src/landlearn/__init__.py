@@ -1,0 +1,36 @@
+"""landlearn: land-use / land-cover deep learning, from imagery to georeferenced maps."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "IGNORE_INDEX",
+    "LandlearnError",
+    "Predictor",
+    "__version__",
+    "load_bundle",
+    "map_scene",
+]
+
+from landlearn.conventions import IGNORE_INDEX
+from landlearn.errors import LandlearnError
+
+if TYPE_CHECKING:
+    from landlearn.bundle import Predictor, load_bundle
+    from landlearn.mapping import map_scene
+
+
+def __getattr__(name: str) -> Any:
+    # Heavy modules (torch, rasterio) load on first use so `landlearn --help` stays fast.
+    if name in ("load_bundle", "Predictor"):
+        from landlearn import bundle
+
+        return getattr(bundle, name)
+    if name == "map_scene":
+        from landlearn.mapping import map_scene
+
+        return map_scene
+    raise AttributeError(f"module 'landlearn' has no attribute {name!r}")

@@ -1,0 +1,111 @@
+"""What every command shares: logging through rich, progress bars, atomic writes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+__all__ = ["atomic_path", "progress_bar", "setup_logging", "stderr_console", "write_json"]
+
+_STATE = {"quiet": False}
+
+
+def stderr_console() -> Any:
+    """A rich console on stderr (errors and logs), without colour codes when not a terminal."""
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def setup_logging(quiet: bool = False, debug: bool = False) -> None:
+    """Install a rich log handler; ``-q`` shows warnings only, ``--debug`` everything."""
+    from rich.logging import RichHandler
+
+    _STATE["quiet"] = quiet
+    level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
+    handler = RichHandler(console=stderr_console(), show_path=debug, show_time=False)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    logging.getLogger("landlearn").setLevel(level)
+    for noisy in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
+        logging.getLogger(noisy).setLevel(logging.WARNING if quiet else logging.INFO)
+    if not debug:
+        import warnings
+
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"lightning\..*")
+        warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+
+
+def is_quiet() -> bool:
+    """Whether ``-q`` was given."""
+    return _STATE["quiet"]
+
+
+def progress_bar(description: str = "working") -> Any:
+    """A rich progress bar with rate and ETA (disabled with ``-q``)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=stderr_console(),
+        disable=is_quiet(),
+        transient=False,
+    )
+
+
+@contextmanager
+def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; rename onto it only when the block succeeds."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def write_json(path: str | os.PathLike[str], data: Any) -> Path:
+    """Write JSON atomically (NaN becomes null)."""
+
+    def clean(v: Any) -> Any:
+        if isinstance(v, float) and v != v:
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [clean(x) for x in v]
+        return v
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(clean(data), indent=2, default=str) + "\n")
+    return Path(path)
+
+
+def eprint(message: str) -> None:
+    """One line on stderr."""
+    sys.stderr.write(message.rstrip("\n") + "\n")
+    sys.stderr.flush()

@@ -1,0 +1,230 @@
+"""``landlearn fit|validate|test|predict --config X.yaml``: LightningCLI with landlearn defaults.
+
+Defaults added here: CSV + TensorBoard logs in one run folder ``runs/<config name>/version_N``,
+the best checkpoint by the task's monitored metric, early stopping when ``patience`` > 0, an LR
+monitor, deterministic algorithms, and seed 0. ``fit`` ends by testing the best weights (when the
+datamodule has a test split) and exporting ``model.safetensors``, ``metrics.json``, ``metrics.md``
+and ``examples.npz`` into the run folder.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from lightning.pytorch import LightningDataModule, Trainer
+from lightning.pytorch.callbacks import (
+    Callback,
+    EarlyStopping,
+    LearningRateMonitor,
+    ModelCheckpoint,
+)
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+from landlearn.bundle import save_bundle
+from landlearn.cli.common import atomic_path, is_quiet, write_json
+from landlearn.tasks import LandlearnTask
+
+log = logging.getLogger(__name__)
+
+__all__ = ["LandlearnCLI", "run_lightning"]
+
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
+
+
+class LandlearnCLI(LightningCLI):
+    """LightningCLI whose model is any landlearn task and whose data is any datamodule."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        """``--bundle PATH``: where ``fit`` writes the model bundle (default: the run folder)."""
+        parser.add_argument("--bundle", type=str | None, default=None, help="bundle output path")
+        parser.add_argument(
+            "--no_test", type=bool, default=False, help="fit: skip testing the best weights"
+        )
+
+    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Callback]) -> Trainer:
+        model = self.model
+        have = {type(c) for c in callbacks} | {
+            type(c) for c in (config.get("callbacks") or []) if isinstance(c, Callback)
+        }
+        extra: list[Callback] = []
+        if isinstance(model, LandlearnTask):
+            if ModelCheckpoint not in have and config.get("enable_checkpointing", True) is not False:
+                extra.append(
+                    ModelCheckpoint(
+                        monitor=model.monitor,
+                        mode=model.monitor_mode,
+                        filename="best-{epoch}",
+                        save_top_k=1,
+                        save_last=False,
+                    )
+                )
+            patience = int(model.hparams.get("patience") or 0)
+            if patience > 0 and EarlyStopping not in have:
+                extra.append(
+                    EarlyStopping(monitor=model.monitor, mode=model.monitor_mode, patience=patience)
+                )
+        if config.get("logger") not in (False, None) and LearningRateMonitor not in have:
+            extra.append(LearningRateMonitor(logging_interval="epoch"))
+        lg = config.get("logger")
+        root = config.get("default_root_dir")
+        if isinstance(lg, CSVLogger) and lg.save_dir == "runs" and root not in (None, "runs"):
+            config["logger"] = CSVLogger(save_dir=root, name=lg.name)  # follow default_root_dir
+        if is_quiet():
+            config["enable_progress_bar"] = False
+            config["enable_model_summary"] = False
+        trainer = super()._instantiate_trainer(config, callbacks + extra)
+        _pair_tensorboard(trainer)
+        return trainer
+
+    # ---- after each subcommand ----------------------------------------------------------
+    def after_fit(self) -> None:
+        """Test the best weights and export the bundle, metrics and examples."""
+        trainer, model = self.trainer, self.model
+        if trainer.interrupted or not isinstance(model, LandlearnTask):
+            return
+        best = _best_checkpoint(trainer)
+        if best:
+            state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+            model.load_state_dict(state)
+            log.info("best checkpoint: %s", best)
+        if not self.config_init[self.subcommand].get("no_test") and _has_test_split(
+            self.datamodule
+        ):
+            trainer.test(model, datamodule=self.datamodule, verbose=not is_quiet())
+        self._export(model)
+
+    def after_test(self) -> None:
+        """Write the test metrics beside the run's logs."""
+        if isinstance(self.model, LandlearnTask) and self.model.test_results:
+            write_outputs(self.model, run_dir(self.trainer))
+
+    def _export(self, model: LandlearnTask) -> None:
+        out = run_dir(self.trainer)
+        metrics = write_outputs(model, out) if model.test_results else {}
+        target = self.config_init[self.subcommand].get("bundle") or out / "model.safetensors"
+        assert model.model is not None  # built in setup
+        path = save_bundle(target, model.model, model.bundle_meta(metrics=_headline(metrics)))
+        log.info("bundle: %s", path)
+        self.bundle_path = Path(path)
+
+
+def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The summary numbers stored in the bundle (no confusion matrix)."""
+    keep = ("overall_accuracy", "average_accuracy", "miou", "dice", "macro_f1", "kappa", "ece")
+    out = {k: metrics[k] for k in keep if metrics.get(k) is not None}
+    if "per_class" in metrics:
+        out["per_class_iou"] = metrics["per_class"].get("iou")
+        out["per_class_f1"] = metrics["per_class"].get("f1")
+    return out
+
+
+def run_dir(trainer: Trainer) -> Path:
+    """The folder of this run's logs (``runs/<name>/version_N``)."""
+    for lg in trainer.loggers:
+        if isinstance(lg, CSVLogger | TensorBoardLogger) and lg.log_dir:
+            return Path(lg.log_dir)
+    return Path(trainer.default_root_dir)
+
+
+def write_outputs(model: LandlearnTask, out: Path) -> dict[str, Any]:
+    """metrics.json, metrics.md and examples.npz of the last test run."""
+    from landlearn.metrics import metrics_markdown
+
+    metrics = dict(model.test_results or {})
+    metrics.setdefault("class_names", model.class_names)
+    metrics["class_colors"] = model.bundle_meta().class_colors
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "metrics.json", metrics)
+    with atomic_path(out / "metrics.md") as tmp:
+        tmp.write_text(metrics_markdown(metrics))
+    ex = model.test_examples
+    if ex.get("image"):
+        with atomic_path(out / "examples.npz") as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez_compressed(fh, **{k: np.stack(v) for k, v in ex.items()})
+    log.info("test metrics: %s", out / "metrics.json")
+    return metrics
+
+
+def _best_checkpoint(trainer: Trainer) -> str | None:
+    cb = trainer.checkpoint_callback
+    if isinstance(cb, ModelCheckpoint) and cb.best_model_path and Path(cb.best_model_path).exists():
+        return cb.best_model_path
+    return None
+
+
+def _has_test_split(dm: LightningDataModule | None) -> bool:
+    if dm is None:
+        return False
+    return type(dm).test_dataloader is not LightningDataModule.test_dataloader
+
+
+def _pair_tensorboard(trainer: Trainer) -> None:
+    """Give a lone CSV logger a TensorBoard twin writing into the same version folder."""
+    loggers = trainer.loggers
+    if len(loggers) != 1 or not isinstance(loggers[0], CSVLogger):
+        return
+    csv = loggers[0]
+    try:
+        tb = TensorBoardLogger(
+            save_dir=csv.save_dir, name=csv.name, version=csv.version, default_hp_metric=False
+        )
+    except ModuleNotFoundError:  # tensorboard is a dependency, but keep training without it
+        return
+    trainer.loggers = [csv, tb]
+
+
+def _translate(argv: list[str]) -> list[str]:
+    """``--seed N`` is ``--seed_everything N``; a bare config name gets a default run name."""
+    out: list[str] = []
+    it = iter(argv)
+    for a in it:
+        if a == "--seed":
+            out += ["--seed_everything", next(it, "0")]
+        elif a.startswith("--seed="):
+            out.append("--seed_everything=" + a.split("=", 1)[1])
+        else:
+            out.append(a)
+    return out
+
+
+def _run_name(argv: list[str]) -> str:
+    for i, a in enumerate(argv):
+        if a in ("--config", "-c") and i + 1 < len(argv):
+            return Path(argv[i + 1]).stem
+        if a.startswith("--config="):
+            return Path(a.split("=", 1)[1]).stem
+    return "run"
+
+
+def run_lightning(argv: list[str]) -> int:
+    """Run a LightningCLI subcommand in-process; returns the exit code."""
+    argv = _translate(argv)
+    name = _run_name(argv)
+    defaults: dict[str, Any] = {
+        "default_root_dir": "runs",
+        "deterministic": "warn",
+        "logger": {
+            "class_path": "lightning.pytorch.loggers.CSVLogger",
+            "init_args": {"save_dir": "runs", "name": name},
+        },
+        "log_every_n_steps": 10,
+    }
+    LandlearnCLI(
+        model_class=LandlearnTask,
+        subclass_mode_model=True,
+        datamodule_class=LightningDataModule,
+        subclass_mode_data=True,
+        trainer_defaults=defaults,
+        seed_everything_default=0,
+        save_config_kwargs={"overwrite": True},
+        parser_kwargs={"parser_mode": "omegaconf"},
+        args=argv,
+        auto_configure_optimizers=False,
+    )
+    return 0

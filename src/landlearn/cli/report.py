@@ -1,0 +1,43 @@
+"""``landlearn report RUN_DIR``: figures and one HTML page for a training run."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+__all__ = ["EXAMPLE", "HELP", "add_arguments", "run"]
+
+log = logging.getLogger(__name__)
+
+HELP = "write figures, index.html and metrics.md for a run folder"
+EXAMPLE = """example:
+  landlearn report runs/eurosat_resnet18          # writes runs/eurosat_resnet18/report/index.html
+  landlearn report runs/deepglobe --out /tmp/rep  # somewhere else
+
+RUN_DIR holds metrics.csv (Lightning CSVLogger) and/or metrics.json (landlearn test), directly or
+in its latest version_N/ subfolder; class_colors.json, examples.npz and hparams.yaml are used when
+present."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``RUN_DIR`` and ``--out`` to the ``report`` subcommand's parser."""
+    parser.description = HELP
+    parser.epilog = EXAMPLE
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="run folder written by landlearn fit")
+    parser.add_argument(
+        "--out", metavar="DIR", default=None, help="output folder (default: RUN_DIR/report)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the report; the dispatcher maps a LandlearnError to one line and exit 2.
+
+    Raises:
+        LandlearnError: no metrics in ``args.run_dir`` or an unreadable metrics file.
+    """
+    from landlearn.report import build_report  # matplotlib loads only for this command
+
+    index = build_report(args.run_dir, args.out)
+    log.info("report: %s", index)
+    return 0

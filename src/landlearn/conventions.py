@@ -1,0 +1,11 @@
+"""Project-wide constants. Defined once, imported everywhere."""
+
+from __future__ import annotations
+
+IGNORE_INDEX = 255
+"""Unlabelled pixel in masks on disk, in losses, in metrics and no-data of class maps."""
+
+BUNDLE_FORMAT_VERSION = 1
+"""Version of the model bundle's JSON metadata (see ``landlearn.bundle``)."""
+
+__all__ = ["BUNDLE_FORMAT_VERSION", "IGNORE_INDEX"]

@@ -1,0 +1,1 @@
+"""Datasets, datamodules, normalisation, histogram matching, augmentation, class balance."""

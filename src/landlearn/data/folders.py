@@ -1,0 +1,291 @@
+"""Image folders: scene classification (``root/<class>/*``) and image + mask segmentation pairs."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from landlearn.conventions import IGNORE_INDEX
+from landlearn.data.io import IMAGE_SUFFIXES, raster_info, read_mask, read_native, read_raster
+from landlearn.data.rasters import check_remap, grid_windows, pad_chip, remap_codes
+from landlearn.errors import LandlearnError
+
+__all__ = [
+    "DEFAULT_IGNORE",
+    "ColorTable",
+    "ImageFolderDataset",
+    "MaskFolderDataset",
+    "sparse_points",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_IGNORE = ("unknown", "Unlabeled")
+"""Class names that colour tables map to ``IGNORE_INDEX`` (case-insensitive)."""
+
+_PAIR_SUFFIXES = ("_sat", "_image", "_img", "_mask", "_label", "_labels", "_gt")
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(
+        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+    )
+
+
+class ImageFolderDataset(Dataset[dict[str, torch.Tensor]]):
+    """Scene classification from ``root/<class>/*.{jpg,jpeg,png,tif,tiff}``, any band count.
+
+    Give either ``root`` or ``files`` (with ``targets``, or classes taken from parent folder
+    names). Samples are ``{"image": float32 (C, H, W) raw units, "label": int64}``.
+
+    Args:
+        root: folder with one sub-folder per class.
+        classes: class names in index order; default the sorted sub-folder names.
+        bands: band numbers starting at 1; default all.
+        files: image paths, instead of ``root``.
+        targets: class index of each of ``files``.
+
+    Raises:
+        LandlearnError: missing or empty folder, a class folder without images, a folder that is
+            not one of ``classes``, or mismatched ``files`` / ``targets``.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str] | None = None,
+        classes: Sequence[str] | None = None,
+        bands: Sequence[int] | None = None,
+        files: Sequence[str | os.PathLike[str]] | None = None,
+        targets: Sequence[int] | None = None,
+    ) -> None:
+        if (root is None) == (files is None):
+            raise LandlearnError("give either root or files to ImageFolderDataset")
+        if root is not None:
+            self.classes, self.files, self.targets = _scan_class_folders(Path(root), classes)
+        else:
+            assert files is not None
+            self.files = [Path(f) for f in files]
+            if targets is None:
+                parents = [f.parent.name for f in self.files]
+                self.classes = list(classes) if classes is not None else sorted(set(parents))
+                unknown = sorted(set(parents) - set(self.classes))
+                if unknown:
+                    raise LandlearnError(f"folders {unknown} are not among classes {self.classes}")
+                self.targets = [self.classes.index(p) for p in parents]
+            else:
+                if len(targets) != len(self.files):
+                    raise LandlearnError(f"{len(self.files)} files but {len(targets)} targets")
+                self.classes = list(classes) if classes is not None else []
+                n = len(self.classes) or max(targets, default=-1) + 1
+                self.classes = self.classes or [f"class_{k}" for k in range(n)]
+                self.targets = [int(t) for t in targets]
+                if any(not 0 <= t < n for t in self.targets):
+                    raise LandlearnError(f"targets must be in 0..{n - 1}")
+        if not self.files:
+            raise LandlearnError("no images to read", root)
+        self.bands = None if bands is None else [int(b) for b in bands]
+        info = raster_info(self.files[0])
+        names = info.band_names
+        if self.bands is not None:
+            if not all(1 <= b <= info.count for b in self.bands):
+                raise LandlearnError(
+                    f"bands {self.bands} not valid for {info.count}-band images", self.files[0]
+                )
+            names = [names[b - 1] for b in self.bands]
+        self.band_names: list[str] = names
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        path = self.files[index]
+        image = read_raster(path, bands=self.bands, allow_nan=False)
+        if image.shape[0] != len(self.band_names):
+            raise LandlearnError(
+                f"expected {len(self.band_names)} bands ({', '.join(self.band_names)}), "
+                f"got {image.shape[0]}",
+                path,
+            )
+        return {
+            "image": torch.from_numpy(image),
+            "label": torch.tensor(self.targets[index], dtype=torch.int64),
+        }
+
+    def subset(self, indices: Sequence[int]) -> ImageFolderDataset:
+        """A dataset of the items at ``indices``, with the same classes and bands."""
+        return ImageFolderDataset(
+            classes=self.classes,
+            bands=self.bands,
+            files=[self.files[i] for i in indices],
+            targets=[self.targets[i] for i in indices],
+        )
+
+
+def _scan_class_folders(
+    root: Path, classes: Sequence[str] | None
+) -> tuple[list[str], list[Path], list[int]]:
+    if not root.is_dir():
+        raise LandlearnError("image folder not found", root)
+    folders = sorted(p.name for p in root.iterdir() if p.is_dir())
+    if not folders:
+        raise LandlearnError("no class sub-folders (expected root/<class>/<image>)", root)
+    names = list(classes) if classes is not None else folders
+    unknown = sorted(set(folders) - set(names))
+    if unknown:
+        raise LandlearnError(f"folders {unknown} are not among classes {names}", root)
+    files: list[Path] = []
+    targets: list[int] = []
+    for k, name in enumerate(names):
+        if name not in folders:
+            log.warning("%s: no folder for class %r", root, name)
+            continue
+        found = _images_in(root / name)
+        if not found:
+            raise LandlearnError(
+                f"class folder has no images ({', '.join(sorted(IMAGE_SUFFIXES))})", root / name
+            )
+        files.extend(found)
+        targets.extend([k] * len(found))
+    return names, files, targets
+
+
+def _parse_color(text: str, path: Path | None) -> tuple[int, int, int]:
+    value = text.strip().lstrip("#")
+    if len(value) != 6:
+        raise LandlearnError(f"colour {text!r} is not #RRGGBB", path)
+    try:
+        return (int(value[0:2], 16), int(value[2:4], 16), int(value[4:6], 16))
+    except ValueError as err:
+        raise LandlearnError(f"colour {text!r} is not #RRGGBB", path) from err
+
+
+class ColorTable:
+    """RGB colour ↔ class index for RGB-coded masks; ignored names map to ``IGNORE_INDEX``.
+
+    Class indices follow the row order, skipping ignored rows.
+
+    Args:
+        names: one name per colour.
+        colors: ``(r, g, b)`` tuples or ``"#RRGGBB"`` strings.
+        ignore: names (case-insensitive) whose pixels become ``IGNORE_INDEX``.
+    """
+
+    def __init__(
+        self,
+        names: Sequence[str],
+        colors: Sequence[Sequence[int] | str],
+        ignore: Sequence[str] = DEFAULT_IGNORE,
+        path: str | os.PathLike[str] | None = None,
+    ) -> None:
+        src = None if path is None else Path(path)
+        if len(names) != len(colors) or not names:
+            raise LandlearnError(f"{len(names)} names but {len(colors)} colours", src)
+        rgb = [_parse_color(c, src) if isinstance(c, str) else tuple(int(v) for v in c) for c in colors]
+        if any(len(c) != 3 or not all(0 <= v <= 255 for v in c) for c in rgb):
+            raise LandlearnError("colours must be 3 values in 0..255", src)
+        packed = [(r << 16) | (g << 8) | b for r, g, b in rgb]
+        if len(set(packed)) != len(packed):
+            raise LandlearnError("the same colour is given to two classes", src)
+        skip = {n.lower() for n in ignore}
+        self.class_names: list[str] = [n for n in names if n.lower() not in skip]
+        self.class_colors: list[list[int]] = [
+            list(c) for n, c in zip(names, rgb, strict=True) if n.lower() not in skip
+        ]
+        index, k = [], 0
+        for n in names:
+            index.append(IGNORE_INDEX if n.lower() in skip else k)
+            k += n.lower() not in skip
+        order = np.argsort(packed)
+        self._keys = np.asarray(packed, dtype=np.int32)[order]
+        self._values = np.asarray(index, dtype=np.int64)[order]
+
+    @classmethod
+    def from_csv(
+        cls, path: str | os.PathLike[str], ignore: Sequence[str] = DEFAULT_IGNORE
+    ) -> ColorTable:
+        """Read ``name,hex`` (``#3C1098``) or ``name,r,g,b`` rows with a header.
+
+        Raises:
+            LandlearnError: missing file, unknown columns or bad colours.
+        """
+        p = Path(path)
+        if not p.is_file():
+            raise LandlearnError("colour table not found", p)
+        with p.open(newline="", encoding="utf-8-sig") as fh:
+            rows = list(csv.DictReader(fh))
+        cols = {c.strip().lower() for c in (rows[0].keys() if rows else [])}
+        rows = [{k.strip().lower(): (v or "").strip() for k, v in r.items()} for r in rows]
+        hex_col = next((c for c in ("hex", "color", "colour") if c in cols), None)
+        if "name" not in cols or not (hex_col or {"r", "g", "b"} <= cols):
+            raise LandlearnError("colour table needs columns name,hex or name,r,g,b", p)
+        try:
+            colors: list[Sequence[int] | str] = [
+                r[hex_col] if hex_col else (int(r["r"]), int(r["g"]), int(r["b"])) for r in rows
+            ]
+        except ValueError as err:
+            raise LandlearnError(f"bad colour value in colour table ({err})", p) from err
+        return cls([r["name"] for r in rows], colors, ignore=ignore, path=p)
+
+    @property
+    def num_classes(self) -> int:
+        """Classes without the ignored ones."""
+        return len(self.class_names)
+
+    def encode(self, rgb: np.ndarray, path: str | os.PathLike[str] | None = None) -> np.ndarray:
+        """``(H, W, 3)`` colours → ``(H, W)`` int64 class indices.
+
+        Raises:
+            LandlearnError: not an RGB mask, or a colour not in the table (names the file, the
+                colour and its first pixel).
+        """
+        if rgb.ndim != 3 or rgb.shape[-1] != 3:
+            raise LandlearnError(f"expected an RGB mask (H, W, 3), got shape {rgb.shape}", path)
+        px = rgb.astype(np.int32)
+        packed = (px[..., 0] << 16) | (px[..., 1] << 8) | px[..., 2]
+        pos = np.clip(np.searchsorted(self._keys, packed), 0, len(self._keys) - 1)
+        found = self._keys[pos] == packed
+        if not found.all():
+            row, col = (int(v) for v in np.argwhere(~found)[0])
+            colour = tuple(int(v) for v in rgb[row, col])
+            raise LandlearnError(
+                f"mask colour {colour} at row {row}, col {col} is not in the colour table", path
+            )
+        return self._values[pos]
+
+
+def sparse_points(mask: np.ndarray, fraction: float, seed: int = 0) -> np.ndarray:
+    """Keep ``fraction`` of each class's labelled pixels (at least one) as points; rest ignored.
+
+    Simulates point annotations for partial cross-entropy. Accepts a numpy array or a tensor and
+    returns the same kind.
+    """
+    if not 0.0 < fraction <= 1.0:
+        raise LandlearnError(f"point fraction must be in (0, 1], got {fraction}")
+    is_tensor = isinstance(mask, torch.Tensor)
+    arr = mask.numpy() if is_tensor else np.asarray(mask)
+    if fraction == 1.0:
+        return mask
+    rng = np.random.default_rng(seed)
+    flat = arr.ravel()
+    out = np.full_like(flat, IGNORE_INDEX)
+    for cls in np.unique(flat[flat != IGNORE_INDEX]):
+        where = np.flatnonzero(flat == cls)
+        keep = rng.choice(where, size=max(1, round(fraction * where.size)), replace=False)
+        out[keep] = cls
+    out = out.reshape(arr.shape)
+    return torch.from_numpy(out) if is_tensor else out  # type: ignore[return-value]
+
+
+def _pair_key(stem: str) -> str:
+    for suffix in _PAIR_SUFFIXES:
+        if stem.lower().endswith(suffix):
+            return stem[: -len(suffix)]
+    return stem

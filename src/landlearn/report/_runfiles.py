@@ -1,0 +1,227 @@
+"""Find and read the files of a run folder (Lightning CSVLogger + our test metrics)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from landlearn.errors import LandlearnError
+
+log = logging.getLogger(__name__)
+
+_VERSION_DIR = re.compile(r"^version_(\d+)$")
+_METRIC_FILES = ("metrics.csv", "metrics.json")
+_OPTIONAL_FILES = ("class_colors.json", "examples.npz", "hparams.yaml")
+_ATTRIBUTE = {
+    "metrics.csv": "metrics_csv",
+    "metrics.json": "metrics_json",
+    "class_colors.json": "class_colors",
+    "examples.npz": "examples",
+    "hparams.yaml": "hparams",
+}
+_KEY_HPARAMS = (
+    "model",
+    "model_name",
+    "arch",
+    "backbone",
+    "encoder",
+    "encoder_name",
+    "loss",
+    "optimizer",
+    "lr",
+    "learning_rate",
+    "weight_decay",
+    "batch_size",
+    "max_epochs",
+    "epochs",
+    "num_classes",
+    "seed",
+)
+
+
+@dataclass
+class RunFiles:
+    """Paths of the files a report reads; ``None`` where a file is absent."""
+
+    run_dir: Path
+    metrics_csv: Path | None = None
+    metrics_json: Path | None = None
+    class_colors: Path | None = None
+    examples: Path | None = None
+    hparams: Path | None = None
+    version_dir: Path | None = None
+
+
+def _version_dirs(run_dir: Path) -> list[Path]:
+    """``version_N`` subfolders, newest (highest N) first."""
+    found = []
+    for child in run_dir.iterdir():
+        match = _VERSION_DIR.match(child.name)
+        if match and child.is_dir():
+            found.append((int(match.group(1)), child))
+    return [path for _, path in sorted(found, reverse=True)]
+
+
+def find_run_files(run_dir: str | os.PathLike[str]) -> RunFiles:
+    """Locate metrics and extras in ``run_dir``, or in its latest ``version_N`` with metrics.
+
+    Raises:
+        LandlearnError: the folder does not exist or holds no metrics.csv / metrics.json.
+    """
+    root = Path(run_dir).expanduser()
+    missing = "no metrics.csv or metrics.json found; is this a landlearn run folder?"
+    if not root.is_dir():
+        raise LandlearnError(missing, root)
+    folders = [root]
+    if not any((root / name).is_file() for name in _METRIC_FILES):
+        with_metrics = [
+            d for d in _version_dirs(root) if any((d / n).is_file() for n in _METRIC_FILES)
+        ]
+        if not with_metrics:
+            raise LandlearnError(missing, root)
+        folders = [with_metrics[0]]
+    else:
+        # Our metrics.json may sit at the top while Lightning's CSV is in version_N: look in both.
+        folders += _version_dirs(root)[:1]
+    files = RunFiles(run_dir=root)
+    if folders[-1] is not root:
+        files.version_dir = folders[-1]
+    for name in (*_METRIC_FILES, *_OPTIONAL_FILES):
+        path = next((d / name for d in folders if (d / name).is_file()), None)
+        setattr(files, _ATTRIBUTE[name], path)
+    return files
+
+
+def read_metrics_csv(path: Path) -> pd.DataFrame:
+    """Read Lightning's ``metrics.csv``; rows hold only what was logged at that step.
+
+    Raises:
+        LandlearnError: the file is not a readable CSV.
+    """
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise LandlearnError(f"cannot read metrics CSV: {err}", path) from err
+    return frame.apply(pd.to_numeric, errors="coerce")
+
+
+def read_metrics_json(path: Path) -> dict[str, Any]:
+    """Read the test metrics ``metrics.json``.
+
+    Raises:
+        LandlearnError: the file is not JSON holding an object.
+    """
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise LandlearnError(f"cannot read metrics JSON: {err}", path) from err
+    if not isinstance(data, dict):
+        raise LandlearnError("expected a JSON object of metrics", path)
+    return data
+
+
+def parse_colors(raw: Any, num_classes: int, source: Path | str) -> list[tuple[int, int, int]]:
+    """``[[r, g, b], …]`` (0–255 or 0–1) or ``{name: rgb}`` → RGB tuples, one per class.
+
+    Raises:
+        LandlearnError: the colours are not a list of ``num_classes`` RGB triples.
+    """
+    if isinstance(raw, dict):
+        raw = raw.get("class_colors", list(raw.values()))
+    try:
+        arr = np.asarray(raw, dtype=float)
+    except (TypeError, ValueError) as err:
+        raise LandlearnError("class colours must be a list of [r, g, b]", source) from err
+    if arr.ndim != 2 or arr.shape[1] not in (3, 4) or len(arr) < num_classes:
+        raise LandlearnError(
+            f"expected {num_classes} class colours as [r, g, b], got shape {arr.shape}", source
+        )
+    if arr.size and arr.max() <= 1.0 and not np.all(arr == arr.round()):
+        arr = arr * 255.0
+    arr = np.clip(arr[:num_classes, :3].round(), 0, 255).astype(int)
+    return [(int(r), int(g), int(b)) for r, g, b in arr]
+
+
+def default_colors(num_classes: int) -> list[tuple[int, int, int]]:
+    """Distinct colours from matplotlib's tab10 / tab20 when a run names none."""
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if num_classes <= 10 else "tab20"]
+    return [
+        tuple(round(255 * c) for c in cmap(i % cmap.N)[:3])  # type: ignore[misc]
+        for i in range(num_classes)
+    ]
+
+
+def load_hparams(path: Path) -> dict[str, Any]:
+    """Read ``hparams.yaml`` (Lightning); python-object tags are refused by ``safe_load``.
+
+    Raises:
+        LandlearnError: not readable YAML mapping.
+    """
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise LandlearnError(f"cannot read hparams YAML: {first}", path) from err
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise LandlearnError("expected a YAML mapping of hyperparameters", path)
+    return data
+
+
+def key_hparams(hparams: dict[str, Any], limit: int = 12) -> list[tuple[str, str]]:
+    """The few settings worth showing (model, loss, lr, batch size, epochs …), dotted keys."""
+    flat: list[tuple[str, Any]] = []
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, sub in value.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), sub)
+        else:
+            flat.append((prefix, value))
+
+    walk("", hparams)
+    picked = []
+    for key, value in flat:
+        leaf = key.rsplit(".", 1)[-1].lower()
+        if leaf in _KEY_HPARAMS or (key.lower().endswith("class_path") and "model" in key.lower()):
+            text = value if isinstance(value, str) else json.dumps(value, default=str)
+            picked.append((key, text if len(text) <= 80 else text[:77] + "…"))
+    return picked[:limit]
+
+
+def finite(value: Any) -> float | None:
+    """``value`` as a float, or ``None`` for null / NaN / non-numbers."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def write_atomic(path: Path, data: bytes | str) -> Path:
+    """Write to a temporary name beside ``path``, then rename over it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

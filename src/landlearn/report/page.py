@@ -1,0 +1,223 @@
+"""``build_report``: the figures, HTML page and markdown tables of one run folder."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from landlearn.errors import LandlearnError
+from landlearn.report._html import FigureItem, PageContent, render_page
+from landlearn.report._runfiles import (
+    RunFiles,
+    default_colors,
+    find_run_files,
+    key_hparams,
+    load_hparams,
+    parse_colors,
+    read_metrics_csv,
+    read_metrics_json,
+    write_atomic,
+)
+from landlearn.report.figures import (
+    plot_confusion_matrix,
+    plot_examples,
+    plot_per_class,
+    plot_reliability,
+    plot_training_curves,
+)
+from landlearn.report.markdown import format_value, metrics_markdown, per_class_rows, summary_rows
+
+__all__ = ["build_report"]
+
+log = logging.getLogger(__name__)
+
+
+def _class_info(
+    metrics: dict[str, Any] | None, files: RunFiles, notes: list[str]
+) -> tuple[list[str], list[tuple[int, int, int]]]:
+    """Class names and colours: metrics.json, then class_colors.json, then tab10 / tab20."""
+    metrics = metrics or {}
+    names = [str(n) for n in metrics.get("class_names") or []]
+    count = int(metrics.get("num_classes") or len(names))
+    if len(names) < count:
+        names += [f"class {i}" for i in range(len(names), count)]
+    if files.class_colors is not None:
+        try:
+            raw = json.loads(files.class_colors.read_text(encoding="utf-8"))
+            return names, parse_colors(raw, count, files.class_colors)
+        except (json.JSONDecodeError, UnicodeDecodeError, LandlearnError) as err:
+            notes.append(f"class_colors.json ignored: {err}")
+    if metrics.get("class_colors") is not None:
+        try:
+            return names, parse_colors(metrics["class_colors"], count, files.metrics_json or "")
+        except LandlearnError as err:
+            notes.append(f"class_colors in metrics.json ignored: {err}")
+    return names, default_colors(count) if count else []
+
+
+def _training_rows(frame: pd.DataFrame) -> list[list[str]]:
+    """Last and best value of each epoch-level metric (min for losses, max otherwise)."""
+    rows = []
+    for column in frame.columns:
+        name = str(column)
+        if name in ("epoch", "step") or name.endswith("_step") or name.lower().startswith("lr"):
+            continue
+        values = frame[column].dropna()
+        if values.empty:
+            continue
+        best_at = values.idxmin() if "loss" in name.lower() else values.idxmax()
+        epoch = frame.at[best_at, "epoch"] if "epoch" in frame.columns else None
+        epoch_text = "—" if epoch is None or pd.isna(epoch) else str(int(epoch))
+        rows.append(
+            [name, format_value(values.iloc[-1]), format_value(values[best_at]), epoch_text]
+        )
+    return rows
+
+
+def _add_figure(
+    content: PageContent,
+    title: str,
+    caption: str,
+    draw: Callable[[], Path | None],
+) -> None:
+    """Draw one figure; a LandlearnError (bad or partial input) becomes a note on the page."""
+    try:
+        path = draw()
+    except LandlearnError as err:
+        log.warning("skipped %s: %s", title.lower(), err)
+        content.notes.append(f"{title} skipped: {err}")
+        return
+    if path is None:
+        content.notes.append(f"{title} skipped: nothing to plot.")
+    else:
+        content.figures.append(FigureItem(title, path, caption))
+
+
+def _metric_figures(
+    content: PageContent, metrics: dict[str, Any], names: list[str], out: Path
+) -> None:
+    if metrics.get("confusion_matrix") is not None:
+        _add_figure(
+            content,
+            "Confusion matrix",
+            "Rows: true class, columns: predicted; cell = share of the true class, count below.",
+            lambda: plot_confusion_matrix(
+                metrics["confusion_matrix"], names, out / "confusion_matrix.png"
+            ),
+        )
+    else:
+        content.notes.append("Confusion matrix skipped: metrics.json has no confusion_matrix.")
+    if metrics.get("per_class"):
+        _add_figure(
+            content,
+            "Per-class scores",
+            "IoU and F1 per class on the test split; dashed lines are the means.",
+            lambda: plot_per_class(metrics, out / "per_class.png"),
+        )
+    if metrics.get("reliability"):
+        reliability = {"ece": metrics.get("ece"), **metrics["reliability"]}
+        _add_figure(
+            content,
+            "Calibration",
+            "Accuracy per confidence bin (top) and how confidences are spread (bottom).",
+            lambda: plot_reliability(reliability, out / "reliability.png"),
+        )
+    else:
+        content.notes.append("Reliability diagram skipped: metrics.json has no reliability bins.")
+
+
+def _run_info(content: PageContent, files: RunFiles) -> None:
+    if files.hparams is None:
+        return
+    try:
+        content.hparams = key_hparams(load_hparams(files.hparams))
+    except LandlearnError as err:
+        content.notes.append(f"hparams.yaml not shown: {err}")
+
+
+def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path:
+    """Write figures, ``index.html`` and ``metrics.md`` for a run folder; return the HTML path.
+
+    ``run_dir`` holds ``metrics.csv`` (Lightning CSVLogger) and / or ``metrics.json`` (test
+    metrics), directly or in its latest ``version_N`` subfolder; ``class_colors.json``,
+    ``examples.npz`` and ``hparams.yaml`` are used when present. Missing pieces are skipped
+    with a note on the page.
+
+    Args:
+        run_dir: the run folder.
+        out_dir: where to write; ``run_dir/report`` by default.
+
+    Raises:
+        LandlearnError: no metrics in ``run_dir``, or a metrics file is unreadable.
+    """
+    files = find_run_files(run_dir)
+    out = Path(out_dir) if out_dir is not None else files.run_dir / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = read_metrics_json(files.metrics_json) if files.metrics_json else None
+    frame = read_metrics_csv(files.metrics_csv) if files.metrics_csv else None
+    content = PageContent(title=f"landlearn report — {files.run_dir.resolve().name}")
+    names, colors = _class_info(metrics, files, content.notes)
+    content.class_colors = colors
+
+    if frame is not None:
+        content.training = _training_rows(frame)
+        _add_figure(
+            content,
+            "Training curves",
+            "Thin lines: per-step values; markers: per-epoch values.",
+            lambda: plot_training_curves(frame, out / "training_curves.png"),
+        )
+    else:
+        content.notes.append("Training curves skipped: no metrics.csv.")
+
+    if metrics is not None:
+        task, samples = metrics.get("task"), metrics.get("pixels") or metrics.get("samples")
+        content.subtitle += [f"task: {task or 'unknown'}", f"{len(names)} classes"]
+        if samples:
+            content.subtitle.append(
+                f"{int(samples):,} test {'pixels' if 'pixels' in metrics else 'samples'}"
+            )
+        content.summary = summary_rows(metrics)
+        content.per_class_header, content.per_class_rows = per_class_rows(metrics)
+        _metric_figures(content, metrics, names, out)
+        markdown = metrics_markdown(metrics, title=f"Test metrics — {files.run_dir.resolve().name}")
+        write_atomic(out / "metrics.md", markdown)
+    else:
+        content.notes.append("Test metrics skipped: no metrics.json (run `landlearn test` first).")
+
+    if files.examples is not None:
+        examples = files.examples
+        _add_figure(
+            content,
+            "Examples",
+            "Test samples with the model's prediction.",
+            lambda: plot_examples(examples, names, colors, out / "examples.png"),
+        )
+    _run_info(content, files)
+    if files.version_dir is not None:
+        content.subtitle.append(f"Lightning version: {files.version_dir.name}")
+    content.files = [
+        (label, os.fspath(path))
+        for label, path in (
+            ("metrics.csv", files.metrics_csv),
+            ("metrics.json", files.metrics_json),
+            ("class_colors.json", files.class_colors),
+            ("examples.npz", files.examples),
+            ("hparams.yaml", files.hparams),
+        )
+        if path is not None
+    ]
+    from landlearn import __version__
+
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    content.footer = f"Generated by landlearn {__version__} on {stamp} from {files.run_dir}."
+    index = write_atomic(out / "index.html", render_page(content))
+    log.info("report written to %s", index)
+    return index

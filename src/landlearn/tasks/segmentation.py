@@ -1,0 +1,28 @@
+"""Semantic segmentation: a class per pixel, ``IGNORE_INDEX`` where unlabelled."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+
+from landlearn.tasks.base import LandlearnTask
+
+__all__ = ["SegmentationTask"]
+
+
+class SegmentationTask(LandlearnTask):
+    """Segment each image (batches with ``image`` and ``mask``).
+
+    Use ``loss: partial_ce`` for sparsely labelled masks (points or scribbles).
+    """
+
+    task: ClassVar[str] = "segmentation"
+    target_key: ClassVar[str] = "mask"
+    default_monitor: ClassVar[str] = "val_miou"
+
+    def _target(self, batch: dict[str, Any]) -> torch.Tensor:
+        mask = super()._target(batch)
+        if mask.ndim == 4 and mask.shape[1] == 1:  # some TorchGeo datamodules keep (B, 1, H, W)
+            mask = mask[:, 0]
+        return mask.long()

@@ -1,0 +1,95 @@
+"""build_report on fake run folders: files written, content on the page, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from landlearn.errors import LandlearnError
+from landlearn.report import build_report
+
+
+def _png(path: Path, min_kb: float = 10) -> tuple[int, int]:
+    assert path.is_file(), path
+    assert path.stat().st_size > min_kb * 1024, f"{path.name} looks empty"
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        return image.size
+
+
+def test_segmentation_report(seg_run: Path) -> None:
+    index = build_report(seg_run)
+    out = seg_run / "report"
+    assert index == out / "index.html"
+    page = index.read_text(encoding="utf-8")
+    metrics = json.loads((seg_run / "metrics.json").read_text())
+    assert metrics["class_names"] == ["water", "forest", "cropland", "wetland", "urban"]
+    for name in metrics["class_names"]:
+        assert f">{name}<" in page
+    assert f"{metrics['overall_accuracy']:.4f}" in page
+    assert f"{metrics['miou']:.4f}" in page
+    assert "unet_resnet18" in page  # key setting from hparams.yaml
+    assert 'src="report/' not in page and page.count("data:image/png;base64,") == 5
+    assert "absent from the test split" in page
+    width, height = _png(out / "training_curves.png")
+    assert width > 2 * height  # three panels side by side: loss, metrics, lr
+    width, height = _png(out / "confusion_matrix.png")
+    assert 500 < width < 1000 and 500 < height < 1000
+    _png(out / "per_class.png")
+    _png(out / "reliability.png")
+    width, height = _png(out / "examples.png")
+    assert width > 800 and height > 3 * 200  # 4 columns (with confidence), 3 rows
+    md = (out / "metrics.md").read_text(encoding="utf-8")
+    assert "| wetland | — |" in md and f"{metrics['overall_accuracy']:.4f}" in md
+    assert not list(out.glob(".*.tmp"))
+
+
+def test_classification_report_uses_latest_version(cls_run: Path, tmp_path: Path) -> None:
+    index = build_report(cls_run, tmp_path / "elsewhere")
+    assert index == tmp_path / "elsewhere" / "index.html"
+    page = index.read_text(encoding="utf-8")
+    metrics = json.loads((cls_run / "version_2" / "metrics.json").read_text())
+    assert len(metrics["class_names"]) == 10
+    assert all(f">{name}<" in page for name in metrics["class_names"])
+    assert f"{metrics['overall_accuracy']:.4f}" in page
+    assert "version_2" in page and "9.9000" not in page  # version_0's stale CSV is not used
+    width, height = _png(tmp_path / "elsewhere" / "confusion_matrix.png", min_kb=30)
+    assert width >= 800 and height >= 700  # 10 classes stay readable
+    _png(tmp_path / "elsewhere" / "examples.png")
+
+
+def test_csv_only_run_notes_missing_pieces(seg_run: Path) -> None:
+    for name in ("metrics.json", "examples.npz", "hparams.yaml"):
+        (seg_run / name).unlink()
+    page = build_report(seg_run).read_text(encoding="utf-8")
+    assert "no metrics.json" in page
+    assert page.count("data:image/png;base64,") == 1
+    assert not (seg_run / "report" / "metrics.md").exists()
+
+
+def test_json_only_run_with_bad_examples(seg_run: Path) -> None:
+    (seg_run / "metrics.csv").unlink()
+    (seg_run / "examples.npz").write_bytes(b"not a zip")
+    page = build_report(seg_run).read_text(encoding="utf-8")
+    assert "no metrics.csv" in page and "Examples skipped" in page
+    assert "Confusion matrix" in page
+
+
+@pytest.mark.parametrize("make", ["missing", "empty"])
+def test_not_a_run_folder(tmp_path: Path, make: str) -> None:
+    run = tmp_path / "run"
+    if make == "empty":
+        (run / "version_0").mkdir(parents=True)
+    with pytest.raises(LandlearnError, match="no metrics.csv or metrics.json") as info:
+        build_report(run)
+    assert info.value.path == str(run)
+
+
+def test_corrupt_metrics_json(seg_run: Path) -> None:
+    (seg_run / "metrics.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(LandlearnError, match="cannot read metrics JSON") as info:
+        build_report(seg_run)
+    assert info.value.path == str(seg_run / "metrics.json")
