@@ -80,7 +80,7 @@ def test_clouds_and_nodata_are_ignored() -> None:
 
 
 def test_uint16_scene() -> None:
-    image, label, profile = make_scene(32, 32, dtype="uint16", nodata_fraction=0.2, seed=5)
+    image, _, profile = make_scene(32, 32, dtype="uint16", nodata_fraction=0.2, seed=5)
     ref, _, _ = make_scene(32, 32, seed=5, nodata_fraction=0.2)
     assert image.dtype == np.uint16 and profile["dtype"] == "uint16" and profile["nodata"] == 0
     valid = ~np.isnan(ref)

@@ -83,7 +83,7 @@ def test_not_a_run_folder(tmp_path: Path, make: str) -> None:
     run = tmp_path / "run"
     if make == "empty":
         (run / "version_0").mkdir(parents=True)
-    with pytest.raises(LandlearnError, match="no metrics.csv or metrics.json") as info:
+    with pytest.raises(LandlearnError, match=r"no metrics\.csv or metrics\.json") as info:
         build_report(run)
     assert info.value.path == str(run)
 

@@ -31,7 +31,7 @@ from landlearn.tasks import LandlearnTask
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LandlearnCLI", "run_lightning"]
+__all__ = ["LandlearnCLI", "make_cli", "run_lightning"]
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
@@ -204,6 +204,12 @@ def _run_name(argv: list[str]) -> str:
 
 def run_lightning(argv: list[str]) -> int:
     """Run a LightningCLI subcommand in-process; returns the exit code."""
+    make_cli(argv, run=True)
+    return 0
+
+
+def make_cli(argv: list[str], run: bool = True) -> LandlearnCLI:
+    """Build (and with ``run``, execute) the LightningCLI for ``argv``."""
     argv = _translate(argv)
     name = _run_name(argv)
     defaults: dict[str, Any] = {
@@ -215,7 +221,7 @@ def run_lightning(argv: list[str]) -> int:
         },
         "log_every_n_steps": 10,
     }
-    LandlearnCLI(
+    return LandlearnCLI(
         model_class=LandlearnTask,
         subclass_mode_model=True,
         datamodule_class=LightningDataModule,
@@ -226,5 +232,5 @@ def run_lightning(argv: list[str]) -> int:
         parser_kwargs={"parser_mode": "omegaconf"},
         args=argv,
         auto_configure_optimizers=False,
+        run=run,
     )
-    return 0

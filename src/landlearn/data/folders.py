@@ -35,9 +35,7 @@ _PAIR_SUFFIXES = ("_sat", "_image", "_img", "_mask", "_label", "_labels", "_gt")
 
 
 def _images_in(folder: Path) -> list[Path]:
-    return sorted(
-        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-    )
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 class ImageFolderDataset(Dataset[dict[str, torch.Tensor]]):
@@ -188,7 +186,9 @@ class ColorTable:
         src = None if path is None else Path(path)
         if len(names) != len(colors) or not names:
             raise LandlearnError(f"{len(names)} names but {len(colors)} colours", src)
-        rgb = [_parse_color(c, src) if isinstance(c, str) else tuple(int(v) for v in c) for c in colors]
+        rgb = [
+            _parse_color(c, src) if isinstance(c, str) else tuple(int(v) for v in c) for c in colors
+        ]
         if any(len(c) != 3 or not all(0 <= v <= 255 for v in c) for c in rgb):
             raise LandlearnError("colours must be 3 values in 0..255", src)
         packed = [(r << 16) | (g << 8) | b for r, g, b in rgb]
@@ -289,3 +289,154 @@ def _pair_key(stem: str) -> str:
         if stem.lower().endswith(suffix):
             return stem[: -len(suffix)]
     return stem
+
+
+class MaskFolderDataset(Dataset[dict[str, torch.Tensor]]):
+    """Image + mask pairs from two folders, paired by file stem, as ``{"image", "mask"}``.
+
+    Pairs ``<id>_sat.jpg`` / ``<id>_mask.png`` (DeepGlobe) as well as same-name files (Dubai).
+    RGB masks are decoded with ``color_table``; single-band masks hold codes, mapped by ``remap``
+    (unmapped codes → ``IGNORE_INDEX``). With ``chip_size`` each image gives a grid of chips,
+    edge chips padded (image by reflection, mask with ``IGNORE_INDEX``); the last
+    ``cache_files`` decoded files are kept so neighbouring chips do not decode the file again.
+    NaN image pixels become 0 and their mask ``IGNORE_INDEX``.
+
+    Args:
+        images_dir: folder of images.
+        masks_dir: folder of masks.
+        color_table: decodes RGB masks.
+        remap: ``{code: class}`` for code masks.
+        chip_size: chip size in pixels; None gives whole images.
+        files: only these images (paths or file names); default all in ``images_dir``.
+        point_fraction: keep this share of labelled pixels as random points (``sparse_points``).
+        seed: seed of the points.
+        cache_files: decoded files kept in memory (per worker).
+
+    Raises:
+        LandlearnError: missing folders, an image without a mask, image / mask size mismatch,
+            an RGB mask without a colour table, or an unknown colour.
+    """
+
+    def __init__(
+        self,
+        images_dir: str | os.PathLike[str],
+        masks_dir: str | os.PathLike[str],
+        color_table: ColorTable | None = None,
+        remap: Mapping[int, int] | None = None,
+        chip_size: int | None = None,
+        files: Sequence[str | os.PathLike[str]] | None = None,
+        point_fraction: float = 1.0,
+        seed: int = 0,
+        cache_files: int = 4,
+    ) -> None:
+        self.images_dir, self.masks_dir = Path(images_dir), Path(masks_dir)
+        for folder in (self.images_dir, self.masks_dir):
+            if not folder.is_dir():
+                raise LandlearnError("folder not found", folder)
+        self.color_table = color_table
+        self.remap = check_remap(remap)
+        self.point_fraction = float(point_fraction)
+        self.seed = int(seed)
+        self.cache_files = max(1, int(cache_files))
+        self.files, self.masks = _pair_files(self.images_dir, self.masks_dir, files)
+        self.sizes: list[tuple[int, int]] = []
+        for image, mask in zip(self.files, self.masks, strict=True):
+            a, b = raster_info(image), raster_info(mask)
+            if (a.height, a.width) != (b.height, b.width):
+                raise LandlearnError(
+                    f"image {image.name} is {a.height}×{a.width} but mask {mask.name} is "
+                    f"{b.height}×{b.width}",
+                    image,
+                )
+            self.sizes.append((a.height, a.width))
+        self.band_names: list[str] = raster_info(self.files[0]).band_names
+        self.chip_size = None if chip_size is None else int(chip_size)
+        self.chips: list[tuple[int, tuple[int, int, int, int]]] = []
+        for k, (h, w) in enumerate(self.sizes):
+            if self.chip_size is None:
+                self.chips.append((k, (0, 0, h, w)))
+            else:
+                self.chips.extend(
+                    (k, (int(g.row_off), int(g.col_off), self.chip_size, self.chip_size))
+                    for g in grid_windows(h, w, self.chip_size)
+                )
+        self._cache: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self.chips)
+
+    def decode_mask(self, k: int) -> np.ndarray:
+        """Mask of file ``k`` as uint8 class indices (``IGNORE_INDEX`` where unlabelled)."""
+        path = self.masks[k]
+        raw = read_mask(path)
+        if raw.ndim == 3:
+            if self.color_table is None:
+                raise LandlearnError("RGB mask but no colour table; pass classes_csv", path)
+            mask = self.color_table.encode(raw, path)
+            mask = mask if self.remap is None else remap_codes(mask, self.remap)
+        else:
+            mask = remap_codes(raw, self.remap)
+            if mask.size and (mask.min() < 0 or mask.max() > IGNORE_INDEX):
+                raise LandlearnError(
+                    f"mask codes {int(mask.min())}..{int(mask.max())} are not class indices "
+                    f"0..{IGNORE_INDEX}; pass remap",
+                    path,
+                )
+        return mask.astype(np.uint8)
+
+    def _load(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if k in self._cache:
+            self._cache.move_to_end(k)
+            return self._cache[k]
+        image = read_native(self.files[k])
+        mask = self.decode_mask(k)
+        if np.issubdtype(image.dtype, np.floating):
+            nan = np.isnan(image).any(axis=0)
+            if nan.any():
+                mask[nan] = IGNORE_INDEX
+                image = np.nan_to_num(image, nan=0.0)
+        self._cache[k] = (image, mask)
+        while len(self._cache) > self.cache_files:
+            self._cache.popitem(last=False)
+        return image, mask
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        k, (row, col, h, w) = self.chips[index]
+        image, mask = self._load(k)
+        img = image[:, row : row + h, col : col + w].astype(np.float32)
+        msk = mask[row : row + h, col : col + w].astype(np.int64)
+        pads = (0, h - img.shape[1], 0, w - img.shape[2])
+        img, padded = pad_chip(img, msk, pads)
+        assert padded is not None
+        if self.point_fraction < 1.0:
+            padded = sparse_points(padded, self.point_fraction, seed=self.seed * 1_000_003 + index)
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(img)),
+            "mask": torch.from_numpy(np.ascontiguousarray(padded)),
+        }
+
+    def label_counts(self) -> np.ndarray:
+        """Pixels per class index 0..254 over all files (before point sparsification)."""
+        counts = np.zeros(IGNORE_INDEX, dtype=np.int64)
+        for k in range(len(self.files)):
+            mask = self.decode_mask(k)
+            counts += np.bincount(mask.ravel(), minlength=IGNORE_INDEX + 1)[:IGNORE_INDEX]
+        return counts
+
+
+def _pair_files(
+    images_dir: Path, masks_dir: Path, files: Sequence[str | os.PathLike[str]] | None
+) -> tuple[list[Path], list[Path]]:
+    images = _images_in(images_dir)
+    if files is not None:
+        wanted = {Path(f).name for f in files} | {Path(f).stem for f in files}
+        images = [p for p in images if p.name in wanted or p.stem in wanted]
+    if not images:
+        raise LandlearnError("no images found", images_dir)
+    masks = {}
+    for p in _images_in(masks_dir):
+        masks.setdefault(_pair_key(p.stem), p)
+    missing = [p.name for p in images if _pair_key(p.stem) not in masks]
+    if missing:
+        raise LandlearnError(f"no mask for image(s) {missing[:5]} in {masks_dir}", images_dir)
+    return images, [masks[_pair_key(p.stem)] for p in images]

@@ -116,8 +116,15 @@ def _open_pil(path: Path) -> Image.Image:
     return img
 
 
-_PIL_CONVERT = {"1": "L", "P": "RGB", "PA": "RGBA", "CMYK": "RGB", "YCbCr": "RGB", "LAB": "RGB",
-                "HSV": "RGB"}
+_PIL_CONVERT = {
+    "1": "L",
+    "P": "RGB",
+    "PA": "RGBA",
+    "CMYK": "RGB",
+    "YCbCr": "RGB",
+    "LAB": "RGB",
+    "HSV": "RGB",
+}
 
 
 def _pil_array(img: Image.Image) -> np.ndarray:
@@ -194,9 +201,7 @@ def read_raster(
     return arr
 
 
-def read_mask(
-    path: str | os.PathLike[str], window: Window | None = None
-) -> np.ndarray:
+def read_mask(path: str | os.PathLike[str], window: Window | None = None) -> np.ndarray:
     """Read a mask: ``(H, W)`` class codes, or ``(H, W, 3)`` uint8 for an RGB-coded mask.
 
     Palette PNGs give their palette indices (the usual way index masks are stored). An alpha

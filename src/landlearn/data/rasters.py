@@ -1,9 +1,10 @@
 """Chips from a GeoTIFF image and its label raster, read window by window.
 
-The pair must share CRS, transform and shape. Label nodata and codes missing from ``remap`` become
-``IGNORE_INDEX``. Where the image is NaN, those pixels' mask is set to ``IGNORE_INDEX`` and the image
-value is replaced by 0, so a batch never carries NaN. Chips that reach past their region (the scene
-edge, or a block of a spatial split) are padded: image by reflection, mask with ``IGNORE_INDEX``.
+The pair must share CRS, transform and shape. Label nodata and codes missing from ``remap``
+become ``IGNORE_INDEX``. Where the image is NaN, those pixels' mask is set to ``IGNORE_INDEX`` and
+the image value is replaced by 0, so a batch never carries NaN. Chips that reach past their region
+(the scene edge, or a block of a spatial split) are padded: image by reflection, mask with
+``IGNORE_INDEX``.
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ from landlearn.errors import LandlearnError
 
 __all__ = [
     "RasterPairDataset",
+    "check_remap",
     "grid_windows",
     "pad_chip",
-    "check_remap",
     "remap_codes",
     "spatial_split",
 ]
@@ -40,7 +41,7 @@ Region = tuple[int, int, int, int]  # row_off, col_off, height, width
 
 
 def grid_windows(height: int, width: int, chip: int, stride: int | None = None) -> list[Window]:
-    """Chip windows covering ``height × width``, row by row; the last row / col may reach past it."""
+    """Chip windows covering ``height × width`` row by row; the last row / col may reach past it."""
     if chip < 1 or (stride is not None and stride < 1):
         raise LandlearnError(f"chip size and stride must be positive, got {chip}, {stride}")
     step = stride or chip
@@ -251,7 +252,8 @@ class RasterPairDataset(Dataset[dict[str, torch.Tensor]]):
         if self.remap is None and mask.size and (mask.min() < 0 or mask.max() > IGNORE_INDEX):
             bad = int(mask.min() if mask.min() < 0 else mask.max())
             raise LandlearnError(
-                f"label code {bad} is not a class index 0..{IGNORE_INDEX}; pass remap", self.label_path
+                f"label code {bad} is not a class index 0..{IGNORE_INDEX}; pass remap",
+                self.label_path,
             )
         return mask
 
@@ -306,4 +308,3 @@ def _check_alignment(image: Any, label: Any) -> None:
                 f"transforms differ: image {tuple(image.transform)[:6]}, "
                 f"label {tuple(label.transform)[:6]} ({where})"
             )
-

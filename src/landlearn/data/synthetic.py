@@ -238,8 +238,8 @@ class _Scene:
         return out
 
     def profile(self) -> dict[str, Any]:
-        from rasterio.crs import CRS
         from affine import Affine
+        from rasterio.crs import CRS
 
         crs, origin, pixel_size = self.geo
 
@@ -440,8 +440,8 @@ def write_patch_folder(
         LandlearnError: ``fmt`` is not png/tif, or png asked for with ``bands != 3``.
     """
     import rasterio
-    from PIL import Image
     from affine import Affine
+    from PIL import Image
 
     if fmt not in ("png", "tif"):
         raise LandlearnError(f"fmt must be 'png' or 'tif', got {fmt!r}")

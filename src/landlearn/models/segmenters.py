@@ -2,10 +2,10 @@
 
 Every builder returns a model mapping ``(B, C, H, W)`` float images to ``(B, K, H, W)`` logits.
 
-Input size: smp checks that H and W are multiples of the encoder's output stride and raises a
-``RuntimeError`` otherwise: 32 for ``unet`` and ``unetplusplus``, 16 for ``deeplabv3plus``, 8 for
-``deeplabv3`` (dilated encoder). :func:`size_divisor` gives the number for a built model, so
-callers (tiling, mapping) can pad.
+Input size (smp 0.6.0): H and W must be multiples of the encoder's output stride, else smp
+raises a ``RuntimeError``: 32 for ``unetplusplus``, 16 for ``deeplabv3plus``, 8 for ``deeplabv3``
+(dilated encoder); ``unet`` resizes internally and takes any size. :func:`size_divisor` gives the
+number for a built model, so callers (tiling, mapping) can pad.
 
 Dropout: the segmentation head becomes ``Sequential(Dropout2d(p), head)``, with ``Dropout2d``
 present even for ``p = 0`` so ``state_dict`` keys never depend on ``dropout``; MC-dropout switches

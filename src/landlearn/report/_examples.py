@@ -116,10 +116,10 @@ def _segmentation(
         for ax in axes[row]:
             ax.set_xticks([])
             ax.set_yticks([])
-        axes[row, 0].set_title("image", fontsize=9)
-        axes[row, 1].set_title("target (grey: ignored)", fontsize=9)
-        if columns == 4:
-            axes[row, 3].set_title("confidence", fontsize=9)
+    axes[0, 0].set_title("image", fontsize=9)
+    axes[0, 1].set_title("target (grey: ignored)", fontsize=9)
+    if columns == 4:
+        axes[0, 3].set_title("confidence", fontsize=9)
     handles = [
         Patch(color=np.array(table[c]) / 255.0, label=_name(names, c))
         for c in sorted(shown_classes | set(range(len(names))))
@@ -139,7 +139,7 @@ def _classification(arrays: dict[str, np.ndarray], names: Sequence[str], out: Pa
     count = min(len(image), MAX_CLASSIFICATION_TILES)
     columns = min(count, 4)
     rows = -(-count // columns)
-    fig = new_figure(2.6 * columns, 2.75 * rows + 0.5)
+    fig = new_figure(2.6 * columns, 2.9 * rows + 0.5)
     axes = fig.subplots(rows, columns, squeeze=False).ravel()
     for index, ax in enumerate(axes):
         ax.set_xticks([])
@@ -151,15 +151,16 @@ def _classification(arrays: dict[str, np.ndarray], names: Sequence[str], out: Pa
         prob = "" if confidence is None else f" ({float(confidence[index]):.2f})"
         colour = _RIGHT if truth == guess else _WRONG
         ax.imshow(_rgb(image[index]))
+        # Two lines so long EuroSAT-style names ("HerbaceousVegetation") are not clipped.
         ax.set_title(
-            f"{_name(names, truth)} / {_name(names, guess)}{prob}", fontsize=8, color=colour
+            f"{_name(names, truth)} /\n{_name(names, guess)}{prob}", fontsize=8, color=colour
         )
         for spine in ax.spines.values():
             spine.set_edgecolor(colour)
             spine.set_linewidth(2 if truth != guess else 1)
     wrong = int((target[:count] != pred[:count]).sum())
     fig.suptitle(
-        f"Test examples — title: true / predicted (confidence); {wrong} of {count} wrong in red",
+        f"Test examples — true / predicted (confidence); {wrong} of {count} wrong, in red",
         fontsize=10,
     )
     return save_figure(fig, out)

@@ -144,6 +144,8 @@ def plot_confusion_matrix(
             for j in range(k):
                 if support[i, 0] == 0:
                     text, colour = ("absent", "#777777") if j == i else ("", "black")
+                elif counts[i, j] == 0:
+                    text, colour = "0", "#9a9a9a"
                 else:
                     value = shown[i, j]
                     label = f"{value:.2f}" if normalize else _compact(value)
@@ -177,21 +179,32 @@ def plot_per_class(metrics: Mapping[str, Any], out: str | os.PathLike[str]) -> P
         f"{name}\n(n={_compact(support[i])})" if i < len(support) else name
         for i, name in enumerate(names)
     ]
-    fig = new_figure(max(6.0, 0.75 * k * len(series) + 2.0), 4.2)
+    fig = new_figure(min(max(6.0, 0.45 * k * len(series) + 3.0), 16.0), 4.6)
     ax = fig.subplots()
     width = 0.8 / len(series)
     colours = {"iou": "#1f77b4", "f1": "#ff7f0e"}
     for n, (key, values) in enumerate(series.items()):
         xs = np.arange(k) + (n - (len(series) - 1) / 2) * width
         heights = [finite(v) for v in values]
-        bars = ax.bar(
-            xs, [h or 0.0 for h in heights], width, label=key.upper() if key == "iou" else "F1"
-        )
-        for bar in bars:
-            bar.set_color(colours[key])
+        label = "IoU" if key == "iou" else "F1"
+        ax.bar(xs, [h or 0.0 for h in heights], width, color=colours[key], label=label)
         for x_pos, height in zip(xs, heights, strict=False):
-            text = "n/a" if height is None else f"{height:.2f}"
-            ax.text(x_pos, (height or 0) + 0.015, text, ha="center", va="bottom", fontsize=7)
+            if height is None:
+                ax.text(x_pos, 0.015, "n/a", ha="center", va="bottom", fontsize=7, color="#777")
+            elif height > 0.12:  # inside the bar, clear of the mean lines
+                ax.text(
+                    x_pos,
+                    height - 0.015,
+                    f"{height:.2f}",
+                    ha="center",
+                    va="top",
+                    fontsize=7,
+                    color="white",
+                )
+            else:
+                ax.text(
+                    x_pos, height + 0.015, f"{height:.2f}", ha="center", va="bottom", fontsize=7
+                )
     for key, label, style in (("miou", "mIoU", "--"), ("macro_f1", "macro F1", ":")):
         value = finite(metrics.get(key))
         if value is not None:

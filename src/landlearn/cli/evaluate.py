@@ -1,0 +1,137 @@
+"""Score a model bundle on labelled data and print the metrics.
+
+DATA is one of:
+  a folder of class folders          DATA/<class>/*.jpg|png|tif        (classification)
+  a folder with images/ and masks/   RGB masks coded with the bundle's class colours (or
+                                     --classes-csv), or single-band class-code masks
+  a GeoTIFF image and a label raster DATA.tif LABEL.tif on the same grid
+
+examples:
+  landlearn evaluate model.safetensors ../shared/data/eurosat_rgb/test --out metrics.json
+  landlearn evaluate model.safetensors scene.tif labels.tif --remap 1:0,2:1,3:2,0:255
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from landlearn.cli.common import progress_bar, write_json
+from landlearn.errors import LandlearnError
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``landlearn evaluate``."""
+    parser.add_argument("bundle", help="model bundle (.safetensors)")
+    parser.add_argument("data", help="class folders, images/+masks/ folder, or an image GeoTIFF")
+    parser.add_argument("label", nargs="?", help="label raster, when DATA is a GeoTIFF")
+    parser.add_argument("--out", help="write the metrics as JSON here")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--chip-size", type=int, help="segmentation chip size (default: bundle's)")
+    parser.add_argument("--classes-csv", help="colour table for RGB masks (name,r,g,b rows)")
+    parser.add_argument("--remap", help="class-code remapping, e.g. 1:0,2:1,0:255")
+    parser.add_argument("--device", default="cpu")
+
+
+def parse_remap(text: str | None) -> dict[int, int] | None:
+    """``"1:0,2:1,0:255"`` → ``{1: 0, 2: 1, 0: 255}``."""
+    if not text:
+        return None
+    try:
+        pairs = [p.split(":") for p in text.split(",") if p.strip()]
+        return {int(a): int(b) for a, b in pairs}
+    except ValueError:
+        raise LandlearnError(f"--remap must look like 1:0,2:1,0:255, got {text!r}") from None
+
+
+def build_dataset(predictor: Any, args: argparse.Namespace) -> Any:
+    """The labelled dataset DATA describes, checked against the bundle."""
+    from landlearn.data.folders import ColorTable, ImageFolderDataset, MaskFolderDataset
+    from landlearn.data.rasters import RasterPairDataset
+
+    meta = predictor.meta
+    data = Path(args.data)
+    if not data.exists():
+        raise LandlearnError("no such file or folder", data)
+    chip = args.chip_size or meta.chip_size
+    if data.is_file():
+        if not args.label:
+            raise LandlearnError("a GeoTIFF needs its label raster as the third argument", data)
+        return RasterPairDataset(
+            data, args.label, chip_size=chip, sampler="grid", remap=parse_remap(args.remap)
+        )
+    if meta.task == "classification":
+        return ImageFolderDataset(data, classes=meta.class_names)
+    images, masks = data / "images", data / "masks"
+    if not (images.is_dir() and masks.is_dir()):
+        raise LandlearnError("expected images/ and masks/ sub-folders for segmentation", data)
+    if args.classes_csv:
+        table = ColorTable.from_csv(args.classes_csv)
+    else:
+        table = ColorTable(meta.class_names, meta.class_colors, ignore=())
+    remap = parse_remap(args.remap)
+    return MaskFolderDataset(
+        images, masks, color_table=None if remap else table, remap=remap, chip_size=chip
+    )
+
+
+def evaluate(predictor: Any, dataset: Any, batch_size: int = 16) -> dict[str, Any]:
+    """Metrics of ``predictor`` on ``dataset`` (``image`` + ``label`` / ``mask`` samples)."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from landlearn.metrics import LandCoverMetrics
+
+    meta = predictor.meta
+    names = getattr(dataset, "band_names", None)
+    first = dataset[0]["image"]
+    if first.shape[0] != meta.in_channels:
+        where = getattr(dataset, "image_path", None) or getattr(dataset, "files", [None])[0]
+        raise LandlearnError(
+            f"expected {meta.in_channels} bands ({', '.join(meta.band_names)}), got "
+            f"{first.shape[0]} ({', '.join(names or [])}); check band_names",
+            where,
+        )
+    key = "label" if meta.task == "classification" else "mask"
+    mode = "multiclass" if meta.mode == "binary" else meta.mode
+    metrics = LandCoverMetrics(
+        meta.num_classes, task=meta.task, mode=mode, ignore_index=meta.ignore_index,
+        class_names=meta.class_names,
+    )  # fmt: skip
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    t0 = time.perf_counter()
+    with progress_bar("evaluating") as bar, torch.inference_mode():
+        job = bar.add_task("evaluating", total=len(loader), rate="")
+        for i, batch in enumerate(loader):
+            probs = predictor.predict_proba(batch["image"])
+            metrics.update(probs.cpu(), batch[key])
+            rate = (i + 1) * batch_size / max(time.perf_counter() - t0, 1e-9)
+            bar.update(job, advance=1, rate=f"{rate:.0f} img/s")
+    return metrics.compute()
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate and print the metrics table."""
+    from landlearn.bundle import load_bundle
+    from landlearn.metrics import metrics_markdown
+
+    predictor = load_bundle(args.bundle, device=args.device)
+    dataset = build_dataset(predictor, args)
+    if len(dataset) == 0:
+        raise LandlearnError("no samples found", args.data)
+    result = evaluate(predictor, dataset, batch_size=args.batch_size)
+    result["class_colors"] = predictor.meta.class_colors
+    print(metrics_markdown(result))
+    if args.out:
+        write_json(args.out, result)
+        print(f"metrics: {args.out}")
+    oa = result.get("overall_accuracy")
+    if oa is None or (isinstance(oa, float) and math.isnan(oa)):
+        log.warning("no labelled pixels or samples were scored")
+    return 0

@@ -1,0 +1,62 @@
+"""Suggest a learning rate for a config (Lightning's LR range test).
+
+Trains briefly with an exponentially growing learning rate and picks the steepest descent of the
+loss curve. Prints the suggestion and writes a plot.
+
+example:
+  landlearn lr-find --config configs/eurosat_resnet18.yaml --out lr_find.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from landlearn.cli.common import atomic_path
+from landlearn.errors import LandlearnError
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``landlearn lr-find``."""
+    parser.add_argument("--config", "-c", required=True, help="training config (YAML)")
+    parser.add_argument("--min-lr", type=float, default=1e-7)
+    parser.add_argument("--max-lr", type=float, default=1.0)
+    parser.add_argument("--num-training", type=int, default=100, help="steps to try")
+    parser.add_argument("--out", default="lr_find.png", help="plot path (PNG)")
+    parser.add_argument(
+        "overrides", nargs="*", help="extra LightningCLI options, e.g. --data.init_args.batch_size=8"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the range test; prints the suggested learning rate."""
+    from lightning.pytorch.tuner import Tuner
+
+    from landlearn.cli.lightning import make_cli
+
+    if not Path(args.config).is_file():
+        raise LandlearnError("no such config file", args.config)
+    cli = make_cli(["--config", args.config, *args.overrides], run=False)
+    finder = Tuner(cli.trainer).lr_find(
+        cli.model,
+        datamodule=cli.datamodule,
+        min_lr=args.min_lr,
+        max_lr=args.max_lr,
+        num_training=args.num_training,
+        update_attr=False,
+    )
+    if finder is None:
+        raise LandlearnError("the LR range test did not run (no training batches?)", args.config)
+    suggestion = finder.suggestion()
+    fig = finder.plot(suggest=True)
+    ax = fig.axes[0]
+    title = f"LR range test: suggested {suggestion:.2e}" if suggestion else "LR range test"
+    ax.set_title(title)
+    with atomic_path(args.out) as tmp:
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    print(f"suggested learning rate: {suggestion:.3g}" if suggestion else "no suggestion")
+    print(f"plot: {args.out}")
+    return 0

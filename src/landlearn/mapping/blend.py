@@ -1,0 +1,202 @@
+"""Tile grid, blending weights and the streaming accumulator of a scene map.
+
+Windows of ``tile`` px start every ``stride = tile - overlap`` px from ``-margin`` (``margin =
+overlap // 2``), so scene edges sit inside a window, on reflection-padded context, never on a
+window's border. Overlapping predictions are averaged with per-window weights (cosine or linear
+ramp over the overlap, flat in the middle) and normalised by the summed weights.
+
+:class:`StreamingBlender` holds only what is in flight: the ``overlap`` rows shared with the next
+row of windows (``2 × C × overlap × width``) and one window of columns (``C × tile × tile``).
+Memory grows with tile size × scene width, never with the scene's area. Values are added in the
+same order as a whole-scene accumulator would add them, so both give the same numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["BLENDS", "StreamingBlender", "TileGrid", "reflect_index", "weight_window"]
+
+BLENDS = ("cosine", "linear", "none")
+
+# Called with (y0, x0, acc (C, h, w), wsum (h, w)) for each block that is final; y0/x0 in scene px.
+BlockSink = Callable[[int, int, np.ndarray, np.ndarray], None]
+
+
+def reflect_index(index: np.ndarray, size: int) -> np.ndarray:
+    """Map any integer positions into ``[0, size)`` by mirror reflection (numpy ``reflect``)."""
+    if size == 1:
+        return np.zeros_like(index)
+    period = 2 * (size - 1)
+    r = np.abs(index) % period
+    return np.where(r >= size, period - r, r)
+
+
+def _ceil_to(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    """Where the windows of a scene lie; all positions in scene pixels (negative = padding)."""
+
+    height: int
+    width: int
+    tile_h: int
+    tile_w: int
+    overlap: int
+
+    @classmethod
+    def build(
+        cls, height: int, width: int, tile: int, overlap: int, multiple: int = 1
+    ) -> TileGrid:
+        """A grid for a scene; tiles shrink (to a multiple of ``multiple``) on small scenes."""
+        margin = overlap // 2
+        tile_h = min(tile, max(_ceil_to(height + 2 * margin, multiple), overlap + multiple))
+        tile_w = min(tile, max(_ceil_to(width + 2 * margin, multiple), overlap + multiple))
+        return cls(height, width, tile_h, tile_w, overlap)
+
+    @property
+    def margin(self) -> int:
+        """Reflection-padded pixels before the first scene row / column."""
+        return self.overlap // 2
+
+    @property
+    def stride_y(self) -> int:
+        """Row step between windows."""
+        return self.tile_h - self.overlap
+
+    @property
+    def stride_x(self) -> int:
+        """Column step between windows."""
+        return self.tile_w - self.overlap
+
+    def _count(self, size: int, tile: int, stride: int) -> int:
+        return 1 + max(0, math.ceil((size + 2 * self.margin - tile) / stride))
+
+    @property
+    def rows(self) -> int:
+        """Number of rows of windows."""
+        return self._count(self.height, self.tile_h, self.stride_y)
+
+    @property
+    def cols(self) -> int:
+        """Number of windows per row."""
+        return self._count(self.width, self.tile_w, self.stride_x)
+
+    def __len__(self) -> int:
+        return self.rows * self.cols
+
+    def y0(self, r: int) -> int:
+        """Top row of window row ``r`` (scene px)."""
+        return -self.margin + r * self.stride_y
+
+    def x0(self, c: int) -> int:
+        """Left column of window column ``c`` (scene px)."""
+        return -self.margin + c * self.stride_x
+
+    @property
+    def padded_width(self) -> int:
+        """Width of the padded frame the windows cover."""
+        return (self.cols - 1) * self.stride_x + self.tile_w
+
+
+def weight_window(tile_h: int, tile_w: int, overlap: int, kind: str = "cosine") -> np.ndarray:
+    """(tile_h, tile_w) float32 weights: 1 in the middle, ramping down over ``overlap`` px.
+
+    Every weight is > 0, so a pixel seen by any window gets a value.
+    """
+    if kind not in BLENDS:
+        raise ValueError(f"blend must be one of {BLENDS}, got {kind!r}")
+
+    def ramp(n: int) -> np.ndarray:
+        if kind == "none" or overlap <= 0:
+            return np.ones(n, dtype=np.float64)
+        pos = np.arange(n, dtype=np.float64) + 0.5
+        t = np.clip(np.minimum(pos, n - pos) / overlap, 0.0, 1.0)
+        return t if kind == "linear" else np.sin(0.5 * np.pi * t) ** 2
+
+    return np.outer(ramp(tile_h), ramp(tile_w)).astype(np.float32)
+
+
+class StreamingBlender:
+    """Accumulate weighted windows in row-major order; emit each block once it is final.
+
+    Feed every window of ``grid`` in order (``values=None`` for a window that adds nothing,
+    e.g. all no-data). Each window's final part goes to ``sink`` clipped to the scene; blocks
+    arrive row by row, left to right. ``row_done(r)`` is called after row ``r`` is complete.
+    """
+
+    def __init__(
+        self,
+        grid: TileGrid,
+        channels: int,
+        weight: np.ndarray,
+        sink: BlockSink,
+        row_done: Callable[[int], None] | None = None,
+    ) -> None:
+        self.grid, self.channels, self.weight = grid, channels, weight
+        self.sink, self.row_done = sink, row_done
+        th, tw, ov, wp = grid.tile_h, grid.tile_w, grid.overlap, grid.padded_width
+        # channel C is the weight sum; carry = rows shared with the next row of windows
+        self._carry = np.zeros((channels + 1, ov, wp), np.float32)
+        self._next = np.zeros_like(self._carry)
+        self._band = np.zeros((channels + 1, th, tw), np.float32)
+        self._next_index = 0
+
+    def add(
+        self, index: int, values: np.ndarray | None, valid: np.ndarray | None = None
+    ) -> None:
+        """Add window ``index`` (row-major). ``values``: (C, th, tw), or (C,) painted flat."""
+        if index != self._next_index:
+            raise RuntimeError(f"window {index} out of order (expected {self._next_index})")
+        self._next_index += 1
+        g = self.grid
+        r, c = divmod(index, g.cols)
+        th, tw, ov, sy, sx = g.tile_h, g.tile_w, g.overlap, g.stride_y, g.stride_x
+        px = c * sx  # left column in the padded frame
+        band = self._band
+        if c == 0:  # a new row of windows: start from the rows carried over
+            band[:, :ov, :] = self._carry[:, :, px : px + tw]
+            band[:, ov:, :] = 0.0
+        if values is not None:
+            w = self.weight if valid is None else self.weight * valid
+            if values.ndim == 1:
+                band[:-1] += values[:, None, None] * w
+            else:
+                band[:-1] += values * w
+            band[-1] += w
+        last_row, last_col = r == g.rows - 1, c == g.cols - 1
+        done_w = tw if last_col else sx
+        done_h = th if last_row else sy
+        if not last_row:
+            self._next[:, :, px : px + done_w] = band[:, sy:, :done_w]
+        self._emit(g.y0(r), g.x0(c), band[:, :done_h, :done_w])
+        if not last_col:  # slide one stride right
+            keep = tw - sx
+            band[:, :, :keep] = band[:, :, sx:]
+            nxt = px + tw  # padded column of the first new column
+            band[:, :ov, keep:] = self._carry[:, :, nxt : nxt + sx]
+            band[:, ov:, keep:] = 0.0
+        else:
+            self._carry, self._next = self._next, self._carry
+            if self.row_done is not None:
+                self.row_done(r)
+
+    def _emit(self, y0: int, x0: int, block: np.ndarray) -> None:
+        g = self.grid
+        ya, yb = max(y0, 0), min(y0 + block.shape[1], g.height)
+        xa, xb = max(x0, 0), min(x0 + block.shape[2], g.width)
+        if ya >= yb or xa >= xb:
+            return
+        part = block[:, ya - y0 : yb - y0, xa - x0 : xb - x0]
+        self.sink(ya, xa, part[:-1], part[-1])
+
+    @property
+    def finished(self) -> bool:
+        """True once every window of the grid was added."""
+        return self._next_index == len(self.grid)

@@ -1,0 +1,291 @@
+"""Open a scene, choose its bands by name, and read reflection-padded windows in a thread.
+
+Band names are matched case-insensitively against the scene's band descriptions (or its colour
+interpretation: red, green, blue), with common aliases (``red`` = ``B04`` = ``B4``, ``nir`` =
+``B08`` …). A scene without descriptions and with exactly the bands the bundle needs is taken in
+order, with a warning. A pixel is no-data when it is NaN / infinite in any band, equals the
+nodata value in every band, or is masked by the file's alpha or mask band.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import re
+import threading
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import rasterio
+from rasterio.enums import ColorInterp, MaskFlags
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+from rasterio.windows import Window
+
+from landlearn.errors import LandlearnError
+from landlearn.mapping.blend import TileGrid, reflect_index
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Batch", "WindowReader", "band_key", "open_scene", "select_bands"]
+
+# Sentinel-2 band ↔ common names; a name's key set is everything it is also called.
+_ALIASES: list[set[str]] = [
+    {"b1", "coastal", "aerosol", "coastalaerosol", "ca"},
+    {"b2", "blue", "b"},
+    {"b3", "green", "g"},
+    {"b4", "red", "r"},
+    {"b5", "rededge1", "re1", "rededge"},
+    {"b6", "rededge2", "re2"},
+    {"b7", "rededge3", "re3"},
+    {"b8", "nir", "nir1", "nearinfrared"},
+    {"b8a", "nir08", "narrownir", "nirnarrow", "rededge4", "re4"},
+    {"b9", "watervapour", "watervapor", "wv"},
+    {"b10", "cirrus"},
+    {"b11", "swir1", "swir16"},
+    {"b12", "swir2", "swir22"},
+]
+
+
+def band_key(name: str) -> str:
+    """Canonical spelling: lower case, letters and digits only, no zero padding (B04 → b4)."""
+    key = re.sub(r"[^a-z0-9]", "", name.lower())
+    return re.sub(r"^b0+(\d)", r"b\1", key)
+
+
+def _keys(name: str) -> set[str]:
+    key = band_key(name)
+    for group in _ALIASES:
+        if key in group:
+            return group
+    return {key}
+
+
+def open_scene(path: str | os.PathLike[str]) -> rasterio.DatasetReader:
+    """Open a raster; ``LandlearnError`` when it is missing or not a raster GDAL can read."""
+    if not os.path.exists(path):
+        raise LandlearnError("no such file", path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            src = rasterio.open(path)
+    except RasterioIOError:
+        raise LandlearnError("not a raster GDAL can read", path) from None
+    if src.count == 0 or src.width == 0 or src.height == 0:
+        src.close()
+        raise LandlearnError("raster has no bands or no pixels", path)
+    if np.dtype(src.dtypes[0]).kind == "c":
+        src.close()
+        raise LandlearnError(f"complex pixels ({src.dtypes[0]}) are not supported", path)
+    return src
+
+
+def _scene_names(src: rasterio.DatasetReader) -> list[str | None]:
+    names: list[str | None] = list(src.descriptions)
+    if any(names):
+        return names
+    interp = {ColorInterp.red: "red", ColorInterp.green: "green", ColorInterp.blue: "blue"}
+    from_colors = [interp.get(ci) for ci in src.colorinterp]
+    return from_colors if sum(n is not None for n in from_colors) == 3 else [None] * src.count
+
+
+def select_bands(
+    src: rasterio.DatasetReader,
+    band_names: Sequence[str],
+    bands: Sequence[str | int] | None = None,
+) -> list[int]:
+    """1-based band indexes of ``src`` in the order of ``band_names``.
+
+    Args:
+        src: the open scene.
+        band_names: what the bundle expects, in order.
+        bands: explicit choice (names or 1-based indexes), one per bundle band.
+
+    Raises:
+        LandlearnError: a band is missing, ambiguous or out of range.
+    """
+    path, n = src.name, src.count
+    names = _scene_names(src)
+    if bands is not None:
+        if len(bands) != len(band_names):
+            raise LandlearnError(
+                f"--bands gives {len(bands)} bands, the bundle needs {len(band_names)} "
+                f"({', '.join(band_names)})",
+                path,
+            )
+        return [_resolve(b, names, n, path) for b in bands]
+    found: list[int] = []
+    missing: list[str] = []
+    for want in band_names:
+        hits = [i + 1 for i, have in enumerate(names) if have and _keys(have) & _keys(want)]
+        exact = [i for i in hits if band_key(names[i - 1] or "") == band_key(want)]
+        hits = exact or hits
+        if hits:
+            found.append(hits[0])
+        else:
+            missing.append(want)
+    if not missing:
+        return found
+    if not any(names) and n == len(band_names):
+        log.warning(
+            "%s: bands have no names; taking its %d bands in order as %s",
+            path,
+            n,
+            ", ".join(band_names),
+        )
+        return list(range(1, n + 1))
+    have = ", ".join(x or f"#{i + 1}" for i, x in enumerate(names))
+    raise LandlearnError(
+        f"scene lacks band(s) {', '.join(missing)} that the bundle needs "
+        f"(scene has {n}: {have}); pass --bands to choose them",
+        path,
+    )
+
+
+def _resolve(band: str | int, names: list[str | None], n: int, path: str) -> int:
+    if isinstance(band, int) or str(band).isdigit():
+        i = int(band)
+        if not 1 <= i <= n:
+            raise LandlearnError(f"band {i} out of range; the scene has bands 1..{n}", path)
+        return i
+    hits = [i + 1 for i, have in enumerate(names) if have and _keys(have) & _keys(str(band))]
+    if not hits:
+        raise LandlearnError(f"scene has no band named {band!r}", path)
+    return hits[0]
+
+
+@dataclass
+class Batch:
+    """Windows read for one model call."""
+
+    indexes: list[int]  # window numbers (row-major)
+    image: np.ndarray  # (B, C, th, tw) float32 raw units; no-data pixels hold anything finite
+    valid: np.ndarray  # (B, th, tw) bool
+
+
+_DONE = object()
+
+
+class WindowReader:
+    """A thread reading ``grid``'s windows, batched, into a bounded queue (prefetch).
+
+    The thread opens its own handle (GDAL handles are not thread-safe). Iterate to get
+    :class:`Batch` objects in window order; errors in the thread re-raise in the iterator.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        indexes: list[int],
+        grid: TileGrid,
+        batch_size: int,
+        prefetch: int = 2,
+        pin_memory: bool = False,
+    ) -> None:
+        self.path, self.indexes, self.grid = os.fspath(path), indexes, grid
+        self.batch_size, self.pin_memory = batch_size, pin_memory
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=max(1, prefetch))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="landlearn-reader", daemon=True)
+
+    def __enter__(self) -> WindowReader:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the thread and drop what it had read ahead."""
+        self._stop.set()
+        while self._thread.is_alive():
+            try:
+                self._queue.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        self._thread.join()
+
+    def __iter__(self) -> WindowReader:
+        return self
+
+    def __next__(self) -> Batch:
+        item = self._queue.get()
+        if item is _DONE:
+            raise StopIteration
+        if isinstance(item, BaseException):
+            raise item
+        assert isinstance(item, Batch)
+        return item
+
+    def _put(self, item: object) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                with rasterio.open(self.path) as src:
+                    for batch in self._batches(src):
+                        if not self._put(batch):
+                            return
+            self._put(_DONE)
+        except BaseException as exc:  # handed to the consumer, which re-raises
+            self._put(exc)
+
+    def _batches(self, src: rasterio.DatasetReader) -> Iterator[Batch]:
+        g, bs = self.grid, self.batch_size
+        c = len(self.indexes)
+        for start in range(0, len(g), bs):
+            idx = list(range(start, min(start + bs, len(g))))
+            image = np.empty((len(idx), c, g.tile_h, g.tile_w), np.float32)
+            valid = np.empty((len(idx), g.tile_h, g.tile_w), bool)
+            for k, i in enumerate(idx):
+                r, col = divmod(i, g.cols)
+                read_window(src, self.indexes, g.y0(r), g.x0(col), g, image[k], valid[k])
+            if self.pin_memory:
+                import torch
+
+                yield Batch(idx, torch.from_numpy(image).pin_memory().numpy(), valid)
+            else:
+                yield Batch(idx, image, valid)
+            if self._stop.is_set():
+                return
+
+
+def _uses_mask(src: rasterio.DatasetReader) -> bool:
+    flags = src.mask_flag_enums[0]
+    return MaskFlags.per_dataset in flags or MaskFlags.alpha in flags
+
+
+def read_window(
+    src: rasterio.DatasetReader,
+    indexes: list[int],
+    y0: int,
+    x0: int,
+    grid: TileGrid,
+    out: np.ndarray,
+    valid: np.ndarray,
+) -> None:
+    """Read one window (scene px, may reach outside) with reflection padding into ``out``."""
+    ys = reflect_index(np.arange(y0, y0 + grid.tile_h), grid.height)
+    xs = reflect_index(np.arange(x0, x0 + grid.tile_w), grid.width)
+    ya, yb, xa, xb = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+    win = Window(xa, ya, xb - xa, yb - ya)
+    data = src.read(indexes, window=win, out_dtype="float32")  # (C, h, w)
+    ok = np.isfinite(data).all(axis=0)
+    nodata = src.nodata
+    if nodata is not None and not np.isnan(nodata):
+        ok &= ~(data == np.float32(nodata)).all(axis=0)
+    if _uses_mask(src):
+        ok &= src.dataset_mask(window=win) > 0
+    iy, ix = np.ix_(ys - ya, xs - xa)
+    out[...] = data[:, iy, ix]
+    valid[...] = ok[iy, ix]

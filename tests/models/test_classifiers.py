@@ -1,0 +1,103 @@
+"""Classifier builders: shapes for any band count, dropout, pretrained paths, errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import huggingface_hub.constants
+import pytest
+import timm
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+from landlearn.errors import LandlearnError
+from landlearn.models import build_model, list_models, model_task
+
+CLASSIFIERS = [n for n in list_models() if model_task(n) == "classification"]
+
+
+@pytest.mark.parametrize("in_channels", [3, 13])
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_forward_shape(name: str, in_channels: int) -> None:
+    torch.manual_seed(0)
+    model = build_model(name, in_channels=in_channels, num_classes=7).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, in_channels, 64, 64))  # 64×64: EuroSAT chips, ViT included
+    assert out.shape == (2, 7)
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_dropout_module_before_classifier(name: str) -> None:
+    model = build_model(name, in_channels=3, num_classes=4, dropout=0.3)
+    drops = [m for m in model.modules() if isinstance(m, nn.Dropout) and m.p == pytest.approx(0.3)]
+    assert drops, "MC-dropout needs an nn.Dropout module with p = dropout"
+
+
+def test_state_dict_keys_do_not_depend_on_dropout() -> None:
+    a = build_model("resnet18", in_channels=3, num_classes=4, dropout=0.0)
+    b = build_model("resnet18", in_channels=3, num_classes=4, dropout=0.5)
+    assert list(a.state_dict()) == list(b.state_dict())
+
+
+def test_dropout_active_in_train_mode_only() -> None:
+    model = build_model("small_cnn", in_channels=3, num_classes=4, dropout=0.9)
+    x = torch.randn(2, 3, 16, 16)
+    model.eval()
+    assert torch.equal(model(x), model(x))
+    model.train()
+    torch.manual_seed(0)
+    assert not torch.equal(model(x), model(x))
+
+
+def test_vit_small_patch_size_and_odd_size() -> None:
+    model = build_model("vit_small", in_channels=4, num_classes=3, patch_size=8, img_size=32)
+    with torch.no_grad():
+        assert model.eval()(torch.randn(1, 4, 48, 48)).shape == (1, 3)
+
+
+def test_unknown_name_suggests_nearest() -> None:
+    with pytest.raises(LandlearnError, match="'resnet18'"):
+        build_model("resnet_18", in_channels=3, num_classes=2)
+
+
+def test_small_cnn_has_no_pretrained_weights() -> None:
+    with pytest.raises(LandlearnError, match="pretrained: false"):
+        build_model("small_cnn", in_channels=3, num_classes=2, pretrained=True)
+
+
+def _offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # huggingface_hub reads these at call time; an empty cache makes the outcome certain.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def test_pretrained_offline_is_a_landlearn_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _offline(monkeypatch, tmp_path)
+    with pytest.raises(LandlearnError, match=r"'resnet18' could not be fetched \(offline\?\)"):
+        build_model("resnet18", in_channels=3, num_classes=2, pretrained=True)
+
+
+def test_pretrained_extra_bands_repeat_rgb_kernels(tmp_path: Path) -> None:
+    """timm's ``in_chans`` adapts RGB weights: cyclic repeat R,G,B,R,... scaled by 3 / C."""
+    torch.manual_seed(0)
+    rgb = timm.create_model("resnet18", in_chans=3)  # stands in for ImageNet weights
+    path = tmp_path / "resnet18.safetensors"
+    save_file(rgb.state_dict(), str(path))
+    model = build_model(
+        "resnet18",
+        in_channels=13,
+        num_classes=10,
+        pretrained=True,
+        pretrained_cfg_overlay={"file": str(path)},
+    )
+    w_rgb = rgb.conv1.weight  # (64, 3, 7, 7)
+    expected = w_rgb[:, [i % 3 for i in range(13)]] * (3 / 13)
+    torch.testing.assert_close(model.conv1.weight, expected)
+    torch.testing.assert_close(model.layer1[0].conv1.weight, rgb.layer1[0].conv1.weight)
+    with torch.no_grad():
+        assert model.eval()(torch.randn(1, 13, 32, 32)).shape == (1, 10)
