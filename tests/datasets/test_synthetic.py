@@ -151,3 +151,13 @@ def test_write_patch_folder_png_and_tif(tmp_path: Path) -> None:
         assert src.count == 13 and src.crs is not None and src.dtypes[0] == "float32"
     with pytest.raises(LandlearnError, match="bands=3"):
         write_patch_folder(tmp_path / "bad", 1, bands=4)
+
+
+@pytest.mark.slow
+def test_make_scene_2048_is_fast() -> None:
+    import time
+
+    start = time.perf_counter()
+    image, label, _ = make_scene(2048, 2048, clouds=0.1, nodata_fraction=0.05)
+    assert image.shape == (4, 2048, 2048) and label.shape == (2048, 2048)
+    assert time.perf_counter() - start < 10.0  # about 2 s on one shared core

@@ -208,8 +208,17 @@ def run_lightning(argv: list[str]) -> int:
     return 0
 
 
+def _one_log_handler() -> None:
+    """Lightning adds its own stream handlers; ours (rich, on the root logger) is enough."""
+    for name, lg in list(logging.root.manager.loggerDict.items()):
+        if isinstance(lg, logging.Logger) and name.startswith(("lightning", "pytorch_lightning")):
+            lg.handlers = [h for h in lg.handlers if not isinstance(h, logging.StreamHandler)]
+            lg.propagate = True
+
+
 def make_cli(argv: list[str], run: bool = True) -> LandlearnCLI:
     """Build (and with ``run``, execute) the LightningCLI for ``argv``."""
+    _one_log_handler()
     argv = _translate(argv)
     name = _run_name(argv)
     defaults: dict[str, Any] = {

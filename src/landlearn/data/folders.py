@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 DEFAULT_IGNORE = ("unknown", "Unlabeled")
 """Class names that colour tables map to ``IGNORE_INDEX`` (case-insensitive)."""
 
-_PAIR_SUFFIXES = ("_sat", "_image", "_img", "_mask", "_label", "_labels", "_gt")
+_MASK_SUFFIXES = ("_mask", "_label", "_labels", "_gt")
+_PAIR_SUFFIXES = ("_sat", "_image", "_img", *_MASK_SUFFIXES)
 
 
 def _images_in(folder: Path) -> list[Path]:
@@ -428,13 +429,18 @@ def _pair_files(
     images_dir: Path, masks_dir: Path, files: Sequence[str | os.PathLike[str]] | None
 ) -> tuple[list[Path], list[Path]]:
     images = _images_in(images_dir)
+    candidates = _images_in(masks_dir)
+    if images_dir.resolve() == masks_dir.resolve():
+        # One folder holding both (DeepGlobe's <id>_sat.jpg beside <id>_mask.png).
+        images = [p for p in images if not p.stem.lower().endswith(_MASK_SUFFIXES)]
+        candidates = [p for p in candidates if p.stem.lower().endswith(_MASK_SUFFIXES)]
     if files is not None:
         wanted = {Path(f).name for f in files} | {Path(f).stem for f in files}
         images = [p for p in images if p.name in wanted or p.stem in wanted]
     if not images:
         raise LandlearnError("no images found", images_dir)
-    masks = {}
-    for p in _images_in(masks_dir):
+    masks: dict[str, Path] = {}
+    for p in candidates:
         masks.setdefault(_pair_key(p.stem), p)
     missing = [p.name for p in images if _pair_key(p.stem) not in masks]
     if missing:

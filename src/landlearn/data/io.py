@@ -29,6 +29,7 @@ __all__ = [
     "generic_band_names",
     "raster_info",
     "read_mask",
+    "read_native",
     "read_raster",
 ]
 

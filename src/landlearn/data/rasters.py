@@ -278,7 +278,10 @@ class RasterPairDataset(Dataset[dict[str, torch.Tensor]]):
         }
 
     def label_counts(self) -> np.ndarray:
-        """Pixels per class index 0..254 over this dataset's regions (ignored pixels excluded)."""
+        """Pixels per class index 0..254 in this dataset's regions, from the label alone.
+
+        Reads only the label raster, so pixels ignored because the image is NaN still count.
+        """
         counts = np.zeros(IGNORE_INDEX, dtype=np.int64)
         _, label_src = self._open()
         for window, k in self.chips:

@@ -170,6 +170,8 @@ class _Scene:
             )
         if dtype not in ("float32", "uint16"):
             raise LandlearnError(f"dtype must be 'float32' or 'uint16', got {dtype!r}")
+        if not 1 <= num_classes < IGNORE_INDEX:
+            raise LandlearnError(f"num_classes must be in 1..{IGNORE_INDEX - 1}, got {num_classes}")
         self.height, self.width, self.bands, self.num_classes = height, width, bands, num_classes
         self.seed, self.noise, self.dtype = seed, noise, dtype
         self.geo = (crs, origin, pixel_size)

@@ -128,6 +128,23 @@ def select_bands(
             missing.append(want)
     if not missing:
         return found
+    unnamed = [i + 1 for i, have in enumerate(names) if not have]
+    if any(names) and len(unnamed) == len(missing):  # e.g. RGB colour interp + one more band
+        log.warning(
+            "%s: taking unnamed band(s) %s as %s",
+            path,
+            ", ".join(map(str, unnamed)),
+            ", ".join(missing),
+        )
+        fill = dict(zip(missing, unnamed, strict=True))
+        out, k = [], 0
+        for want in band_names:
+            if want in fill:
+                out.append(fill[want])
+            else:
+                out.append(found[k])
+                k += 1
+        return out
     if not any(names) and n == len(band_names):
         log.warning(
             "%s: bands have no names; taking its %d bands in order as %s",

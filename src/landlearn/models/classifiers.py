@@ -87,37 +87,61 @@ def _timm(
 
 @register_model("resnet18", task="classification")
 def resnet18(
-    *, in_channels: int, num_classes: int, pretrained: bool = False, dropout: float = 0.0,
+    *,
+    in_channels: int,
+    num_classes: int,
+    pretrained: bool = False,
+    dropout: float = 0.0,
     **kwargs: Any,
 ) -> nn.Module:
     """timm ResNet-18; ``kwargs`` go to ``timm.create_model``."""
     return _timm(
-        "resnet18", in_channels=in_channels, num_classes=num_classes, pretrained=pretrained,
-        dropout=dropout, **kwargs,
+        "resnet18",
+        in_channels=in_channels,
+        num_classes=num_classes,
+        pretrained=pretrained,
+        dropout=dropout,
+        **kwargs,
     )
 
 
 @register_model("resnet50", task="classification")
 def resnet50(
-    *, in_channels: int, num_classes: int, pretrained: bool = False, dropout: float = 0.0,
+    *,
+    in_channels: int,
+    num_classes: int,
+    pretrained: bool = False,
+    dropout: float = 0.0,
     **kwargs: Any,
 ) -> nn.Module:
     """timm ResNet-50; ``kwargs`` go to ``timm.create_model``."""
     return _timm(
-        "resnet50", in_channels=in_channels, num_classes=num_classes, pretrained=pretrained,
-        dropout=dropout, **kwargs,
+        "resnet50",
+        in_channels=in_channels,
+        num_classes=num_classes,
+        pretrained=pretrained,
+        dropout=dropout,
+        **kwargs,
     )
 
 
 @register_model("wide_resnet50_2", task="classification")
 def wide_resnet50_2(
-    *, in_channels: int, num_classes: int, pretrained: bool = False, dropout: float = 0.0,
+    *,
+    in_channels: int,
+    num_classes: int,
+    pretrained: bool = False,
+    dropout: float = 0.0,
     **kwargs: Any,
 ) -> nn.Module:
     """timm Wide ResNet-50-2; ``kwargs`` go to ``timm.create_model``."""
     return _timm(
-        "wide_resnet50_2", in_channels=in_channels, num_classes=num_classes,
-        pretrained=pretrained, dropout=dropout, **kwargs,
+        "wide_resnet50_2",
+        in_channels=in_channels,
+        num_classes=num_classes,
+        pretrained=pretrained,
+        dropout=dropout,
+        **kwargs,
     )
 
 
@@ -154,7 +178,11 @@ class SmallCNN(nn.Module):
     """A few conv-bn-relu blocks, each halving H and W, then global pooling, dropout, linear."""
 
     def __init__(
-        self, in_channels: int, num_classes: int, width: int = 16, depth: int = 3,
+        self,
+        in_channels: int,
+        num_classes: int,
+        width: int = 16,
+        depth: int = 3,
         dropout: float = 0.0,
     ) -> None:
         super().__init__()

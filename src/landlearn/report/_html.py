@@ -26,7 +26,7 @@ h2 { font-size: 19px; margin: 32px 0 10px; padding-bottom: 4px; border-bottom: 1
 table { border-collapse: collapse; margin: 6px 0 12px; font-variant-numeric: tabular-nums; }
 th, td { border-bottom: 1px solid #eaeef2; padding: 4px 12px; text-align: right; }
 th { background: #f6f8fa; font-weight: 600; }
-th:first-child, td:first-child { text-align: left; }
+th:first-child, td:first-child, table.text th, table.text td { text-align: left; }
 tr.absent td { color: #8c959f; }
 .swatch { display: inline-block; width: 12px; height: 12px; border-radius: 2px; margin-right: 7px;
           vertical-align: -1px; border: 1px solid rgba(0,0,0,.25); }
@@ -140,11 +140,12 @@ def render_page(content: PageContent) -> str:
     if content.hparams or content.files:
         parts.append("<h2>Run</h2><div class='cols'>")
         if content.hparams:
-            parts.append(
-                f"<div><h3>Key settings</h3>{_table(['setting', 'value'], content.hparams)}</div>"
-            )
+            settings = _table(["setting", "value"], content.hparams, "text")
+            parts.append(f"<div><h3>Key settings</h3>{settings}</div>")
         if content.files:
-            parts.append(f"<div><h3>Files read</h3>{_table(['file', 'path'], content.files)}</div>")
+            parts.append(
+                f"<div><h3>Files read</h3>{_table(['file', 'path'], content.files, 'text')}</div>"
+            )
         parts.append("</div>")
     if content.footer:
         parts.append(f"<footer>{escape(content.footer)}</footer>")

@@ -209,11 +209,16 @@ def plot_per_class(metrics: Mapping[str, Any], out: str | os.PathLike[str]) -> P
         value = finite(metrics.get(key))
         if value is not None:
             ax.axhline(value, color="#444444", ls=style, lw=1, label=f"{label} {value:.3f}")
-    ax.set_xticks(np.arange(k), labels, fontsize=8, rotation=30 if k > 8 else 0)
+    if k > 8:
+        ax.set_xticks(np.arange(k), labels, fontsize=8, rotation=30, ha="right")
+    else:
+        ax.set_xticks(np.arange(k), labels, fontsize=8)
     ax.set_ylim(0, 1.1)
     ax.set_ylabel("score")
     ax.set_xlabel("class (test support)")
-    ax.set_title("Per-class scores on the test split (n/a: class absent from the test split)")
+    absent = any(v is None for values in series.values() for v in values)
+    note = " (n/a: class absent from the test split)" if absent else ""
+    ax.set_title(f"Per-class scores on the test split{note}")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.grid(axis="y", alpha=0.3)
     return save_figure(fig, out)

@@ -203,8 +203,8 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
     _run_info(content, files)
     if files.version_dir is not None:
         content.subtitle.append(f"Lightning version: {files.version_dir.name}")
-    content.files = [
-        (label, os.fspath(path))
+    content.files = [  # relative to run_dir; the footer names run_dir itself
+        (label, os.path.relpath(path, files.run_dir))
         for label, path in (
             ("metrics.csv", files.metrics_csv),
             ("metrics.json", files.metrics_json),

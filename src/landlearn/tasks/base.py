@@ -129,6 +129,29 @@ class LandlearnTask(pl.LightningModule):
             info = describe_datamodule(dm)
             self.data_info = {**info, **{k: v for k, v in self.data_info.items() if v}}
         names = self.hparams["class_names"] or self.data_info.get("class_names")
+        data_names = list(self.data_info.get("class_names") or [])
+        given = self.hparams["class_names"]
+        if given and data_names and list(given) != data_names:
+            raise LandlearnError(
+                f"the model's class_names {list(given)} differ from the data's {data_names}; "
+                "give them in one place"
+            )
+        if not given and data_names:
+            self.hparams["class_names"] = data_names
+        _match_logged_hparam(self, dm, "class_names")
+        bands = self.data_info.get("band_names") or []
+        want = self.hparams["in_channels"]
+        if dm is not None and bands and want and int(want) != len(bands):
+            raise LandlearnError(
+                f"the model expects in_channels={want} but the data has {len(bands)} bands "
+                f"({', '.join(bands[:13])}); fix in_channels or the data's bands"
+            )
+        if dm is not None and names and self.hparams["num_classes"]:
+            if int(self.hparams["num_classes"]) != len(names):
+                raise LandlearnError(
+                    f"num_classes={self.hparams['num_classes']} but the data names {len(names)} "
+                    f"classes ({', '.join(names[:12])})"
+                )
         if self.model is None:
             k = self.hparams["num_classes"] or (len(names) if names else None)
             c = self.hparams["in_channels"] or len(self.data_info.get("band_names") or [])
@@ -343,3 +366,12 @@ class LandlearnTask(pl.LightningModule):
         """Store the bundle metadata as JSON so ``load_bundle(x.ckpt)`` needs no pickles."""
         if self.model is not None:
             checkpoint[_META_KEY] = self.bundle_meta().to_json()
+
+
+def _match_logged_hparam(module: pl.LightningModule, dm: Any, key: str) -> None:
+    """Lightning refuses to log a hyper-parameter that model and datamodule both hold with
+    different values; log the datamodule's (the source of truth for data facts)."""
+    logged = getattr(dm, "hparams_initial", None) if dm is not None else None
+    initial = getattr(module, "_hparams_initial", None)
+    if logged is not None and initial is not None and key in logged and key in initial:
+        initial[key] = logged[key]

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from affine import Affine
 from PIL import Image
-from rasterio.transform import from_origin
 
 RGB_CLASSES = {"Forest": 10, "River": 6, "Urban": 4}
 MS_CLASSES = {"Crop": 4, "Water": 4}
@@ -30,7 +30,7 @@ def _write_tif(path: Path, array: np.ndarray, descriptions: list[str] | None = N
         "count": array.shape[0],
         "dtype": array.dtype.name,
         "crs": "EPSG:32633",
-        "transform": from_origin(500000, 5000000, 10, 10),
+        "transform": Affine(10, 0, 500000, 0, -10, 5000000),
     }
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(array)

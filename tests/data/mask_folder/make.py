@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from affine import Affine
 from PIL import Image
-from rasterio.transform import from_origin
 
 DEEPGLOBE = [
     ("urban_land", (0, 255, 255)),
@@ -78,7 +78,7 @@ def _write_tif(path: Path, array: np.ndarray) -> None:
         count=array.shape[0],
         dtype=array.dtype.name,
         crs="EPSG:32633",
-        transform=from_origin(500000, 5000000, 10, 10),
+        transform=Affine(10, 0, 500000, 0, -10, 5000000),
     ) as dst:
         dst.write(array)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-from rasterio.transform import from_origin
+from affine import Affine
 
 HEIGHT, WIDTH = 48, 40
 BANDS = ["B02", "B03", "B04", "B08"]
@@ -40,7 +40,7 @@ def _write(
         count=array.shape[0],
         dtype=array.dtype.name,
         crs=crs,
-        transform=from_origin(*origin, 10, 10),
+        transform=Affine(10, 0, origin[0], 0, -10, origin[1]),
         nodata=nodata,
     ) as dst:
         dst.write(array)

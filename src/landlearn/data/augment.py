@@ -1,0 +1,183 @@
+"""GPU batch augmentation from a small config, on kornia's ``AugmentationSequential``.
+
+Images may have any number of bands: brightness and contrast are kornia's additive and
+multiplicative per-sample ops without clipping, which work on every band alike. Masks follow the
+image's geometry with nearest resampling; pixels that a transform pads in become ``IGNORE_INDEX``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import kornia.augmentation as K
+import torch
+from torch import Tensor, nn
+
+from landlearn.conventions import IGNORE_INDEX
+from landlearn.errors import LandlearnError
+
+__all__ = ["AUGMENTATIONS", "TASKS", "BatchAugment", "build_augment"]
+
+log = logging.getLogger(__name__)
+
+TASKS = ("classification", "multilabel", "regression", "segmentation", "fusion", "jem")
+"""Tasks ``build_augment`` accepts; only a batch's ``image`` and ``mask`` are ever transformed."""
+
+# name -> default parameters; a config value is a probability or a dict of these keys
+AUGMENTATIONS: dict[str, dict[str, Any]] = {
+    "hflip": {"p": 0.5},
+    "vflip": {"p": 0.5},
+    "rot90": {"p": 0.5},
+    "crop": {"p": 0.5, "scale": [0.5, 1.0]},
+    "brightness": {"p": 0.3, "limit": 0.1},
+    "contrast": {"p": 0.3, "limit": 0.1},
+    "blur": {"p": 0.1, "sigma": [0.1, 1.0]},
+}
+"""Known config keys, in the order they are applied, with their default parameters."""
+
+
+def _near(name: str, known: list[str]) -> str:
+    near = difflib.get_close_matches(name, known, n=1)
+    return f"did you mean {near[0]!r}?" if near else f"known: {', '.join(known)}"
+
+
+def _range(value: Any, name: str, low: float, high: float) -> tuple[float, float]:
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        raise LandlearnError(f"augmentation {name} must be a pair [min, max], got {value!r}")
+    a, b = float(value[0]), float(value[1])
+    if not low <= a <= b <= high:
+        raise LandlearnError(f"augmentation {name} must satisfy {low} <= min <= max <= {high}")
+    return a, b
+
+
+def _parse(cfg: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Validated parameters of each configured augmentation, in ``AUGMENTATIONS`` order."""
+    parsed: dict[str, dict[str, Any]] = {}
+    for name, value in cfg.items():
+        if name not in AUGMENTATIONS:
+            raise LandlearnError(
+                f"unknown augmentation {name!r}; {_near(name, list(AUGMENTATIONS))}"
+            )
+        params = dict(AUGMENTATIONS[name])
+        if isinstance(value, Mapping):
+            for key in value:
+                if key not in params:
+                    raise LandlearnError(
+                        f"unknown option {key!r} of {name}; {_near(key, list(params))}"
+                    )
+            params.update(value)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            params["p"] = value
+        else:
+            raise LandlearnError(
+                f"augmentation {name} needs a probability or a dict, got {value!r}"
+            )
+        p = params["p"]
+        if not isinstance(p, int | float) or not 0.0 <= p <= 1.0:
+            raise LandlearnError(f"augmentation {name} probability must be in [0, 1], got {p!r}")
+        if "limit" in params and not 0.0 <= float(params["limit"]) < 1.0:
+            raise LandlearnError(
+                f"augmentation {name} limit must be in [0, 1), got {params['limit']}"
+            )
+        if p > 0:
+            parsed[name] = params
+    return {name: parsed[name] for name in AUGMENTATIONS if name in parsed}
+
+
+def _build_op(name: str, params: dict[str, Any], size: tuple[int, int]) -> nn.Module:
+    p = float(params["p"])
+    if name == "hflip":
+        return K.RandomHorizontalFlip(p=p)
+    if name == "vflip":
+        return K.RandomVerticalFlip(p=p)
+    if name == "rot90":
+        # kornia rounds a uniform draw on [1, 3]: 90° and 270° a quarter of the time, 180° half.
+        return K.RandomRotation90(times=(1, 3), resample="nearest", p=p)
+    if name == "crop":
+        # kornia crops the whole batch or none of it: p is per batch here, not per sample.
+        return K.RandomResizedCrop(
+            size, scale=_range(params["scale"], "crop scale", 1e-3, 1.0), p=p
+        )
+    if name == "brightness":
+        limit = float(params["limit"])  # additive shift in [-limit, limit] on every band
+        return K.RandomBrightness((1.0 - limit, 1.0 + limit), clip_output=False, p=p)
+    if name == "contrast":
+        limit = float(params["limit"])  # gain in [1 - limit, 1 + limit] on every band
+        return K.RandomContrast((1.0 - limit, 1.0 + limit), clip_output=False, p=p)
+    sigma = _range(params["sigma"], "blur sigma", 1e-3, 10.0)
+    kernel = 2 * math.ceil(3.0 * sigma[1]) + 1
+    return K.RandomGaussianBlur((kernel, kernel), sigma, p=p)
+
+
+class BatchAugment(nn.Module):
+    """Augment a batch dict: ``image`` ``(B, C, H, W)`` and, when present, ``mask`` ``(B, H, W)``.
+
+    Other keys (``label``, ``meta``, ``crs`` ...) pass through untouched. The kornia pipeline is
+    built per input size on first use, since a resized crop needs the output size.
+    """
+
+    def __init__(self, params: dict[str, dict[str, Any]], task: str) -> None:
+        super().__init__()
+        self.params = params
+        self.task = task
+        # A plain dict, not a ModuleDict: the lazily built pipelines hold only constant buffers
+        # and must not add keys to a LightningModule's state_dict after the first batch.
+        self._pipelines: dict[tuple[int, int, str], nn.Module] = {}
+
+    def _pipeline(self, size: tuple[int, int], device: torch.device) -> nn.Module:
+        key = (size[0], size[1], str(device))
+        if key not in self._pipelines:
+            ops = [_build_op(name, p, size) for name, p in self.params.items()]
+            self._pipelines[key] = K.AugmentationSequential(*ops, data_keys=None).to(device)
+        return self._pipelines[key]
+
+    def forward(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """Return a new batch dict with ``image`` and ``mask`` augmented together."""
+        image = batch.get("image")
+        if not isinstance(image, Tensor) or image.ndim != 4:
+            shape = tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__
+            raise LandlearnError(
+                f"augmentation needs batch['image'] of shape (B, C, H, W), got {shape}"
+            )
+        if not self.params:
+            return dict(batch)
+        inputs: dict[str, Tensor] = {"input": image if image.is_floating_point() else image.float()}
+        mask = batch.get("mask")
+        if isinstance(mask, Tensor):
+            if mask.shape != (image.shape[0], *image.shape[2:]):
+                raise LandlearnError(
+                    f"mask shape {tuple(mask.shape)} does not match image {tuple(image.shape)}"
+                )
+            # Shift classes by one so that the zeros padded in by a transform can be told apart.
+            inputs["mask"] = (mask.long() + 1).unsqueeze(1)  # (B, 1, H, W)
+        out = self._pipeline((image.shape[-2], image.shape[-1]), image.device)(inputs)
+        result = {**batch, "image": out["input"]}
+        if "mask" in inputs:
+            moved = out["mask"].squeeze(1).long()  # (B, H, W)
+            result["mask"] = torch.where(moved == 0, IGNORE_INDEX, moved - 1)
+        return result
+
+    def extra_repr(self) -> str:
+        return f"task={self.task!r}, params={self.params}"
+
+
+def build_augment(cfg: dict | None, task: str) -> nn.Module:
+    """The batch augmentation described by ``cfg``, e.g. ``{"hflip": 0.5, "crop": {"p": 0.5}}``.
+
+    ``None`` or ``{}`` gives the identity. Keys are those of ``AUGMENTATIONS``; a value is a
+    probability or a dict of the key's options. Operations run in ``AUGMENTATIONS`` order.
+
+    Raises:
+        LandlearnError: An unknown key, option or task, or a value out of range.
+    """
+    if task not in TASKS:
+        raise LandlearnError(f"unknown task {task!r}; {_near(task, list(TASKS))}")
+    if cfg is not None and not isinstance(cfg, Mapping):
+        raise LandlearnError(f"augmentation config must be a mapping, got {type(cfg).__name__}")
+    params = _parse(cfg or {})
+    log.debug("augmentations for %s: %s", task, params)
+    return BatchAugment(params, task)

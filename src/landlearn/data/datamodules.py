@@ -1,0 +1,552 @@
+"""LightningDataModules for image folders, image + mask folders and GeoTIFF scene pairs.
+
+Batches leave the loaders in raw units. ``on_after_batch_transfer`` augments training batches on the
+device (``build_augment``) and then normalises every batch with the train split's per-band mean and
+std, so the numbers a bundle stores are exactly the ones training used.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from lightning.pytorch import LightningDataModule
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from landlearn.conventions import IGNORE_INDEX
+from landlearn.data.augment import build_augment
+from landlearn.data.balance import class_counts_from_targets, class_weights, oversampling_sampler
+from landlearn.data.folders import DEFAULT_IGNORE, ColorTable, ImageFolderDataset, MaskFolderDataset
+from landlearn.data.io import generic_band_names, raster_info
+from landlearn.data.normalize import compute_stats
+from landlearn.data.rasters import RasterPairDataset, check_remap, grid_windows, spatial_split
+from landlearn.data.splits import label_subset, random_split_indices, stratified_split
+from landlearn.errors import LandlearnError
+
+__all__ = [
+    "ImageFolderDataModule",
+    "LandlearnDataModule",
+    "MaskFolderDataModule",
+    "RasterPairDataModule",
+    "describe_datamodule",
+]
+
+log = logging.getLogger(__name__)
+
+Sample = dict[str, torch.Tensor]
+
+
+class LandlearnDataModule(LightningDataModule):
+    """What our datamodules share: names, train-split statistics, loaders, the transfer hook.
+
+    Subclasses implement ``_build`` (set the three datasets, ``band_names``, ``class_names``,
+    ``chip_size``) and ``_train_class_counts``.
+
+    Args:
+        batch_size: samples per batch.
+        num_workers: loader worker processes.
+        seed: seed of splits, shuffling, random chips and the oversampling sampler.
+        augment: ``build_augment`` config, applied to training batches only.
+        balance: oversample rare classes in the train loader (classification).
+        mean: per-band mean in raw units; with ``std``, skips computing them.
+        std: per-band std in raw units.
+    """
+
+    task = "classification"
+
+    def __init__(
+        self,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        seed: int = 0,
+        augment: dict[str, Any] | None = None,
+        balance: bool = False,
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
+    ) -> None:
+        super().__init__()
+        self.batch_size = int(batch_size)
+        self.num_workers = int(num_workers)
+        self.seed = int(seed)
+        self.augment = augment
+        self.balance = bool(balance)
+        if (mean is None) != (std is None):
+            raise LandlearnError("give both mean and std, or neither")
+        self.mean: list[float] | None = None if mean is None else [float(v) for v in mean]
+        self.std: list[float] | None = None if std is None else [float(v) for v in std]
+        self.band_names: list[str] = []
+        self.class_names: list[str] = []
+        self.class_colors: list[list[int]] | None = None
+        self.chip_size: int = 0
+        self.train_dataset: Dataset[Sample] | None = None
+        self.val_dataset: Dataset[Sample] | None = None
+        self.test_dataset: Dataset[Sample] | None = None
+        self.train_aug: nn.Module | None = None
+        self._class_weights: torch.Tensor | None = None
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (``IGNORE_INDEX`` is not a class)."""
+        return len(self.class_names)
+
+    def _build(self) -> None:
+        raise NotImplementedError
+
+    def _train_class_counts(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        """Build the splits once; compute mean / std on the train split unless given."""
+        if self.train_dataset is None:
+            self._build()
+            assert self.train_dataset is not None
+            log.info(
+                "%s: %d train, %d val, %d test samples",
+                type(self).__name__,
+                len(self.train_dataset),  # type: ignore[arg-type]
+                len(self.val_dataset or []),  # type: ignore[arg-type]
+                len(self.test_dataset or []),  # type: ignore[arg-type]
+            )
+        if self.mean is None or self.std is None:
+            self.mean, self.std = compute_stats(self.train_dataset, seed=self.seed)
+        if len(self.mean) != len(self.band_names) or len(self.std) != len(self.band_names):
+            raise LandlearnError(
+                f"mean / std have {len(self.mean)} / {len(self.std)} values but the data has "
+                f"{len(self.band_names)} bands ({', '.join(self.band_names)})"
+            )
+        if any(s <= 0 for s in self.std):
+            raise LandlearnError(f"std must be positive, got {self.std}")
+        if self.train_aug is None:
+            self.train_aug = build_augment(self.augment, self.task)
+
+    @property
+    def class_weights(self) -> torch.Tensor:
+        """Inverse-frequency class weights from the train split (for weighted losses)."""
+        if self._class_weights is None:
+            if self.train_dataset is None:
+                self.setup("fit")
+            counts = np.asarray(self._train_class_counts(), dtype=np.int64)[: self.num_classes]
+            self._class_weights = class_weights(counts)
+        return self._class_weights
+
+    def normalize(self, image: torch.Tensor) -> torch.Tensor:
+        """``(image - mean) / std`` per band; ``image`` is ``(B, C, H, W)`` in raw units."""
+        if self.mean is None or self.std is None:
+            raise LandlearnError("mean / std unknown; call setup() first")
+        mean = torch.as_tensor(self.mean, dtype=image.dtype, device=image.device)
+        std = torch.as_tensor(self.std, dtype=image.dtype, device=image.device)
+        return (image - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+
+    def on_after_batch_transfer(self, batch: Sample, dataloader_idx: int) -> Sample:
+        """Augment training batches on the device, then normalise every batch."""
+        trainer = self.trainer
+        if trainer is not None and trainer.training and self.train_aug is not None:
+            batch = self.train_aug.to(batch["image"].device)(batch)
+        if "image" in batch:
+            batch["image"] = self.normalize(batch["image"].float())
+        return batch
+
+    def _loader(self, dataset: Dataset[Sample], train: bool = False) -> DataLoader[Sample]:
+        sampler = self._train_sampler() if train else None
+        generator = torch.Generator().manual_seed(self.seed)
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=train and sampler is None,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            generator=generator,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def _train_sampler(self) -> torch.utils.data.Sampler[int] | None:
+        return None
+
+    def train_dataloader(self) -> DataLoader[Sample]:
+        """Shuffled (or oversampled with ``balance``), seeded."""
+        if self.train_dataset is None:
+            self.setup("fit")
+        assert self.train_dataset is not None
+        return self._loader(self.train_dataset, train=True)
+
+    def val_dataloader(self) -> DataLoader[Sample] | list[Any]:
+        """Validation batches; an empty list (Lightning skips validation) when there is no split."""
+        return [] if self.val_dataset is None else self._loader(self.val_dataset)
+
+    def test_dataloader(self) -> DataLoader[Sample]:
+        """Test batches.
+
+        Raises:
+            LandlearnError: no test split was configured.
+        """
+        if self.test_dataset is None:
+            raise LandlearnError("no test split: set test_fraction > 0 or give test files")
+        return self._loader(self.test_dataset)
+
+    def predict_dataloader(self) -> DataLoader[Sample]:
+        """The test set."""
+        return self.test_dataloader()
+
+
+class ImageFolderDataModule(LandlearnDataModule):
+    """Scene classification from ``root/<class>/*``, split per class (stratified) by ``seed``.
+
+    Args:
+        root: folder with one sub-folder per class.
+        test_root: separate test folder; ``root`` is then split into train / val only.
+        val_fraction: share of each class for validation.
+        test_fraction: share of each class for test (ignored with ``test_root``).
+        label_fraction: keep this share of the train labels per class (at least one each).
+        bands: band numbers starting at 1; default all.
+    """
+
+    task = "classification"
+
+    def __init__(
+        self,
+        root: str,
+        test_root: str | None = None,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.1,
+        label_fraction: float = 1.0,
+        bands: list[int] | None = None,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        seed: int = 0,
+        augment: dict[str, Any] | None = None,
+        balance: bool = False,
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
+    ) -> None:
+        super().__init__(batch_size, num_workers, seed, augment, balance, mean, std)
+        self.save_hyperparameters()
+        self.root, self.test_root = root, test_root
+        self.val_fraction, self.test_fraction = val_fraction, test_fraction
+        self.label_fraction = label_fraction
+        self.bands = bands
+
+    def _build(self) -> None:
+        full = ImageFolderDataset(self.root, bands=self.bands)
+        test_fraction = 0.0 if self.test_root else self.test_fraction
+        train, val, test = stratified_split(
+            full.targets, self.val_fraction, test_fraction, self.seed
+        )
+        train = label_subset(train, full.targets, self.label_fraction, self.seed)
+        self.train_dataset = full.subset(train)
+        self.val_dataset = full.subset(val) if val else None
+        if self.test_root:
+            self.test_dataset = ImageFolderDataset(
+                self.test_root, classes=full.classes, bands=self.bands
+            )
+        else:
+            self.test_dataset = full.subset(test) if test else None
+        self.band_names = list(full.band_names)
+        self.class_names = list(full.classes)
+        self.chip_size = raster_info(full.files[0]).height
+
+    def _train_class_counts(self) -> np.ndarray:
+        assert isinstance(self.train_dataset, ImageFolderDataset)
+        return class_counts_from_targets(self.train_dataset.targets, self.num_classes)
+
+    def _train_sampler(self) -> torch.utils.data.Sampler[int] | None:
+        if not self.balance:
+            return None
+        assert isinstance(self.train_dataset, ImageFolderDataset)
+        return oversampling_sampler(self.train_dataset.targets, self.seed)
+
+
+def _names_from_remap(remap: dict[int, int] | None) -> list[str]:
+    classes = [v for v in (remap or {}).values() if v != IGNORE_INDEX]
+    return [f"class_{k}" for k in range(max(classes) + 1)] if classes else []
+
+
+def _names_from_counts(counts: np.ndarray) -> list[str]:
+    present = np.flatnonzero(counts)
+    n = int(present.max()) + 1 if present.size else 0
+    log.warning("class names not given; using class_0..class_%d from the train labels", n - 1)
+    return [f"class_{k}" for k in range(n)]
+
+
+class MaskFolderDataModule(LandlearnDataModule):
+    """Segmentation from an image folder and a mask folder, split by image file.
+
+    Args:
+        images: image folder.
+        masks: mask folder (RGB-coded with ``classes_csv``, or class codes).
+        classes_csv: colour table (``name,hex`` or ``name,r,g,b``).
+        ignore_classes: colour-table names that become ``IGNORE_INDEX``.
+        remap: ``{code: class}`` for code masks; unmapped codes are ignored.
+        class_names: names of the classes (override the colour table's).
+        chip_size: chips cut from each image on a grid (edges padded).
+        test_images: separate test images; then the folders are split train / val only.
+        test_masks: masks of ``test_images``.
+        label_fraction_pixels: keep this share of train pixels as sparse points.
+    """
+
+    task = "segmentation"
+
+    def __init__(
+        self,
+        images: str,
+        masks: str,
+        classes_csv: str | None = None,
+        ignore_classes: Sequence[str] = DEFAULT_IGNORE,
+        remap: dict[int, int] | None = None,
+        class_names: list[str] | None = None,
+        chip_size: int = 256,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.1,
+        test_images: str | None = None,
+        test_masks: str | None = None,
+        label_fraction_pixels: float = 1.0,
+        batch_size: int = 8,
+        num_workers: int = 0,
+        seed: int = 0,
+        augment: dict[str, Any] | None = None,
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
+    ) -> None:
+        super().__init__(batch_size, num_workers, seed, augment, False, mean, std)
+        self.save_hyperparameters()
+        if (test_images is None) != (test_masks is None):
+            raise LandlearnError("give both test_images and test_masks, or neither")
+        self.images, self.masks = images, masks
+        self.test_images, self.test_masks = test_images, test_masks
+        self.remap = check_remap(remap)
+        self.chip_size = int(chip_size)
+        self.val_fraction, self.test_fraction = val_fraction, test_fraction
+        self.label_fraction_pixels = label_fraction_pixels
+        self.color_table = (
+            ColorTable.from_csv(classes_csv, ignore=ignore_classes) if classes_csv else None
+        )
+        if self.color_table is not None:
+            self.class_colors = self.color_table.class_colors
+        names = self.color_table.class_names if self.color_table else _names_from_remap(self.remap)
+        if class_names is not None:
+            if names and len(class_names) != len(names):
+                raise LandlearnError(
+                    f"class_names has {len(class_names)} names but the labels have {len(names)}"
+                )
+            names = list(class_names)
+        self.class_names = names
+
+    def _dataset(self, images: str, masks: str, files: list[Any] | None, points: float) -> Any:
+        return MaskFolderDataset(
+            images, masks, self.color_table, self.remap, self.chip_size, files, points, self.seed
+        )
+
+    def _build(self) -> None:
+        full = self._dataset(self.images, self.masks, None, 1.0)
+        test_fraction = 0.0 if self.test_images else self.test_fraction
+        train, val, test = random_split_indices(
+            len(full.files), self.val_fraction, test_fraction, self.seed
+        )
+        pick = [full.files[i] for i in train]
+        self.train_dataset = self._dataset(
+            self.images, self.masks, pick, self.label_fraction_pixels
+        )
+        if val:
+            self.val_dataset = self._dataset(
+                self.images, self.masks, [full.files[i] for i in val], 1.0
+            )
+        if self.test_images and self.test_masks:
+            self.test_dataset = self._dataset(self.test_images, self.test_masks, None, 1.0)
+        elif test:
+            self.test_dataset = self._dataset(
+                self.images, self.masks, [full.files[i] for i in test], 1.0
+            )
+        self.band_names = list(full.band_names)
+        if not self.class_names:
+            self.class_names = _names_from_counts(self._train_class_counts())
+
+    def _train_class_counts(self) -> np.ndarray:
+        assert isinstance(self.train_dataset, MaskFolderDataset)
+        return self.train_dataset.label_counts()
+
+
+class RasterPairDataModule(LandlearnDataModule):
+    """Segmentation from one GeoTIFF scene and its label raster, split into spatial blocks.
+
+    Train draws ``samples_per_epoch`` random chips inside the train blocks; val and test read a
+    grid of chips over their blocks (or over separate ``val_*`` / ``test_*`` files when given).
+
+    Args:
+        image: multiband GeoTIFF.
+        label: class-code GeoTIFF on the same grid.
+        class_names: class names; default ``class_<k>``.
+        remap: ``{code: class}``; unmapped codes and label nodata become ``IGNORE_INDEX``.
+        chip_size: chip size in pixels.
+        samples_per_epoch: random train chips per epoch.
+        block_size: side of the split blocks; default twice the chip size when the scene is
+            large enough for five blocks, else the chip size.
+        bands: band numbers starting at 1; default all.
+    """
+
+    task = "segmentation"
+
+    def __init__(
+        self,
+        image: str,
+        label: str,
+        class_names: list[str] | None = None,
+        remap: dict[int, int] | None = None,
+        chip_size: int = 64,
+        samples_per_epoch: int = 256,
+        val_fraction: float = 0.2,
+        test_fraction: float = 0.2,
+        val_image: str | None = None,
+        val_label: str | None = None,
+        test_image: str | None = None,
+        test_label: str | None = None,
+        bands: list[int] | None = None,
+        block_size: int | None = None,
+        batch_size: int = 16,
+        num_workers: int = 0,
+        seed: int = 0,
+        augment: dict[str, Any] | None = None,
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
+    ) -> None:
+        super().__init__(batch_size, num_workers, seed, augment, False, mean, std)
+        self.save_hyperparameters()
+        for a, b in (("val_image", "val_label"), ("test_image", "test_label")):
+            if (locals()[a] is None) != (locals()[b] is None):
+                raise LandlearnError(f"give both {a} and {b}, or neither")
+        self.image, self.label = image, label
+        self.val_files = (val_image, val_label) if val_image and val_label else None
+        self.test_files = (test_image, test_label) if test_image and test_label else None
+        self.remap = check_remap(remap)
+        self.chip_size = int(chip_size)
+        self.samples_per_epoch = int(samples_per_epoch)
+        self.val_fraction, self.test_fraction = val_fraction, test_fraction
+        self.bands, self.block_size = bands, block_size
+        self.class_names = list(class_names) if class_names else _names_from_remap(self.remap)
+        self.crs: Any = None
+        self.transform: Any = None
+
+    def _grid(self, files: tuple[str, str], windows: list[Any] | None) -> RasterPairDataset:
+        return RasterPairDataset(
+            *files, self.chip_size, "grid", remap=self.remap, windows=windows, bands=self.bands
+        )
+
+    def _build(self) -> None:
+        info = raster_info(self.image)
+        val_fraction = 0.0 if self.val_files else self.val_fraction
+        test_fraction = 0.0 if self.test_files else self.test_fraction
+        block = self.block_size or self.chip_size
+        if self.block_size is None and len(grid_windows(info.height, info.width, 2 * block)) >= 5:
+            block *= 2
+        if val_fraction or test_fraction:
+            train, val, test = spatial_split(
+                info.height, info.width, block, val_fraction, test_fraction, self.seed
+            )
+        else:
+            train, val, test = [], [], []
+        scene = (self.image, self.label)
+        self.train_dataset = RasterPairDataset(
+            *scene, self.chip_size, "random", self.samples_per_epoch, self.remap,
+            train or None, self.seed, self.bands,
+        )  # fmt: skip
+        self.val_dataset = self._grid(self.val_files or scene, None if self.val_files else val)
+        if not (self.val_files or val):
+            self.val_dataset = None
+        self.test_dataset = self._grid(self.test_files or scene, None if self.test_files else test)
+        if not (self.test_files or test):
+            self.test_dataset = None
+        self.band_names = list(self.train_dataset.band_names)
+        self.crs, self.transform = self.train_dataset.crs, self.train_dataset.transform
+        log.info("spatial split in %d px blocks: %d train, %d val, %d test", block,
+                 len(train), len(val), len(test))  # fmt: skip
+        if not self.class_names:
+            self.class_names = _names_from_counts(self._train_class_counts())
+
+    def _train_class_counts(self) -> np.ndarray:
+        assert isinstance(self.train_dataset, RasterPairDataset)
+        return self.train_dataset.label_counts()
+
+
+def _base_dataset(dm: Any) -> Any:
+    for name in ("train_dataset", "dataset", "val_dataset", "test_dataset", "predict_dataset"):
+        ds = getattr(dm, name, None)
+        while isinstance(ds, Subset):
+            ds = ds.dataset
+        if ds is not None:
+            return ds
+    return None
+
+
+def _per_band(value: Any, n: int, default: float) -> list[float]:
+    if value is None:
+        return [default] * n
+    flat = torch.as_tensor(value, dtype=torch.float64).flatten().tolist()
+    if len(flat) == 1:
+        return flat * n
+    return flat
+
+
+def _colors(colormap: Any) -> list[list[int]] | None:
+    if colormap is None:
+        return None
+    try:
+        from matplotlib.colors import to_rgb
+
+        return [
+            [int(v) for v in c[:3]]
+            if not isinstance(c, str)
+            else [round(255 * v) for v in to_rgb(c)]
+            for c in colormap
+        ]
+    except (TypeError, ValueError):
+        return None
+
+
+def describe_datamodule(dm: LightningDataModule) -> dict[str, Any]:
+    """``band_names``, ``class_names``, ``class_colors``, ``mean``, ``std``, ``chip_size`` of a
+    datamodule, ours or TorchGeo's, for the model bundle.
+
+    For TorchGeo datamodules call ``setup`` first: names come from the dataset's ``bands`` /
+    ``all_band_names`` and ``classes``, mean / std from ``dm.mean`` / ``dm.std`` (what its ``aug``
+    normalises with), expanded per band; missing values fall back to 0 / 1 and generic names.
+    """
+    if isinstance(dm, LandlearnDataModule):
+        if dm.mean is None or dm.std is None:
+            dm.setup("fit")
+        return {
+            "band_names": list(dm.band_names),
+            "class_names": list(dm.class_names),
+            "class_colors": dm.class_colors,
+            "mean": list(dm.mean or []),
+            "std": list(dm.std or []),
+            "chip_size": dm.chip_size,
+        }
+    ds = _base_dataset(dm)
+    source = ds if ds is not None else getattr(dm, "dataset_class", None)
+    kwargs = getattr(dm, "kwargs", {}) or {}
+    bands = getattr(source, "bands", None) or kwargs.get("bands")
+    bands = bands or getattr(source, "all_band_names", None)
+    sample = ds[0] if ds is not None and len(ds) > 0 else None
+    image = None if sample is None else sample.get("image")
+    if not bands:
+        n = int(image.shape[0]) if image is not None else len(_per_band(dm.mean, 1, 0.0))  # type: ignore[attr-defined]
+        bands = generic_band_names(n)
+    n_bands = len(bands)
+    classes = getattr(source, "classes", None)
+    if not classes and getattr(dm, "num_classes", None):
+        classes = [f"class_{k}" for k in range(int(dm.num_classes))]  # type: ignore[attr-defined]
+    patch = getattr(dm, "patch_size", None)
+    if isinstance(patch, tuple | list):
+        patch = patch[0]
+    if patch is None and image is not None:
+        patch = int(image.shape[-1])
+    return {
+        "band_names": [str(b) for b in bands],
+        "class_names": [str(c) for c in classes or []],
+        "class_colors": _colors(getattr(source, "colormap", None)),
+        "mean": _per_band(getattr(dm, "mean", None), n_bands, 0.0),
+        "std": _per_band(getattr(dm, "std", None), n_bands, 1.0),
+        "chip_size": None if patch is None else int(patch),
+    }

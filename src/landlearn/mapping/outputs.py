@@ -1,0 +1,145 @@
+"""Side products of a map: class areas (JSON) and a PNG preview with a legend."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.enums import Resampling
+
+from landlearn.conventions import IGNORE_INDEX
+from landlearn.mapping.writer import temp_path
+
+log = logging.getLogger(__name__)
+
+__all__ = ["AreaCounter", "write_json", "write_preview"]
+
+_EARTH_RADIUS_M = 6371007.2  # authalic sphere
+
+
+class AreaCounter:
+    """Counts pixels per class while a map streams out, and turns them into areas.
+
+    Projected CRS: pixel area from the transform, in the CRS's units (km² when metric).
+    Geographic CRS: each row's pixel area on the authalic sphere (approximate, km²).
+    No CRS: pixels only.
+    """
+
+    def __init__(self, class_names: list[str], crs: CRS | None, transform: Affine) -> None:
+        self.class_names = class_names
+        self.crs, self.transform = crs, transform
+        self.pixels = np.zeros(256, np.int64)
+        self.area = np.zeros(256, np.float64)
+        self._geographic = bool(crs is not None and crs.is_geographic)
+        self._rotated = transform.b != 0 or transform.d != 0
+
+    def add(self, y0: int, classes: np.ndarray) -> None:
+        """Count a block of class indexes whose first row is scene row ``y0``."""
+        flat = classes.ravel()
+        self.pixels += np.bincount(flat, minlength=256)
+        if self._geographic and not self._rotated:
+            rows = np.arange(y0, y0 + classes.shape[0], dtype=np.float64)
+            w = np.broadcast_to(self._row_area_km2(rows)[:, None], classes.shape)
+            self.area += np.bincount(flat, weights=w.ravel(), minlength=256)
+
+    def _row_area_km2(self, rows: np.ndarray) -> np.ndarray:
+        t = self.transform
+        lat1 = np.radians(t.f + rows * t.e)
+        lat2 = np.radians(t.f + (rows + 1) * t.e)
+        dlon = math.radians(abs(t.a))
+        return (_EARTH_RADIUS_M**2 * dlon * np.abs(np.sin(lat1) - np.sin(lat2))) / 1e6
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready dict: per class pixels and area, plus the unit and how it was computed."""
+        t = self.transform
+        pixel_area = abs(t.a * t.e - t.b * t.d)
+        unit: str | None
+        note: str
+        if self.crs is None:
+            unit, note, areas = None, "raster has no CRS; areas in pixels only", None
+        elif self._geographic:
+            unit = "km2"
+            note = "geographic CRS; areas on a sphere of radius 6371007.2 m (approximate)"
+            areas = self.area
+        else:
+            name, factor = self.crs.linear_units_factor
+            if factor and factor > 0:
+                unit, note = "km2", f"projected CRS in {name}"
+                areas = self.pixels * pixel_area * factor**2 / 1e6
+            else:
+                unit, note = f"{name}^2", "projected CRS with non-metric units"
+                areas = self.pixels * pixel_area
+        classes = []
+        for i, name in enumerate(self.class_names):
+            entry: dict[str, Any] = {"index": i, "name": name, "pixels": int(self.pixels[i])}
+            if areas is not None:
+                entry["area"] = float(areas[i])
+            classes.append(entry)
+        valid = int(self.pixels[: len(self.class_names)].sum())
+        return {
+            "unit": unit,
+            "note": note,
+            "crs": self.crs.to_string() if self.crs is not None else None,
+            "pixel_area_crs_units": pixel_area if self.crs is not None else None,
+            "valid_pixels": valid,
+            "nodata_pixels": int(self.pixels[IGNORE_INDEX]),
+            "classes": classes,
+        }
+
+
+def write_json(path: Path, data: dict[str, Any]) -> Path:
+    """Write ``data`` as JSON to a temporary name beside ``path``; returns the temp path."""
+    tmp = temp_path(path, ".tmp.json")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    return tmp
+
+
+def write_preview(
+    map_path: str | os.PathLike[str],
+    target: Path,
+    class_names: list[str],
+    colors: list[list[int]],
+    max_size: int = 1024,
+) -> Path:
+    """A PNG of the class band (decimated read, uses overviews) with a legend; temp path."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    with rasterio.open(map_path) as src:
+        scale = max(src.width, src.height) / max_size
+        shape = (
+            max(1, round(src.height / max(scale, 1))),
+            max(1, round(src.width / max(scale, 1))),
+        )
+        cls = src.read(1, out_shape=shape, resampling=Resampling.nearest)
+    lut = np.full((256, 4), 255, np.uint8)
+    lut[IGNORE_INDEX] = (255, 255, 255, 0)
+    for i, rgb in enumerate(colors):
+        lut[i, :3] = rgb[:3]
+    rgba = lut[cls]
+    present = sorted(set(np.unique(cls).tolist()) - {IGNORE_INDEX})
+    h, w = shape
+    fig = Figure(figsize=(min(12.0, 3 + 6 * w / max(h, w)), 6 * h / max(h, w) + 0.5), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes((0.02, 0.02, 0.66, 0.94))
+    ax.imshow(rgba, interpolation="nearest")
+    ax.set_axis_off()
+    ax.set_title(Path(target).stem, fontsize=10)
+    handles = [
+        Patch(facecolor=np.array(colors[i][:3]) / 255, edgecolor="k", label=class_names[i])
+        for i in range(len(class_names))
+        if i in present or len(class_names) <= 20
+    ]
+    fig.legend(handles=handles, loc="center right", fontsize=8, frameon=False)
+    tmp = temp_path(target, ".tmp.png")
+    fig.savefig(tmp, format="png")
+    return tmp

@@ -1,0 +1,296 @@
+"""Map any GeoTIFF scene with a bundle (issue #8): streaming, blended, with uncertainty.
+
+Pipeline: a reader thread reads reflection-padded windows in batches ahead of the model; the
+model (an ensemble, D4 TTA, MC dropout) runs under ``inference_mode`` (bf16 + channels_last on
+GPU); :class:`~landlearn.mapping.blend.StreamingBlender` blends windows and hands over each
+block as soon as it is final; the blocks of a row of windows are quantised into one row buffer
+and a writer thread writes it. Memory holds a few rows of windows, never the scene.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import torch
+
+from landlearn.bundle import Predictor
+from landlearn.errors import LandlearnError
+from landlearn.mapping.blend import StreamingBlender
+from landlearn.mapping.outputs import AreaCounter, write_json, write_preview
+from landlearn.mapping.plan import BundleLike, Plan, block_products, make_plan, quantized_bands
+from landlearn.mapping.reader import WindowReader
+from landlearn.mapping.writer import MapWriter
+
+log = logging.getLogger(__name__)
+
+__all__ = ["MapResult", "map_scene", "predict_scene_array"]
+
+Progress = Callable[[int, int], None]
+"""Called as ``progress(windows_done, windows_total)`` after each batch."""
+
+
+@dataclass
+class MapResult:
+    """What :func:`map_scene` wrote."""
+
+    path: Path
+    areas: Path
+    preview: Path | None
+    bands: list[str]
+    windows: int
+    seconds: float
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def windows_per_second(self) -> float:
+        """Throughput of the whole run."""
+        return self.windows / self.seconds if self.seconds > 0 else float("inf")
+
+
+def _bundles(
+    bundle: BundleLike | Sequence[BundleLike], ensemble: Sequence[BundleLike]
+) -> list[BundleLike]:
+    first = list(bundle) if isinstance(bundle, list | tuple) else [bundle]
+    return [*first, *ensemble]
+
+
+@contextlib.contextmanager
+def _seeded(plan: Plan, seed: int | None) -> Iterator[None]:
+    """MC dropout draws from torch's RNG: fork it so a map is reproducible and global state kept."""
+    if not plan.model.mc or seed is None:
+        yield
+        return
+    cuda = plan.model.device.type == "cuda"
+    with torch.random.fork_rng(devices=[plan.model.device] if cuda else []):
+        torch.manual_seed(seed)
+        yield
+
+
+def _stream(
+    plan: Plan,
+    sink: Callable[[int, int, np.ndarray, np.ndarray], None],
+    row_done: Callable[[int], None] | None,
+    batch_size: int,
+    progress: Progress | None,
+    seed: int | None,
+) -> None:
+    """Run every window through the model and the blender, in order."""
+    g = plan.grid
+    blender = StreamingBlender(g, plan.model.channels, plan.weight, sink, row_done)
+    pin = plan.model.device.type == "cuda"
+    done = 0
+    with (
+        rasterio.Env(GDAL_CACHEMAX=plan.cache_bytes),
+        _seeded(plan, seed),
+        WindowReader(plan.scene, plan.indexes, g, batch_size, pin_memory=pin) as reader,
+    ):
+        for batch in reader:
+            live = [k for k in range(len(batch.indexes)) if batch.valid[k].any()]
+            values = plan.model(batch.image[live], batch.valid[live]) if live else None
+            slot = {k: j for j, k in enumerate(live)}
+            for k, index in enumerate(batch.indexes):
+                if k in slot:
+                    assert values is not None
+                    blender.add(index, values[slot[k]], batch.valid[k])
+                else:  # all no-data: nothing to add, but the blender must see it
+                    blender.add(index, None)
+            done += len(batch.indexes)
+            if progress is not None:
+                progress(done, len(g))
+    if not blender.finished:
+        raise RuntimeError("reader stopped before the last window")
+
+
+def predict_scene_array(
+    bundle: BundleLike | Sequence[BundleLike],
+    scene: str | os.PathLike[str],
+    *,
+    tile: int = 512,
+    overlap: int = 64,
+    blend: str = "cosine",
+    batch_size: int = 4,
+    device: str = "cpu",
+    tta: str | None = None,
+    mc_dropout: int = 0,
+    ensemble: Sequence[BundleLike] = (),
+    bands: Sequence[str | int] | None = None,
+    seed: int | None = 0,
+) -> dict[str, np.ndarray]:
+    """The same streaming path as :func:`map_scene`, into float arrays (small scenes only).
+
+    Returns ``probabilities`` (K, H, W) float32 (NaN at no-data), ``valid`` (H, W) and, with
+    uncertainty, ``entropy`` / ``mutual_information`` / ``ensemble_variance`` (H, W).
+    """
+    plan = make_plan(
+        _bundles(bundle, ensemble),
+        scene,
+        tile=tile,
+        overlap=overlap,
+        blend=blend,
+        batch_size=batch_size,
+        device=device,
+        tta=tta,
+        mc_dropout=mc_dropout,
+        bands=bands,
+    )
+    h, w, k = plan.profile["height"], plan.profile["width"], plan.model.num_classes
+    out: dict[str, np.ndarray] = {
+        "probabilities": np.full((k, h, w), np.nan, np.float32),
+        "valid": np.zeros((h, w), bool),
+    }
+
+    def sink(y0: int, x0: int, acc: np.ndarray, wsum: np.ndarray) -> None:
+        probs, valid, extra = block_products(plan, acc, wsum)
+        ys, xs = slice(y0, y0 + valid.shape[0]), slice(x0, x0 + valid.shape[1])
+        out["probabilities"][:, ys, xs] = np.where(valid, probs, np.nan)
+        out["valid"][ys, xs] = valid
+        for name, value in extra.items():
+            out.setdefault(name, np.full((h, w), np.nan, np.float32))[ys, xs] = value
+
+    _stream(plan, sink, None, batch_size, None, seed)
+    return out
+
+
+def map_scene(
+    bundle: BundleLike | Sequence[BundleLike],
+    scene: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    tile: int = 512,
+    overlap: int = 64,
+    blend: str = "cosine",
+    batch_size: int = 4,
+    device: str = "cpu",
+    tta: str | None = None,
+    mc_dropout: int = 0,
+    ensemble: Sequence[BundleLike] = (),
+    probabilities: bool = False,
+    bands: Sequence[str | int] | None = None,
+    progress: Progress | None = None,
+    preview: bool = True,
+    seed: int | None = 0,
+) -> MapResult:
+    """Map ``scene`` with a bundle (or an ensemble) to a Cloud-Optimized GeoTIFF at ``out``.
+
+    Band 1 is the class (uint8, no-data 255, colour table), band 2 the confidence; then one
+    probability band per class with ``probabilities``, and entropy (any of ``tta``,
+    ``mc_dropout``, ``ensemble``), mutual information (MC dropout) and ensemble variance.
+    Non-class bands are uint8 with a GDAL scale (``value × scale`` = probability or nats).
+    Beside ``out``: ``<stem>.areas.json`` (pixels and area per class) and, with ``preview``,
+    ``<stem>.preview.png``. Everything is written under temporary names and renamed at the end.
+
+    Args:
+        bundle: bundle path(s) or loaded :class:`~landlearn.bundle.Predictor` (moved to
+            ``device``); a list is an ensemble.
+        scene: any raster GDAL reads, any size, CRS and dtype.
+        out: target GeoTIFF path.
+        tile: window size in px (classification bundles use their chip size).
+        overlap: px shared by neighbouring windows; blended with ``blend``.
+        tta: ``"d4"`` averages the 8 flips / rotations.
+        mc_dropout: number of passes with dropout on (0 = off).
+        ensemble: more bundles with the same classes; probabilities are averaged.
+        bands: scene bands (names or 1-based indexes) in the bundle's order; default: by name.
+        progress: called as ``progress(done, total)`` windows.
+        seed: seed of the MC-dropout draws.
+
+    Raises:
+        LandlearnError: unreadable scene or bundle, missing bands, bad options.
+    """
+    start = time.perf_counter()
+    out = Path(out)
+    if out.exists() and out.is_dir():
+        raise LandlearnError("output is a folder; give a .tif path", out)
+    if out.resolve() == Path(scene).resolve():
+        raise LandlearnError("output would overwrite the input scene", out)
+    plan = make_plan(
+        _bundles(bundle, ensemble),
+        scene,
+        tile=tile,
+        overlap=overlap,
+        blend=blend,
+        batch_size=batch_size,
+        device=device,
+        tta=tta,
+        mc_dropout=mc_dropout,
+        bands=bands,
+    )
+    specs = plan.band_specs(probabilities)
+    areas = AreaCounter(plan.class_names, plan.profile["crs"], plan.profile["transform"])
+    tags = _tags(plan, _bundles(bundle, ensemble), blend, tta, mc_dropout)
+    writer = MapWriter(out, profile=plan.profile, bands=specs, colors=plan.colors, tags=tags)
+    width = plan.profile["width"]
+    row: dict[str, Any] = {}
+
+    def sink(y0: int, x0: int, acc: np.ndarray, wsum: np.ndarray) -> None:
+        probs, valid, extra = block_products(plan, acc, wsum)
+        cls, others = quantized_bands(plan, probs, valid, extra, probabilities)
+        if "buf" not in row:
+            row["y0"] = y0
+            row["buf"] = np.empty((len(specs), cls.shape[0], width), np.uint8)
+        xs = slice(x0, x0 + cls.shape[1])
+        row["buf"][0, :, xs] = cls
+        for i, band in enumerate(others, start=1):
+            row["buf"][i, :, xs] = band
+        areas.add(y0, cls)
+
+    def row_done(r: int) -> None:
+        if "buf" in row:
+            writer.write(row.pop("y0"), row.pop("buf"))
+
+    sidecars: list[tuple[Path, Path]] = []
+    try:
+        with writer, rasterio.Env(GDAL_CACHEMAX=plan.cache_bytes):
+            _stream(plan, sink, row_done, batch_size, progress, seed)
+            cog = writer.finish()
+            summary = areas.summary()
+            summary["source"] = str(scene)
+            summary["map"] = out.name
+            area_path = out.with_name(f"{out.stem}.areas.json")
+            sidecars.append((write_json(area_path, summary), area_path))
+            preview_path = None
+            if preview:
+                preview_path = out.with_name(f"{out.stem}.preview.png")
+                tmp = write_preview(cog, preview_path, plan.class_names, plan.colors)
+                sidecars.append((tmp, preview_path))
+            for tmp, final in sidecars:
+                os.replace(tmp, final)
+            writer.commit()
+    except BaseException:
+        for tmp, _ in sidecars:
+            tmp.unlink(missing_ok=True)
+        raise
+    seconds = time.perf_counter() - start
+    n = len(plan.grid)
+    log.info("%d windows in %.1f s (%.2f windows/s)", n, seconds, n / max(seconds, 1e-9))
+    return MapResult(
+        out, area_path, preview_path, [s.name for s in specs], len(plan.grid), seconds, summary
+    )
+
+
+def _tags(
+    plan: Plan, members: list[BundleLike], blend: str, tta: str | None, mc_dropout: int
+) -> dict[str, str]:
+    names = [m.meta.model_name if isinstance(m, Predictor) else Path(m).name for m in members]
+    return {
+        "CLASS_NAMES": json.dumps(plan.class_names),
+        "CLASS_COLORS": json.dumps(plan.colors),
+        "LANDLEARN_BUNDLES": json.dumps(names),
+        "LANDLEARN_SOURCE": plan.scene.name,
+        "LANDLEARN_TASK": plan.model.task,
+        "LANDLEARN_TILING": json.dumps(
+            {"tile": plan.grid.tile_h, "overlap": plan.grid.overlap, "blend": blend}
+        ),
+        "LANDLEARN_UNCERTAINTY": json.dumps(
+            {"tta": tta, "mc_dropout": mc_dropout, "ensemble": len(members)}
+        ),
+    }

@@ -1,0 +1,196 @@
+"""Per-window predictions with uncertainty: ensembles, D4 test-time augmentation, MC dropout.
+
+Every (member, dropout pass, transform) gives one probability sample ``p_s``. A window's output
+is the mean probability ``p̄`` plus what its uncertainty bands need, blended like probabilities:
+
+* predictive entropy ``H[p̄]`` (computed from the blended ``p̄`` when a block is final);
+* mutual information ``H[p̄] − mean_s H[p_s]`` (MC dropout; Gal & Ghahramani 2016) needs the
+  expected entropy ``mean_s H[p_s]``, carried as an extra channel;
+* ensemble variance ``Σ_k Var_m[p̄_m,k]`` across the members' mean probabilities, in [0, 1].
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from landlearn.bundle import Predictor
+from landlearn.errors import LandlearnError
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "D4",
+    "WindowModel",
+    "d4_forward",
+    "d4_inverse",
+    "entropy",
+    "mc_dropout",
+]
+
+D4: tuple[tuple[int, bool], ...] = tuple((k, f) for f in (False, True) for k in range(4))
+"""The 8 dihedral transforms as (quarter turns, horizontal flip first)."""
+
+
+def d4_forward(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
+    """Flip (last axis) then rotate ``k`` quarter turns in the (H, W) plane."""
+    if flip:
+        x = x.flip(-1)
+    return torch.rot90(x, k, dims=(-2, -1)) if k else x
+
+
+def d4_inverse(y: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
+    """Undo :func:`d4_forward` on a (…, H, W) output."""
+    if k:
+        y = torch.rot90(y, -k, dims=(-2, -1))
+    return y.flip(-1) if flip else y
+
+
+def entropy(p: torch.Tensor | np.ndarray, dim: int = 1) -> torch.Tensor | np.ndarray:
+    """Shannon entropy in nats along ``dim`` (0 · log 0 = 0)."""
+    if isinstance(p, np.ndarray):
+        return -(p * np.log(np.clip(p, 1e-12, None))).sum(axis=dim)
+    return -(p * torch.log(p.clamp_min(1e-12))).sum(dim=dim)
+
+
+def _dropouts(model: nn.Module) -> list[nn.Module]:
+    return [
+        m
+        for m in model.modules()
+        if isinstance(m, nn.modules.dropout._DropoutNd) and float(getattr(m, "p", 0.0)) > 0
+    ]
+
+
+@contextlib.contextmanager
+def mc_dropout(model: nn.Module, path: str | None = None) -> Iterator[None]:
+    """Dropout layers in train mode, everything else (batch norm) in eval; restored after.
+
+    Raises:
+        LandlearnError: the model has no dropout with p > 0.
+    """
+    drops = _dropouts(model)
+    if not drops:
+        raise LandlearnError(
+            "MC dropout needs a model with dropout (p > 0); this bundle has none. "
+            "Train with dropout, or use --tta d4 / --ensemble instead",
+            path,
+        )
+    modes = [m.training for m in drops]
+    try:
+        for m in drops:
+            m.train()
+        yield
+    finally:
+        for m, mode in zip(drops, modes, strict=True):
+            m.train(mode)
+
+
+class WindowModel:
+    """One or more predictors turned into a function: windows → blended-ready values.
+
+    Output per window: ``K`` mean probabilities, then the extra channels named in ``extras``
+    (``expected_entropy`` with MC dropout, ``variance`` with an ensemble); (B, C) for
+    classification bundles, (B, C, H, W) for segmentation.
+    """
+
+    def __init__(
+        self,
+        predictors: Sequence[Predictor],
+        takes: Sequence[Sequence[int]],
+        *,
+        tta: str | None = None,
+        mc_dropout: int = 0,
+    ) -> None:
+        if tta not in (None, "none", "d4"):
+            raise LandlearnError(f"unknown TTA {tta!r}; use 'd4'")
+        if mc_dropout < 0:
+            raise LandlearnError(f"--mc-dropout must be >= 0, got {mc_dropout}")
+        self.predictors = list(predictors)
+        self.takes = [torch.as_tensor(list(t), dtype=torch.long) for t in takes]
+        self.transforms = D4 if tta == "d4" else ((0, False),)
+        self.passes = max(1, mc_dropout)
+        self.mc = mc_dropout > 0
+        self.task = self.predictors[0].task
+        self.num_classes = self.predictors[0].meta.num_classes
+        self.extras: list[str] = []
+        if self.mc:
+            self.extras.append("expected_entropy")
+        if len(self.predictors) > 1:
+            self.extras.append("variance")
+        self.device = self.predictors[0].device
+        self.uncertain = self.mc or tta == "d4" or len(self.predictors) > 1
+        cuda = self.device.type == "cuda"
+        self._autocast = (
+            torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
+        )
+        if cuda:
+            for p in self.predictors:
+                p.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self._channels_last = cuda
+
+    @property
+    def channels(self) -> int:
+        """Values per pixel (or per window for classification)."""
+        return self.num_classes + len(self.extras)
+
+    def __call__(self, image: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """(B, C, H, W) raw units + (B, H, W) valid → (B, channels[, H, W]) float32."""
+        with torch.inference_mode():
+            return self._forward(image, valid).float().cpu().numpy()
+
+    def _forward(self, image: np.ndarray, valid: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(image).to(self.device, non_blocking=True)
+        ok = torch.from_numpy(valid).to(self.device, non_blocking=True)[:, None]
+        seg = self.task == "segmentation"
+        total: torch.Tensor | None = None
+        square: torch.Tensor | None = None
+        exp_h: torch.Tensor | None = None
+        for pred, take in zip(self.predictors, self.takes, strict=True):
+            xm = torch.where(ok, pred.normalize(x[:, take.to(self.device)]), 0.0)
+            if self._channels_last:
+                xm = xm.contiguous(memory_format=torch.channels_last)
+            member: torch.Tensor | None = None
+            mode = mc_dropout(pred.model) if self.mc else contextlib.nullcontext()
+            with mode:
+                for _ in range(self.passes):
+                    for k, flip in self.transforms:
+                        p = self._sample(pred, xm, k, flip, seg)
+                        member = p if member is None else member + p
+                        if self.mc:
+                            h = entropy(p)
+                            assert isinstance(h, torch.Tensor)
+                            exp_h = h if exp_h is None else exp_h + h
+            assert member is not None
+            member = member / (self.passes * len(self.transforms))
+            total = member if total is None else total + member
+            sq = (member * member).sum(dim=1)
+            square = sq if square is None else square + sq
+        assert total is not None and square is not None
+        m = len(self.predictors)
+        mean = total / m
+        out = [mean]
+        if self.mc:
+            assert exp_h is not None
+            out.append((exp_h / (m * self.passes * len(self.transforms)))[:, None])
+        if m > 1:  # Σ_k (E[p²] − E[p]²)
+            out.append((square / m - (mean * mean).sum(dim=1)).clamp_min(0.0)[:, None])
+        return torch.cat(out, dim=1)
+
+    def _sample(
+        self, pred: Predictor, x: torch.Tensor, k: int, flip: bool, seg: bool
+    ) -> torch.Tensor:
+        with self._autocast:
+            logits = pred.model(d4_forward(x, k, flip))
+        p = pred.probs_from_logits(logits.float())
+        if not seg:
+            return p  # (B, K): invariant to the transform
+        p = d4_inverse(p, k, flip)
+        if p.shape[-2:] != x.shape[-2:]:  # a model with a coarser output grid
+            p = F.interpolate(p, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return p

@@ -1,0 +1,226 @@
+"""Write a map as a Cloud-Optimized GeoTIFF without ever leaving a partial file at the target.
+
+A writer thread takes finished rows from a bounded queue and writes them to a compressed,
+striped GeoTIFF under a temporary name beside the target; at the end GDAL's COG driver copies
+it to a tiled COG with overviews (another temporary name), and :meth:`MapWriter.commit` renames
+that over the target. An error, Ctrl-C or kill before that leaves the target untouched.
+
+All bands are ``uint8`` (a GeoTIFF has one data type, and a colour table needs 8 or 16 bits):
+band 1 is the class index (no-data 255); the other bands hold values in [0, 1]
+(confidence, probabilities, ensemble variance) or in [0, ln K] nats (entropy, mutual
+information) quantised to 0–254 with 255 as no-data. Each band's GDAL scale turns the stored
+value back into its unit: ``value × scale``; ``rasterio``'s ``src.scales`` gives it.
+
+Colour table: TIFF allows a palette only on single-band files (GDAL refuses ``SetColorTable`` on
+a multi-sample TIFF), so band 1's colour table goes to GDAL's own sidecar ``OUT.tif.aux.xml``
+(PAM), which GDAL, rasterio and QGIS read with the file (``src.colormap(1)``). The class colours
+are also in the ``CLASS_COLORS`` metadata item of the COG itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+from rasterio.windows import Window
+
+from landlearn.conventions import IGNORE_INDEX
+
+log = logging.getLogger(__name__)
+
+__all__ = ["QUANT_MAX", "BandSpec", "MapWriter", "pam_colortable", "quantize", "temp_path"]
+
+QUANT_MAX = 254
+"""Largest stored value of a quantised band; 255 is no-data."""
+
+
+@dataclass
+class BandSpec:
+    """One output band: its description, the factor back to its unit, and band tags."""
+
+    name: str
+    scale: float = 1.0
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def quantize(values: np.ndarray, top: float, valid: np.ndarray) -> np.ndarray:
+    """Map ``[0, top]`` to ``0..QUANT_MAX`` (rounded, clipped); ``IGNORE_INDEX`` where invalid."""
+    q = np.rint(np.clip(values * (QUANT_MAX / top), 0, QUANT_MAX)).astype(np.uint8)
+    q[~valid] = IGNORE_INDEX
+    return q
+
+
+def temp_path(target: Path, suffix: str) -> Path:
+    """A hidden, unique name beside ``target`` (same file system, so ``os.replace`` is atomic)."""
+    return target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}{suffix}")
+
+
+def pam_colortable(colors: list[list[int]]) -> str:
+    """GDAL PAM XML giving band 1 a 256-entry colour table (no-data 255 transparent)."""
+    entries = []
+    for i in range(256):
+        r, g, b = (int(v) for v in colors[i][:3]) if i < len(colors) else (0, 0, 0)
+        a = 0 if i == IGNORE_INDEX or i >= len(colors) else 255
+        entries.append(f'      <Entry c1="{r}" c2="{g}" c3="{b}" c4="{a}"/>')
+    body = "\n".join(entries)
+    return (
+        '<PAMDataset>\n  <PAMRasterBand band="1">\n    <ColorInterp>Palette</ColorInterp>\n'
+        f"    <ColorTable>\n{body}\n    </ColorTable>\n  </PAMRasterBand>\n</PAMDataset>\n"
+    )
+
+
+_DONE = object()
+
+
+class MapWriter:
+    """Streams rows into a temporary GeoTIFF (thread), then converts it to a COG.
+
+    Use as a context manager; on an exception every temporary file is removed.
+    """
+
+    def __init__(
+        self,
+        target: str | os.PathLike[str],
+        *,
+        profile: dict[str, Any],
+        bands: list[BandSpec],
+        colors: list[list[int]],
+        tags: dict[str, str],
+        queue_size: int = 2,
+    ) -> None:
+        self.target = Path(target)
+        self.bands, self.colors, self.tags = bands, colors, tags
+        self.width, self.height = int(profile["width"]), int(profile["height"])
+        self._profile = {
+            "driver": "GTiff",
+            "width": self.width,
+            "height": self.height,
+            "count": len(bands),
+            "dtype": "uint8",
+            "nodata": IGNORE_INDEX,
+            "crs": profile.get("crs"),
+            "transform": profile.get("transform"),
+            "tiled": False,
+            "blockysize": 16,
+            "compress": "zstd",
+            "zstd_level": 1,
+            "interleave": "band",
+            "bigtiff": "if_safer",
+        }
+        self.stage = temp_path(self.target, ".stage.tif")
+        self.cog = temp_path(self.target, ".tmp.tif")
+        self.pam = temp_path(self.target, ".tmp.aux.xml")
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
+        self._error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="landlearn-writer", daemon=True)
+        self._closed = False
+
+    def __enter__(self) -> MapWriter:
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is not None:
+            self.abort()
+
+    def write(self, y0: int, rows: np.ndarray) -> None:
+        """Queue ``rows`` (bands, h, width) uint8 for scene rows ``y0 … y0 + h``."""
+        while True:
+            self._raise_if_failed()
+            try:
+                self._queue.put((y0, rows), timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise self._error
+        if not self._thread.is_alive() and not self._closed:
+            raise RuntimeError("map writer thread stopped")
+
+    def _run(self) -> None:
+        try:
+            with rasterio.open(self.stage, "w", **self._profile) as dst:
+                self._describe(dst)
+                while True:
+                    item = self._queue.get()
+                    if item is _DONE or self._stop.is_set():
+                        break
+                    y0, rows = item  # type: ignore[misc]
+                    dst.write(rows, window=Window(0, y0, self.width, rows.shape[1]))
+        except BaseException as exc:  # re-raised in the producer by write() / finish()
+            self._error = exc
+            while True:  # unblock a producer waiting on a full queue
+                try:
+                    self._queue.get_nowait()
+                except queue.Empty:
+                    break
+
+    def _describe(self, dst: rasterio.io.DatasetWriter) -> None:
+        dst.update_tags(**self.tags)
+        for i, band in enumerate(self.bands, start=1):
+            dst.set_band_description(i, band.name)
+            if band.tags:
+                dst.update_tags(i, **band.tags)
+        dst.scales = tuple(b.scale for b in self.bands)
+        dst.offsets = tuple(0.0 for _ in self.bands)
+
+    def finish(self) -> Path:
+        """Flush, close and convert to a COG (temporary name); returns its path."""
+        while True:
+            self._raise_if_failed()
+            try:
+                self._queue.put(_DONE, timeout=0.1)
+                break
+            except queue.Full:
+                continue
+        self._thread.join()
+        self._closed = True
+        if self._error is not None:
+            raise self._error
+        block = 512 if max(self.width, self.height) > 1024 else 256
+        rasterio.shutil.copy(
+            self.stage,
+            self.cog,
+            driver="COG",
+            BLOCKSIZE=block,
+            COMPRESS="DEFLATE",
+            RESAMPLING="NEAREST",
+            OVERVIEWS="AUTO",
+            NUM_THREADS="ALL_CPUS",
+            BIGTIFF="IF_SAFER",
+        )
+        self.stage.unlink(missing_ok=True)
+        self.pam.write_text(pam_colortable(self.colors))
+        return self.cog
+
+    def commit(self) -> Path:
+        """Rename the colour-table sidecar, then the finished COG, over the targets."""
+        os.replace(self.pam, Path(f"{self.target}.aux.xml"))
+        os.replace(self.cog, self.target)
+        log.info("wrote %s", self.target)
+        return self.target
+
+    def abort(self) -> None:
+        """Stop the thread and remove every temporary file."""
+        self._stop.set()
+        try:
+            self._queue.put_nowait(_DONE)
+        except queue.Full:
+            pass
+        self._thread.join(timeout=30)
+        self._closed = True
+        for p in (self.stage, self.cog, self.pam, Path(f"{self.stage}.aux.xml")):
+            p.unlink(missing_ok=True)

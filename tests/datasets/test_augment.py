@@ -1,0 +1,120 @@
+"""Batch augmentation: identity, geometry shared by image and mask, ignore pixels, any bands."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from landlearn.conventions import IGNORE_INDEX
+from landlearn.data.augment import AUGMENTATIONS, build_augment
+from landlearn.errors import LandlearnError
+
+ALL_ON = {
+    "hflip": 1.0,
+    "vflip": 1.0,
+    "rot90": 1.0,
+    "crop": {"p": 1.0, "scale": [0.5, 1.0]},
+    "brightness": {"p": 1.0, "limit": 0.1},
+    "contrast": {"p": 1.0, "limit": 0.1},
+    "blur": {"p": 1.0, "sigma": [0.1, 1.0]},
+}
+
+
+def _batch(bands: int = 3, size: tuple[int, int] = (16, 16), seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    image = torch.rand(4, bands, *size, generator=g)
+    mask = torch.randint(0, 4, (4, *size), generator=g)
+    mask[:, :2] = IGNORE_INDEX
+    return {"image": image, "mask": mask, "label": torch.tensor([0, 1, 2, 3])}
+
+
+@pytest.mark.parametrize("cfg", [None, {}, {"hflip": 0.0}])
+def test_identity(cfg: dict | None) -> None:
+    batch = _batch()
+    out = build_augment(cfg, "segmentation")(batch)
+    assert out["image"] is batch["image"] and out["mask"] is batch["mask"]
+
+
+def test_hflip_moves_image_and_mask_together() -> None:
+    batch = _batch(bands=5)
+    out = build_augment({"hflip": 1.0}, "segmentation")(batch)
+    torch.testing.assert_close(out["image"], batch["image"].flip(-1))
+    assert torch.equal(out["mask"], batch["mask"].flip(-1)) and out["mask"].dtype == torch.int64
+    assert out["label"] is batch["label"]
+
+
+def test_rot90_keeps_values_and_pairs() -> None:
+    batch = _batch(size=(8, 8))
+    batch["mask"] = torch.arange(64).reshape(1, 8, 8).repeat(4, 1, 1)
+    batch["image"] = batch["mask"][:, None].float().repeat(1, 2, 1, 1)
+    out = build_augment({"rot90": 1.0}, "segmentation")(batch)
+    for i in range(4):
+        turned = [torch.rot90(batch["mask"][i], k, (0, 1)) for k in (1, 2, 3)]
+        assert any(torch.equal(out["mask"][i], t) for t in turned)
+    torch.testing.assert_close(out["image"][:, 0], out["mask"].float())
+
+
+def test_ignore_preserved_and_padding_becomes_ignore() -> None:
+    batch = _batch(size=(12, 20))  # not square: a 90° turn pads
+    batch["mask"][:] = 1
+    batch["mask"][:, :, :3] = IGNORE_INDEX
+    torch.manual_seed(0)
+    out = build_augment({"rot90": 1.0}, "segmentation")(batch)
+    values = set(out["mask"].unique().tolist())
+    assert values == {1, IGNORE_INDEX} and 0 not in values  # padding is ignore, never class 0
+    assert (out["mask"] == IGNORE_INDEX).sum() > (batch["mask"] == IGNORE_INDEX).sum()
+
+
+def test_all_ops_on_13_bands_deterministic() -> None:
+    batch = _batch(bands=13, size=(16, 24))
+    aug = build_augment(ALL_ON, "segmentation")
+    torch.manual_seed(0)
+    first = aug(batch)
+    torch.manual_seed(0)
+    second = aug(batch)
+    assert first["image"].shape == (4, 13, 16, 24) and first["mask"].shape == (4, 16, 24)
+    assert torch.equal(first["image"], second["image"])
+    assert torch.equal(first["mask"], second["mask"])
+    assert set(first["mask"].unique().tolist()) <= {0, 1, 2, 3, IGNORE_INDEX}
+    assert not torch.equal(first["image"], batch["image"])
+    assert torch.equal(first["label"], batch["label"])
+
+
+def test_brightness_contrast_are_affine_on_every_band() -> None:
+    image = torch.full((2, 13, 4, 4), 0.5)
+    torch.manual_seed(1)
+    out = build_augment({"brightness": {"p": 1.0, "limit": 0.2}}, "segmentation")({"image": image})
+    shift = out["image"] - image  # one shift per sample, the same on every band and pixel
+    assert ((shift - shift[:, :1, :1, :1]).abs() < 1e-6).all()
+    assert (shift.abs() <= 0.2 + 1e-6).all() and shift.abs().max() > 0
+    out = build_augment({"contrast": {"p": 1.0, "limit": 0.2}}, "segmentation")({"image": image})
+    gain = out["image"] / image
+    assert ((gain - gain[:, :1, :1, :1]).abs() < 1e-6).all()
+    assert ((gain - 1).abs() <= 0.2 + 1e-6).all()
+
+
+def test_classification_leaves_label() -> None:
+    batch = {"image": torch.rand(2, 3, 8, 8), "label": torch.tensor([3, 1])}
+    out = build_augment({"vflip": 1.0}, "classification")(batch)
+    torch.testing.assert_close(out["image"], batch["image"].flip(-2))
+    assert out["label"] is batch["label"] and "mask" not in out
+
+
+def test_config_errors() -> None:
+    with pytest.raises(LandlearnError, match="did you mean 'hflip'"):
+        build_augment({"hflp": 0.5}, "segmentation")
+    with pytest.raises(LandlearnError, match="did you mean 'limit'"):
+        build_augment({"brightness": {"p": 0.5, "limt": 0.1}}, "segmentation")
+    with pytest.raises(LandlearnError, match="probability"):
+        build_augment({"vflip": 1.5}, "segmentation")
+    with pytest.raises(LandlearnError, match="task"):
+        build_augment({}, "segmentaton")
+    with pytest.raises(LandlearnError, match=r"\(B, C, H, W\)"):
+        build_augment({"hflip": 1.0}, "segmentation")({"image": torch.rand(3, 8, 8)})
+    assert list(AUGMENTATIONS) == list(ALL_ON)
+
+
+def test_no_state_dict_entries_after_use() -> None:
+    aug = build_augment(ALL_ON, "segmentation")
+    aug(_batch())
+    assert aug.state_dict() == {}

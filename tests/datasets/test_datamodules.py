@@ -1,0 +1,284 @@
+"""Splits and datamodules: seeded splits, train-only statistics, normalised batches, TorchGeo."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import WeightedRandomSampler
+
+from landlearn.conventions import IGNORE_INDEX
+from landlearn.data import datamodules
+from landlearn.data.datamodules import (
+    ImageFolderDataModule,
+    MaskFolderDataModule,
+    RasterPairDataModule,
+    describe_datamodule,
+)
+from landlearn.data.splits import label_subset, random_split_indices, stratified_split
+from landlearn.errors import LandlearnError
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+REMAP = {1: 0, 2: 1, 3: 2, 8: 3}
+
+
+def _maker(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"_make_{name}", DATA / name / "make.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _maker("image_folder").make(tmp_path_factory.mktemp("image_folder"))
+
+
+@pytest.fixture(scope="session")
+def masks(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _maker("mask_folder").make(tmp_path_factory.mktemp("mask_folder"))
+
+
+@pytest.fixture(scope="session")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _maker("raster_pair").make(tmp_path_factory.mktemp("raster_pair"))
+
+
+def _normalised_images(dm: Any) -> torch.Tensor:
+    loader = torch.utils.data.DataLoader(dm.train_dataset, batch_size=64)
+    return torch.cat([dm.on_after_batch_transfer(b, 0)["image"] for b in loader])
+
+
+def test_stratified_split_deterministic_and_covering() -> None:
+    targets = [0] * 50 + [1] * 20 + [2] * 3 + [3]
+    train, val, test = stratified_split(targets, 0.2, 0.1, seed=7)
+    assert stratified_split(targets, 0.2, 0.1, seed=7) == (train, val, test)
+    assert stratified_split(targets, 0.2, 0.1, seed=8) != (train, val, test)
+    assert sorted(train + val + test) == list(range(len(targets)))
+    assert {targets[i] for i in train} == {0, 1, 2, 3}  # every class, even the single item
+    assert sum(targets[i] == 0 for i in val) == 10
+    assert sum(targets[i] == 0 for i in test) == 5
+    with pytest.raises(LandlearnError, match="below 1"):
+        stratified_split(targets, 0.6, 0.5, 0)
+
+
+def test_label_subset_keeps_fraction_per_class() -> None:
+    targets = np.array([0] * 40 + [1] * 4)
+    keep = label_subset(range(44), targets, 0.1, seed=0)
+    assert sum(targets[keep] == 0) == 4 and sum(targets[keep] == 1) == 1
+    assert keep == label_subset(range(44), targets, 0.1, seed=0)
+    assert label_subset([3, 1], targets, 1.0) == [1, 3]
+    with pytest.raises(LandlearnError, match="label fraction"):
+        label_subset(range(44), targets, 0.0)
+
+
+def test_random_split_indices_small() -> None:
+    train, val, test = random_split_indices(4, 0.1, 0.1, seed=0)
+    assert (len(train), len(val), len(test)) == (2, 1, 1)
+    assert random_split_indices(1, 0.2, 0.2) == ([0], [], [])
+
+
+def test_image_folder_datamodule_stats_on_train_only(
+    images: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[Any] = []
+    real = datamodules.compute_stats
+
+    def spy(dataset: Any, **kwargs: Any) -> tuple[list[float], list[float]]:
+        seen.append(dataset)
+        return real(dataset, **kwargs)
+
+    monkeypatch.setattr(datamodules, "compute_stats", spy)
+    dm = ImageFolderDataModule(str(images / "rgb"), val_fraction=0.2, test_fraction=0.2, seed=1)
+    dm.setup("fit")
+    dm.setup("test")  # idempotent: no second split, no second statistics
+    assert seen == [dm.train_dataset]
+    train, val, test = (set(d.files) for d in (dm.train_dataset, dm.val_dataset, dm.test_dataset))
+    assert not (train & val or train & test or val & test)
+    assert len(train | val | test) == 20
+    assert dm.class_names == ["Forest", "River", "Urban"]
+    assert dm.band_names == ["red", "green", "blue"]
+    assert dm.chip_size == 16 and dm.num_classes == 3 and dm.task == "classification"
+    x = _normalised_images(dm)
+    assert torch.allclose(x.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-3)
+    assert torch.allclose(x.std(dim=(0, 2, 3), unbiased=False), torch.ones(3), atol=1e-3)
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["image"].shape[1:] == (3, 16, 16) and batch["label"].dtype == torch.int64
+    weights = dm.class_weights
+    assert weights.shape == (3,) and weights[2] > weights[0]  # Urban is the rarest class
+    assert describe_datamodule(dm)["mean"] == dm.mean
+
+
+def test_image_folder_datamodule_options(images: Path) -> None:
+    full = ImageFolderDataModule(str(images / "rgb"), val_fraction=0.1, test_fraction=0.1)
+    full.setup("fit")
+    few = ImageFolderDataModule(str(images / "rgb"), label_fraction=0.25, balance=True)
+    few.setup("fit")
+    assert set(few.train_dataset.files) <= set(full.train_dataset.files)
+    assert sorted(set(few.train_dataset.targets)) == [0, 1, 2]
+    assert len(few.train_dataset) < len(full.train_dataset)
+    assert isinstance(few.train_dataloader().sampler, WeightedRandomSampler)
+    fixed = ImageFolderDataModule(
+        str(images / "ms"), test_root=str(images / "ms"), mean=[1.0] * 5, std=[2.0] * 5
+    )
+    fixed.setup("test")
+    assert fixed.mean == [1.0] * 5 and len(fixed.test_dataset) == 8
+    with pytest.raises(LandlearnError, match="5 bands"):
+        ImageFolderDataModule(str(images / "ms"), mean=[0.0], std=[1.0]).setup("fit")
+    with pytest.raises(LandlearnError, match="no test split"):
+        ImageFolderDataModule(str(images / "rgb"), test_fraction=0.0).test_dataloader()
+
+
+def test_augment_only_in_training(images: Path) -> None:
+    dm = ImageFolderDataModule(str(images / "rgb"), mean=[0.0] * 3, std=[1.0] * 3)
+    dm.setup("fit")
+
+    class AddTen(nn.Module):
+        def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            return {**batch, "image": batch["image"] + 10}
+
+    dm.train_aug = AddTen()
+    batch = {"image": torch.zeros(2, 3, 4, 4), "label": torch.zeros(2, dtype=torch.int64)}
+    dm.trainer = SimpleNamespace(training=True)  # type: ignore[assignment]
+    assert dm.on_after_batch_transfer(dict(batch), 0)["image"].eq(10).all()
+    dm.trainer = SimpleNamespace(training=False)  # type: ignore[assignment]
+    assert dm.on_after_batch_transfer(dict(batch), 0)["image"].eq(0).all()
+
+
+def test_mask_folder_datamodule(masks: Path) -> None:
+    root = masks / "deepglobe"
+    dm = MaskFolderDataModule(
+        str(root / "images"), str(root / "masks"), classes_csv=str(root / "classes.csv"),
+        chip_size=16, val_fraction=0.25, test_fraction=0.25, label_fraction_pixels=0.05,
+    )  # fmt: skip
+    dm.setup("fit")
+    assert dm.class_names == ["urban_land", "agriculture_land", "water"]
+    assert dm.class_colors == [[0, 255, 255], [255, 255, 0], [0, 0, 255]]
+    assert dm.task == "segmentation" and dm.chip_size == 16
+    files = [set(d.files) for d in (dm.train_dataset, dm.val_dataset, dm.test_dataset)]
+    assert [len(f) for f in files] == [2, 1, 1]
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["mask"].shape[1:] == (16, 16) and batch["mask"].dtype == torch.int64
+    sparse = torch.stack([dm.train_dataset[i]["mask"] for i in range(len(dm.train_dataset))])
+    dense = torch.stack([dm.val_dataset[i]["mask"] for i in range(len(dm.val_dataset))])
+    assert (sparse != IGNORE_INDEX).float().mean() < 0.15  # about 5 % of labelled pixels kept
+    assert (dense != IGNORE_INDEX).float().mean() > 0.5
+    x = _normalised_images(dm)
+    assert torch.allclose(x.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-3)
+    assert dm.class_weights.shape == (3,)
+
+
+def test_mask_folder_datamodule_codes_and_test_folders(masks: Path) -> None:
+    root = masks / "index"
+    dm = MaskFolderDataModule(
+        str(root / "images"), str(root / "masks"), remap=REMAP, chip_size=16, val_fraction=0.3,
+        test_images=str(root / "images"), test_masks=str(root / "masks"),
+    )  # fmt: skip
+    dm.setup("test")
+    assert dm.class_names == ["class_0", "class_1", "class_2", "class_3"]
+    assert dm.class_colors is None
+    assert len(dm.test_dataset.files) == 3
+    with pytest.raises(LandlearnError, match="class_names has 2 names"):
+        MaskFolderDataModule(str(root), str(root), remap=REMAP, class_names=["a", "b"])
+
+
+def test_raster_pair_datamodule_spatial_split(pair: Path) -> None:
+    dm = RasterPairDataModule(
+        str(pair / "scene.tif"), str(pair / "label.tif"), remap=REMAP, chip_size=16,
+        samples_per_epoch=12, batch_size=4, seed=3,
+    )  # fmt: skip
+    dm.setup("fit")
+    assert dm.class_names == ["class_0", "class_1", "class_2", "class_3"]
+    assert dm.band_names == ["B02", "B03", "B04", "B08"]
+    assert dm.crs.to_epsg() == 32633
+    regions = [set(d.regions) for d in (dm.train_dataset, dm.val_dataset, dm.test_dataset)]
+    assert not (regions[0] & regions[1] or regions[0] & regions[2] or regions[1] & regions[2])
+    assert len(dm.train_dataset) == 12
+    for i in range(len(dm.train_dataset)):  # random chips stay inside train blocks
+        window, region = dm.train_dataset.window(i)
+        row, col, height, width = region
+        assert region in regions[0]
+        assert row <= window.row_off and window.row_off + 16 <= row + max(height, 16)
+        assert col <= window.col_off and window.col_off + 16 <= col + max(width, 16)
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["image"].shape == (4, 4, 16, 16)
+    out = dm.on_after_batch_transfer(batch, 0)
+    assert torch.isfinite(out["image"]).all()
+    assert abs(float(_normalised_images(dm).mean())) < 0.05
+    assert dm.class_weights.shape == (4,)
+    assert set(describe_datamodule(dm)) == {
+        "band_names", "class_names", "class_colors", "mean", "std", "chip_size",
+    }  # fmt: skip
+
+
+def test_raster_pair_datamodule_separate_files(pair: Path) -> None:
+    scene, label = str(pair / "scene.tif"), str(pair / "label.tif")
+    dm = RasterPairDataModule(
+        scene, label, remap=REMAP, chip_size=16, samples_per_epoch=4,
+        val_image=scene, val_label=label, test_image=scene, test_label=label,
+    )  # fmt: skip
+    dm.setup("fit")
+    assert len(dm.val_dataset) == 9 and len(dm.test_dataset) == 9
+    assert dm.train_dataset.regions == [(0, 0, 48, 40)]
+    with pytest.raises(LandlearnError, match="give both val_image and val_label"):
+        RasterPairDataModule(scene, label, val_image=scene)
+
+
+def test_constructors_parse_with_jsonargparse() -> None:
+    from jsonargparse import ArgumentParser
+
+    for cls in (ImageFolderDataModule, MaskFolderDataModule, RasterPairDataModule):
+        parser = ArgumentParser()
+        parser.add_class_arguments(cls, "data")
+    cfg = parser.parse_args(
+        ["--data.image=a.tif", "--data.label=b.tif", "--data.remap={1: 0, 0: 255}"]
+    )
+    assert cfg.data.remap == {1: 0, 0: 255}
+
+
+def test_describe_torchgeo_eurosat(images: Path) -> None:
+    from torchgeo.datamodules import EuroSATDataModule
+
+    dm = EuroSATDataModule(root=str(images / "eurosat"), batch_size=2, bands=("B04", "B03", "B02"))
+    dm.setup("fit")
+    info = describe_datamodule(dm)
+    assert info["band_names"] == ["B04", "B03", "B02"]
+    assert info["class_names"] == ["AnnualCrop", "Forest"]
+    assert info["mean"] == pytest.approx([947.62620298, 1042.92983953, 1118.24399958])
+    assert len(info["std"]) == 3 and info["chip_size"] == 16
+    assert info["class_colors"] is None
+    batch = next(iter(dm.train_dataloader()))
+    assert set(batch) >= {"image", "label"} and batch["image"].shape == (2, 3, 16, 16)
+
+
+def test_describe_torchgeo_deepglobe_before_setup() -> None:
+    from torchgeo.datamodules import DeepGlobeLandCoverDataModule
+
+    info = describe_datamodule(DeepGlobeLandCoverDataModule(root="nowhere", patch_size=32))
+    assert info["class_names"][0] == "Urban land" and len(info["class_names"]) == 7
+    assert info["class_colors"][1] == [255, 255, 0]
+    assert info["chip_size"] == 32
+    assert info["std"] == [255.0] * len(info["band_names"])
+
+
+@pytest.mark.real
+def test_real_slovenia_datamodule(shared_data: Path) -> None:
+    root = shared_data / "slovenia_s2_lulc"
+    dm = RasterPairDataModule(
+        str(root / "s2_l1c_20150909.tif"), str(root / "lulc.tif"),
+        class_names=["cultivated", "forest", "grassland", "shrubland", "artificial"],
+        remap={1: 0, 2: 1, 3: 2, 4: 3, 8: 4, 0: IGNORE_INDEX}, chip_size=32,
+        samples_per_epoch=16, batch_size=8,
+    )  # fmt: skip
+    dm.setup("fit")
+    assert len(dm.band_names) == 13 and len(dm.mean) == 13
+    batch = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)
+    assert batch["image"].shape == (8, 13, 32, 32)
+    assert set(batch["mask"].unique().tolist()) <= {0, 1, 2, 3, 4, IGNORE_INDEX}

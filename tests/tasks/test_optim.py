@@ -1,0 +1,85 @@
+"""Optimisers and schedules by name."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from landlearn.errors import LandlearnError
+from landlearn.tasks.optim import OPTIMIZERS, SCHEDULERS, build_optimizer, build_scheduler
+
+
+def _params() -> list[torch.nn.Parameter]:
+    return [torch.nn.Parameter(torch.zeros(3))]
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_optimizers_build_with_lr(name: str) -> None:
+    opt = build_optimizer(_params(), name, lr=0.01, weight_decay=1e-4)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.01)
+
+
+def test_unknown_optimizer_names_nearest() -> None:
+    with pytest.raises(LandlearnError, match="did you mean 'adamw'"):
+        build_optimizer(_params(), "adamww", lr=0.1)
+
+
+def _lrs(name: str, epochs: int = 6, steps_per_epoch: int = 4) -> list[float]:
+    opt = build_optimizer(_params(), "sgd", lr=0.1)
+    cfg = build_scheduler(
+        opt, name, lr=0.1, max_epochs=epochs, total_steps=epochs * steps_per_epoch,
+        monitor="val_loss", monitor_mode="min", step_size=2,
+    )  # fmt: skip
+    if cfg is None:
+        return [0.1] * epochs
+    sched, lrs = cfg["scheduler"], []
+    for _ in range(epochs):
+        for _ in range(steps_per_epoch):
+            opt.step()
+            if cfg["interval"] == "step":
+                sched.step()
+        lrs.append(opt.param_groups[0]["lr"])
+        if cfg["interval"] == "epoch":
+            sched.step(1.0) if name == "plateau" else sched.step()
+    return lrs
+
+
+def test_step_schedule_divides_by_ten_every_k_epochs() -> None:
+    lrs = _lrs("step")
+    assert lrs[0] == pytest.approx(0.1) and lrs[2] == pytest.approx(0.01)
+    assert lrs[4] == pytest.approx(0.001)
+
+
+def test_cosine_decays_to_zero() -> None:
+    lrs = _lrs("cosine")
+    assert lrs == sorted(lrs, reverse=True) and lrs[-1] < 0.02
+
+
+def test_cyclic_goes_up_and_down() -> None:
+    lrs = _lrs("cyclic", epochs=32, steps_per_epoch=1)  # 4 steps up, 4 down: 4 cycles
+    peaks = [i for i in range(1, len(lrs) - 1) if lrs[i - 1] < lrs[i] > lrs[i + 1]]
+    assert len(peaks) >= 3 and max(lrs) == pytest.approx(0.1) and min(lrs) == pytest.approx(0.01)
+
+
+def test_onecycle_peaks_then_anneals() -> None:
+    lrs = _lrs("onecycle", epochs=10, steps_per_epoch=2)
+    peak = lrs.index(max(lrs))
+    assert 0 < peak < 9 and lrs[-1] < lrs[peak] / 10
+
+
+def test_plateau_reduces_when_stuck() -> None:
+    lrs = _lrs("plateau", epochs=8)
+    assert lrs[-1] < lrs[0]
+
+
+@pytest.mark.parametrize("name", SCHEDULERS)
+def test_every_schedule_builds(name: str) -> None:
+    assert len(_lrs(name)) == 6
+
+
+def test_unknown_schedule() -> None:
+    opt = build_optimizer(_params(), "adam", lr=0.1)
+    with pytest.raises(LandlearnError, match="did you mean 'cosine'"):
+        build_scheduler(
+            opt, "cosin", lr=0.1, max_epochs=1, total_steps=1, monitor="x", monitor_mode="min"
+        )
