@@ -7,6 +7,7 @@ Both sides of a comparison (landlearn's task and TorchGeo's) are trained by the 
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
 import logging
@@ -38,6 +39,7 @@ from landlearn.data.splits import random_split_indices
 
 __all__ = [
     "DATA_ROOT",
+    "HelpFormatter",
     "ScaledMaskFolderDataModule",
     "ScaledMaskFolderDataset",
     "ThroughputTimer",
@@ -51,7 +53,9 @@ __all__ = [
     "write_outputs",
 ]
 
-DATA_ROOT = Path(os.environ.get("LANDLEARN_DATA", Path(__file__).resolve().parents[2] / "shared/data"))
+DATA_ROOT = Path(
+    os.environ.get("LANDLEARN_DATA", Path(__file__).resolve().parents[2] / "shared/data")
+)
 """``../shared/data`` beside the repository (override with ``LANDLEARN_DATA``)."""
 
 # Wide enough for the tables when output goes to a file or a pipe (rich assumes 80 columns there).
@@ -61,6 +65,10 @@ _VERSIONED = (
     "landlearn", "torch", "lightning", "torchgeo", "segmentation-models-pytorch", "timm",
     "torchmetrics", "kornia", "rasterio", "numpy",
 )  # fmt: skip
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Keep the docstring's layout and show every option's default in ``--help``."""
 
 
 # ---- machine and run record ---------------------------------------------------------------
@@ -382,8 +390,7 @@ class ScaledMaskFolderDataset(MaskFolderDataset):
 
 
 class ScaledMaskFolderDataModule(MaskFolderDataModule):
-    """``MaskFolderDataModule`` with explicit train / test file lists, a downsampling scale and
-    a validation split by chip.
+    """``MaskFolderDataModule`` with train / test file lists, a scale and a val split by chip.
 
     The library datamodule splits by whole file, which leaves 2 of DeepGlobe's 3 training tiles
     for training; here ``val_fraction`` of the train files' chips is held out instead (it only

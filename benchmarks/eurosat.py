@@ -31,8 +31,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import (  # noqa: E402
+from _common import (
     DATA_ROOT,
+    HelpFormatter,
     ThroughputTimer,
     console,
     machine_info,
@@ -46,8 +47,8 @@ from _common import (  # noqa: E402
     write_outputs,
 )
 
-from landlearn.data.datamodules import ImageFolderDataModule  # noqa: E402
-from landlearn.data.splits import label_subset  # noqa: E402
+from landlearn.data.datamodules import ImageFolderDataModule
+from landlearn.data.splits import label_subset
 
 GOAL = 0.98
 SIDES = ("landlearn", "torchgeo")
@@ -84,7 +85,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line."""
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
         epilog=(
             "examples:\n"
             "  smoke:  .venv/bin/python benchmarks/eurosat.py --limit-train 200 --epochs 1\n"
@@ -93,25 +94,41 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             "  GPU:    .venv/bin/python benchmarks/eurosat.py --device cuda --precision 16-mixed"
         ),
     )
-    p.add_argument("--data", type=Path, default=DATA_ROOT / "eurosat_rgb",
-                   help="folder with train/ and test/ (default: %(default)s)")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--limit-train", type=int, default=None, metavar="N",
-                   help="stratified subset of N train-folder images (train + val), for budgets")
-    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=DATA_ROOT / "eurosat_rgb",
+        help="folder with train/ and test/",
+    )
+    p.add_argument("--epochs", type=int, default=30, help="training epochs per side")
+    p.add_argument("--batch-size", type=int, default=128, help="images per batch")
+    p.add_argument(
+        "--limit-train",
+        type=int,
+        default=None,
+        metavar="N",
+        help="stratified subset of N train-folder images (train + val), for budgets",
+    )
+    p.add_argument("--val-fraction", type=float, default=0.1, help="per-class validation share")
     p.add_argument("--only", choices=SIDES, default=None, help="run one side only")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    p.add_argument("--precision", default="32-true",
-                   help="Lightning precision, e.g. 32-true, 16-mixed, bf16-mixed")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--num-workers", type=int, default=2)
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to train")
+    p.add_argument(
+        "--precision",
+        default="32-true",
+        help="Lightning precision, e.g. 32-true, 16-mixed, bf16-mixed",
+    )
+    p.add_argument("--seed", type=int, default=0, help="split, init, shuffling, augmentation")
+    p.add_argument("--num-workers", type=int, default=2, help="loader workers")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     p.add_argument("--model", default="resnet18", help="timm name known to both tasks")
     p.add_argument("--lr", type=float, default=0.1, help="landlearn SGD peak lr (one-cycle)")
     p.add_argument("--tg-lr", type=float, default=1e-3, help="TorchGeo AdamW lr")
-    p.add_argument("--tg-patience", type=int, default=5,
-                   help="TorchGeo ReduceLROnPlateau patience in epochs (its default is 10)")
+    p.add_argument(
+        "--tg-patience",
+        type=int,
+        default=5,
+        help="TorchGeo ReduceLROnPlateau patience in epochs (its default is 10)",
+    )
     p.add_argument("--progress", action="store_true", help="show Lightning's progress bar")
     p.add_argument("--json", default=None, help="write the full record here")
     p.add_argument("--md", default=None, help="write a markdown snippet for RESULTS.md here")
@@ -241,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     if len(runs) == 2:
         ll, tg = runs
         ratios = {
-            "throughput_landlearn_over_torchgeo": ll["train_images_per_s"] / tg["train_images_per_s"],
+            "throughput_landlearn_over_torchgeo": ll["train_images_per_s"]
+            / tg["train_images_per_s"],
             "fit_wall_landlearn_over_torchgeo": ll["fit_wall_s"] / tg["fit_wall_s"],
             "accuracy_landlearn_minus_torchgeo": ll["test_accuracy"] - tg["test_accuracy"],
         }

@@ -31,6 +31,7 @@ def setup_logging(quiet: bool = False, debug: bool = False) -> None:
     _STATE["quiet"] = quiet
     level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
     handler = RichHandler(console=stderr_console(), show_path=debug, show_time=False)
+    handler.addFilter(_drop_ads)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
@@ -44,13 +45,22 @@ def setup_logging(quiet: bool = False, debug: bool = False) -> None:
         warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
 
 
+def _drop_ads(record: logging.LogRecord) -> bool:
+    """Lightning advertises cloud loggers at every run; not useful here."""
+    return "litlogger" not in str(record.msg)
+
+
 def is_quiet() -> bool:
     """Whether ``-q`` was given."""
     return _STATE["quiet"]
 
 
-def progress_bar(description: str = "working") -> Any:
-    """A rich progress bar with rate and ETA (disabled with ``-q``)."""
+@contextmanager
+def progress_bar(description: str = "working") -> Iterator[Any]:
+    """A rich progress bar with rate and ETA (disabled with ``-q``).
+
+    On an error the bar is erased, so the one-line error stands alone.
+    """
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -60,7 +70,7 @@ def progress_bar(description: str = "working") -> Any:
         TimeRemainingColumn,
     )
 
-    return Progress(
+    progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -72,6 +82,12 @@ def progress_bar(description: str = "working") -> Any:
         disable=is_quiet(),
         transient=False,
     )
+    with progress:
+        try:
+            yield progress
+        except BaseException:
+            progress.live.transient = True
+            raise
 
 
 @contextmanager

@@ -82,14 +82,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_lightning(args)
         return _run_command(args)
-    except LandlearnError as exc:
-        if debug:
-            raise
-        eprint(f"error: {exc.one_line()}")
-        return 2
     except KeyboardInterrupt:
-        eprint("interrupted; nothing was written at the target path")
+        eprint("interrupted")
         return 130
+    except Exception as exc:
+        user_error = _user_error(exc)
+        if user_error is None or debug:
+            raise
+        eprint(f"error: {user_error.one_line()}")
+        return 2
+
+
+def _user_error(exc: BaseException) -> LandlearnError | None:
+    """The ``LandlearnError`` behind ``exc`` (jsonargparse and Lightning wrap it), if any."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, LandlearnError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _run_command(args: list[str]) -> int:

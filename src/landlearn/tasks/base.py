@@ -67,6 +67,7 @@ class LandlearnTask(pl.LightningModule):
         patience: early-stopping patience in epochs; 0 turns it off.
         """
         super().__init__()
+        _check_names(model, loss)
         self.save_hyperparameters()
         self.monitor = monitor or self.default_monitor
         self.monitor_mode = "min" if self.monitor.endswith("loss") else "max"
@@ -375,3 +376,17 @@ def _match_logged_hparam(module: pl.LightningModule, dm: Any, key: str) -> None:
     initial = getattr(module, "_hparams_initial", None)
     if logged is not None and initial is not None and key in logged and key in initial:
         initial[key] = logged[key]
+
+
+def _check_names(model: str, loss: str | dict[str, Any]) -> None:
+    """Unknown model or loss names fail at construction, before any data is read."""
+    from landlearn.losses import LOSSES
+    from landlearn.models import MODELS
+
+    MODELS.get(model)
+    if isinstance(loss, str):
+        LOSSES.get(loss)
+    elif isinstance(loss, dict):
+        names = [loss["name"]] if "name" in loss else list(loss)
+        for name in names:
+            LOSSES.get(str(name))

@@ -1,0 +1,113 @@
+"""``landlearn map BUNDLE SCENE -o OUT.tif``: a land-cover COG of any GeoTIFF scene."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import time
+from types import FrameType
+
+__all__ = ["EXAMPLE", "HELP", "add_arguments", "run"]
+
+log = logging.getLogger(__name__)
+
+HELP = "map a GeoTIFF scene into a land-cover COG with confidence and uncertainty"
+EXAMPLE = """examples:
+  landlearn map model.safetensors scene.tif -o map.tif
+  landlearn map model.safetensors scene.tif -o map.tif --mc-dropout 8 --probabilities
+  landlearn map a.safetensors scene.tif -o map.tif --ensemble b.safetensors c.safetensors
+  landlearn map model.safetensors naip.tif -o map.tif --bands 1 2 3 4 --device cuda
+
+Writes OUT.tif (COG: band 1 class with colour table in OUT.tif.aux.xml, band 2 confidence,
+then probabilities / entropy / mutual information / ensemble variance as asked; uint8, values
+× the band's scale), OUT.areas.json (pixels and km² per class) and OUT.preview.png."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``landlearn map``."""
+    parser.description = HELP
+    parser.epilog = EXAMPLE
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("bundle", metavar="BUNDLE", help="model bundle (.safetensors)")
+    parser.add_argument("scene", metavar="SCENE", help="input raster (any GDAL format)")
+    parser.add_argument("-o", "--out", required=True, metavar="OUT.tif", help="output COG")
+    parser.add_argument("--tile", type=int, default=512, help="window size in px (512)")
+    parser.add_argument("--overlap", type=int, default=64, help="window overlap in px (64)")
+    parser.add_argument("--blend", choices=["cosine", "linear", "none"], default="cosine")
+    parser.add_argument("--batch-size", type=int, default=4, help="windows per model call")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    parser.add_argument("--tta", choices=["d4"], default=None, help="8 flips/rotations")
+    parser.add_argument(
+        "--mc-dropout", type=int, default=0, metavar="N", help="N passes with dropout on"
+    )
+    parser.add_argument(
+        "--ensemble", nargs="+", default=[], metavar="BUNDLE", help="more bundles to average"
+    )
+    parser.add_argument(
+        "--probabilities", action="store_true", help="add one probability band per class"
+    )
+    parser.add_argument(
+        "--bands",
+        nargs="+",
+        default=None,
+        metavar="B",
+        help="scene bands (names or 1-based numbers) in the bundle's order",
+    )
+    parser.add_argument("--no-preview", action="store_true", help="skip the PNG preview")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the MC-dropout draws")
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    """``kill`` cleans up like Ctrl-C: temporary files removed, the target untouched."""
+    raise KeyboardInterrupt
+
+
+def run(args: argparse.Namespace) -> int:
+    """Map the scene; the dispatcher turns a LandlearnError into one line and exit 2.
+
+    Raises:
+        LandlearnError: unreadable scene or bundle, missing bands, bad options.
+    """
+    from landlearn.cli.common import progress_bar
+    from landlearn.mapping import map_scene
+
+    bands = [int(b) if b.isdigit() else b for b in args.bands] if args.bands else None
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        with progress_bar("mapping") as bar:
+            task = bar.add_task("mapping", total=None, rate="")
+            start = time.perf_counter()
+
+            def progress(done: int, total: int) -> None:
+                rate = done / max(time.perf_counter() - start, 1e-9)
+                bar.update(task, completed=done, total=total, rate=f"{rate:.1f} windows/s")
+
+            result = map_scene(
+                args.bundle,
+                args.scene,
+                args.out,
+                tile=args.tile,
+                overlap=args.overlap,
+                blend=args.blend,
+                batch_size=args.batch_size,
+                device=args.device,
+                tta=args.tta,
+                mc_dropout=args.mc_dropout,
+                ensemble=args.ensemble,
+                probabilities=args.probabilities,
+                bands=bands,
+                progress=progress,
+                preview=not args.no_preview,
+                seed=args.seed,
+            )
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    log.info(
+        "map: %s (%d windows, %.1f windows/s); areas: %s",
+        result.path,
+        result.windows,
+        result.windows_per_second,
+        result.areas,
+    )
+    return 0
