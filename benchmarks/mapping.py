@@ -97,7 +97,11 @@ def _forward(a: argparse.Namespace) -> int:
     g = _grid(a)
     n = min(len(g), a.forward_windows)
     x = torch.rand(a.batch_size, 4, g.tile_h, g.tile_w) * 200
-    ctx = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else torch.autocast("cpu", enabled=False)
+    ctx = (
+        torch.autocast("cuda", dtype=torch.bfloat16)
+        if cuda
+        else torch.autocast("cpu", enabled=False)
+    )
     with torch.inference_mode(), ctx:
         pred.probs_from_logits(pred.model(pred.normalize(x[:1])))  # warm-up
         if cuda:
@@ -192,7 +196,9 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         _child(sys.argv[2:])
         return
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--sizes", type=int, nargs="+", default=[2048, 16384])
     p.add_argument("--device", default="cpu")
     p.add_argument("--tile", type=int, default=512)

@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import pickle
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from landlearn.atomic import atomic_path
 from landlearn.conventions import BUNDLE_FORMAT_VERSION, IGNORE_INDEX
 from landlearn.errors import LandlearnError
 
@@ -92,7 +92,7 @@ def default_colors(n: int) -> list[list[int]]:
     import matplotlib
 
     cmap = matplotlib.colormaps["tab20"]
-    return [[int(round(255 * c)) for c in cmap(i % 20)[:3]] for i in range(n)]
+    return [[round(255 * c) for c in cmap(i % 20)[:3]] for i in range(n)]
 
 
 def _json_default(obj: Any) -> Any:
@@ -123,14 +123,8 @@ def save_bundle(path: str | os.PathLike[str], model: nn.Module, meta: BundleMeta
         meta.class_colors = default_colors(meta.num_classes)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     state = _dedupe_shared(state)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata={_KEY: meta.to_json()})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata={_KEY: meta.to_json()})
     log.info("wrote bundle %s", path)
     return path
 
@@ -193,7 +187,9 @@ def load_bundle(path: str | os.PathLike[str], device: str | torch.device = "cpu"
         model.load_state_dict(state)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
-        raise LandlearnError(f"weights do not fit model {meta.model_name!r}: {first}", path) from None
+        raise LandlearnError(
+            f"weights do not fit model {meta.model_name!r}: {first}", path
+        ) from None
     return Predictor(model, meta, device=device)
 
 

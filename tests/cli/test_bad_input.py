@@ -75,7 +75,9 @@ def test_crs_mismatch(seg_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFi
     _assert_one_line_error(code, err, "CRS")
 
 
-def test_size_mismatch(seg_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_size_mismatch(
+    seg_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     write_png(tmp_path / "d" / "images" / "a.png", size=32)
     mask = np.zeros((40, 40, 3), np.uint8)
     (tmp_path / "d" / "masks").mkdir()
@@ -97,7 +99,9 @@ def test_mask_colour_not_in_table(
     _assert_one_line_error(code, err, "a.png", "(12, 200, 7)")
 
 
-def test_nan_not_allowed(cls_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_nan_not_allowed(
+    cls_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     root = tmp_path / "data"
     for name in ("water", "forest"):
         (root / name).mkdir(parents=True)

@@ -282,3 +282,18 @@ def test_real_slovenia_datamodule(shared_data: Path) -> None:
     batch = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)
     assert batch["image"].shape == (8, 13, 32, 32)
     assert set(batch["mask"].unique().tolist()) <= {0, 1, 2, 3, 4, IGNORE_INDEX}
+
+
+def test_raster_pair_takes_class_colours_from_the_label_colour_table(tmp_path: Path) -> None:
+    from landlearn.data import synthetic
+    from landlearn.data.datamodules import RasterPairDataModule
+
+    img, lab = synthetic.write_scene(tmp_path / "i.tif", tmp_path / "l.tif", 96, 96, seed=3)
+    dm = RasterPairDataModule(str(img), str(lab), class_names=synthetic.CLASSES, chip_size=32)
+    dm.setup("fit")
+    assert dm.class_colors == synthetic.COLORS
+    remapped = RasterPairDataModule(
+        str(img), str(lab), remap={1: 0, 0: 1}, class_names=["forest", "water"], chip_size=32
+    )
+    remapped.setup("fit")
+    assert remapped.class_colors == [synthetic.COLORS[1], synthetic.COLORS[0]]

@@ -145,6 +145,8 @@ def smooth_scene(h: int, w: int, bands: int = 4, seed: int = 0) -> np.ndarray:
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     out = np.empty((bands, h, w), np.float32)
     for b in range(bands):
-        fy, fx, ph = rng.uniform(0.01, 0.08, 2).tolist() + [rng.uniform(0, 6)]
-        out[b] = 100 + 60 * np.sin(fy * yy + ph) * np.cos(fx * xx) + 20 * rng.standard_normal((h, w))
+        fy, fx, ph = [*rng.uniform(0.01, 0.08, 2).tolist(), rng.uniform(0, 6)]
+        out[b] = (
+            100 + 60 * np.sin(fy * yy + ph) * np.cos(fx * xx) + 20 * rng.standard_normal((h, w))
+        )
     return np.clip(out, 0, None).astype(np.uint16)

@@ -47,7 +47,12 @@ def test_grid_covers_scene_with_margin(h: int, w: int, tile: int, overlap: int) 
 
 @pytest.mark.parametrize(
     ("h", "w", "tile", "overlap", "flat"),
-    [(100, 130, 32, 8, False), (37, 61, 16, 10, False), (50, 40, 16, 4, True), (20, 20, 64, 8, False)],
+    [
+        (100, 130, 32, 8, False),
+        (37, 61, 16, 10, False),
+        (50, 40, 16, 4, True),
+        (20, 20, 64, 8, False),
+    ],
 )
 def test_streaming_equals_whole_scene_accumulator(
     h: int, w: int, tile: int, overlap: int, flat: bool

@@ -18,8 +18,11 @@ from landlearn.cli.main import main
 def test_cli_map_writes_cog_and_sidecars(tmp_path: Path, bundle: Path, scene: Path) -> None:
     out = tmp_path / "cli.tif"
     code = main(
-        ["-q", "map", str(bundle), str(scene), "-o", str(out), "--tile", "64", "--overlap", "16"]
-        + ["--tta", "d4", "--probabilities", "--bands", "blue", "green", "3", "4"]
+        [
+            *("-q", "map", str(bundle), str(scene), "-o", str(out)),
+            *("--tile", "64", "--overlap", "16", "--tta", "d4", "--probabilities"),
+            *("--bands", "blue", "green", "3", "4"),
+        ]
     )
     assert code == 0
     with rasterio.open(out) as m:
@@ -55,7 +58,9 @@ def test_kill_leaves_existing_target(tmp_path: Path, bundle: Path, scene: Path) 
     here = str(Path(__file__).resolve().parent)
     proc = subprocess.Popen([sys.executable, "-c", child, str(bundle), str(scene), str(out), here])
     deadline = time.time() + 60
-    while time.time() < deadline and not any(p.name.endswith(".stage.tif") for p in tmp_path.iterdir()):
+    while time.time() < deadline and not any(
+        p.name.endswith(".stage.tif") for p in tmp_path.iterdir()
+    ):
         time.sleep(0.1)
     time.sleep(0.5)
     os.kill(proc.pid, signal.SIGTERM)

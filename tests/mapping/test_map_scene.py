@@ -160,7 +160,7 @@ def test_raster_without_crs_warns_and_maps_without_crs(tmp_path: Path, bundle: P
 
 def test_too_few_bands_is_a_clear_error(tmp_path: Path, bundle: Path) -> None:
     scene = write_tif(tmp_path / "rgb.tif", smooth_scene(40, 40, bands=3))
-    with pytest.raises(LandlearnError, match="lacks band.*nir"):
+    with pytest.raises(LandlearnError, match=r"lacks band.*nir"):
         map_scene(bundle, scene, tmp_path / "x.tif")
     assert not (tmp_path / "x.tif").exists()
 
@@ -207,5 +207,13 @@ def test_existing_output_survives_interruption(tmp_path: Path, scene: Path, bund
 
 def test_progress_reports_every_window(tmp_path: Path, scene: Path, bundle: Path) -> None:
     seen: list[tuple[int, int]] = []
-    res = map_scene(bundle, scene, tmp_path / "m.tif", tile=64, overlap=16, progress=lambda d, t: seen.append((d, t)), preview=False)
+    res = map_scene(
+        bundle,
+        scene,
+        tmp_path / "m.tif",
+        tile=64,
+        overlap=16,
+        progress=lambda d, t: seen.append((d, t)),
+        preview=False,
+    )
     assert seen[-1] == (res.windows, res.windows) and len(seen) == -(-res.windows // 4)

@@ -68,7 +68,9 @@ def _write_scene(path: Path, height: int, width: int) -> None:
 
 
 def _map_in_child(tmp_path: Path, bundle: Path, scene: Path) -> dict[str, int]:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])
+    )
     out = tmp_path / f"{scene.stem}_map.tif"
     proc = subprocess.run(
         [sys.executable, "-c", _CHILD, str(bundle), str(scene), str(out)],

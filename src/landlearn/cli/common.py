@@ -6,11 +6,12 @@ import json
 import logging
 import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from landlearn.atomic import atomic_path
 
 __all__ = ["atomic_path", "progress_bar", "setup_logging", "stderr_console", "write_json"]
 
@@ -88,20 +89,6 @@ def progress_bar(description: str = "working") -> Iterator[Any]:
         except BaseException:
             progress.live.transient = True
             raise
-
-
-@contextmanager
-def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; rename onto it only when the block succeeds."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def write_json(path: str | os.PathLike[str], data: Any) -> Path:

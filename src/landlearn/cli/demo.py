@@ -126,7 +126,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _map_accuracy(map_path: Path, label_path: Path) -> float:
     """Share of labelled pixels where the map's class equals the reference label."""
-    import numpy as np
     import rasterio
 
     from landlearn.conventions import IGNORE_INDEX

@@ -53,7 +53,10 @@ class LandlearnCLI(LightningCLI):
         }
         extra: list[Callback] = []
         if isinstance(model, LandlearnTask):
-            if ModelCheckpoint not in have and config.get("enable_checkpointing", True) is not False:
+            if (
+                ModelCheckpoint not in have
+                and config.get("enable_checkpointing", True) is not False
+            ):
                 extra.append(
                     ModelCheckpoint(
                         monitor=model.monitor,

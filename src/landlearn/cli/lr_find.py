@@ -27,7 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-training", type=int, default=100, help="steps to try")
     parser.add_argument("--out", default="lr_find.png", help="plot path (PNG)")
     parser.add_argument(
-        "overrides", nargs="*", help="extra LightningCLI options, e.g. --data.init_args.batch_size=8"
+        "overrides",
+        nargs="*",
+        help="extra LightningCLI options, e.g. --data.init_args.batch_size=8",
     )
 
 

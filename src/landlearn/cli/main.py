@@ -31,7 +31,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "lr-find": ("landlearn.cli.lr_find", "suggest a learning rate for a config"),
 }
 
-_USAGE = f"""landlearn {__version__}: land-use / land-cover models from imagery to maps
+_USAGE = (
+    f"""landlearn {__version__}: land-use / land-cover models from imagery to maps
 
 usage: landlearn [-q] [--debug] COMMAND ...
 
@@ -40,7 +41,9 @@ training (LightningCLI; `landlearn fit --help` for all options):
   validate|test|predict --config X.yaml [--ckpt_path C]
 
 commands:
-""" + "".join(f"  {n:<25}{h}\n" for n, (_, h) in COMMANDS.items()) + """
+"""
+    + "".join(f"  {n:<25}{h}\n" for n, (_, h) in COMMANDS.items())
+    + """
 options:
   -q, --quiet                warnings only, no progress bars
   --debug                    show tracebacks
@@ -51,6 +54,7 @@ examples:
   landlearn fit --config configs/eurosat_resnet18.yaml --seed 0
   landlearn map model.safetensors scene.tif -o map.tif --mc-dropout 8
 """
+)
 
 
 def _split_globals(argv: list[str]) -> tuple[list[str], bool, bool]:

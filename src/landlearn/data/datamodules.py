@@ -384,6 +384,7 @@ class RasterPairDataModule(LandlearnDataModule):
         block_size: side of the split blocks; default twice the chip size when the scene is
             large enough for five blocks, else the chip size.
         bands: band numbers starting at 1; default all.
+        class_colors: ``[r, g, b]`` per class; default the label raster's colour table.
     """
 
     task = "segmentation"
@@ -393,6 +394,7 @@ class RasterPairDataModule(LandlearnDataModule):
         image: str,
         label: str,
         class_names: list[str] | None = None,
+        class_colors: list[list[int]] | None = None,
         remap: dict[int, int] | None = None,
         chip_size: int = 64,
         samples_per_epoch: int = 256,
@@ -425,6 +427,7 @@ class RasterPairDataModule(LandlearnDataModule):
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.bands, self.block_size = bands, block_size
         self.class_names = list(class_names) if class_names else _names_from_remap(self.remap)
+        self.class_colors = [list(map(int, c))[:3] for c in class_colors] if class_colors else None
         self.crs: Any = None
         self.transform: Any = None
 
@@ -463,10 +466,29 @@ class RasterPairDataModule(LandlearnDataModule):
                  len(train), len(val), len(test))  # fmt: skip
         if not self.class_names:
             self.class_names = _names_from_counts(self._train_class_counts())
+        if self.class_colors is None:
+            self.class_colors = _label_colors(self.label, self.remap, len(self.class_names))
 
     def _train_class_counts(self) -> np.ndarray:
         assert isinstance(self.train_dataset, RasterPairDataset)
         return self.train_dataset.label_counts()
+
+
+def _label_colors(
+    label: str, remap: dict[int, int] | None, num_classes: int
+) -> list[list[int]] | None:
+    """Class colours from the label raster's colour table (codes mapped through ``remap``)."""
+    import rasterio
+
+    try:
+        with rasterio.open(label) as src:
+            table = src.colormap(1)
+    except ValueError:  # no colour table
+        return None
+    code_of = {k: c for c, k in (remap or {k: k for k in range(num_classes)}).items()}
+    if any(k not in code_of or code_of[k] not in table for k in range(num_classes)):
+        return None
+    return [list(table[code_of[k]][:3]) for k in range(num_classes)]
 
 
 def _base_dataset(dm: Any) -> Any:

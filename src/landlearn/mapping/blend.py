@@ -51,9 +51,7 @@ class TileGrid:
     overlap: int
 
     @classmethod
-    def build(
-        cls, height: int, width: int, tile: int, overlap: int, multiple: int = 1
-    ) -> TileGrid:
+    def build(cls, height: int, width: int, tile: int, overlap: int, multiple: int = 1) -> TileGrid:
         """A grid for a scene; tiles shrink (to a multiple of ``multiple``) on small scenes."""
         margin = overlap // 2
         tile_h = min(tile, max(_ceil_to(height + 2 * margin, multiple), overlap + multiple))
@@ -148,9 +146,7 @@ class StreamingBlender:
         self._band = np.zeros((channels + 1, th, tw), np.float32)
         self._next_index = 0
 
-    def add(
-        self, index: int, values: np.ndarray | None, valid: np.ndarray | None = None
-    ) -> None:
+    def add(self, index: int, values: np.ndarray | None, valid: np.ndarray | None = None) -> None:
         """Add window ``index`` (row-major). ``values``: (C, th, tw), or (C,) painted flat."""
         if index != self._next_index:
             raise RuntimeError(f"window {index} out of order (expected {self._next_index})")

@@ -133,7 +133,7 @@ def write_preview(
     ax = fig.add_axes((0.02, 0.02, 0.66, 0.94))
     ax.imshow(rgba, interpolation="nearest")
     ax.set_axis_off()
-    ax.set_title(Path(target).stem, fontsize=10)
+    ax.set_title(target.name.removesuffix(".preview.png"), fontsize=10)
     handles = [
         Patch(facecolor=np.array(colors[i][:3]) / 255, edgecolor="k", label=class_names[i])
         for i in range(len(class_names))

@@ -64,17 +64,24 @@ def temp_path(target: Path, suffix: str) -> Path:
     return target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}{suffix}")
 
 
-def pam_colortable(colors: list[list[int]]) -> str:
-    """GDAL PAM XML giving band 1 a 256-entry colour table (no-data 255 transparent)."""
+def pam_colortable(colors: list[list[int]], count: int = 1) -> str:
+    """GDAL PAM XML giving band 1 a 256-entry colour table (no-data 255 transparent); bands
+    2..``count`` are declared plain data (not green / blue / alpha)."""
     entries = []
     for i in range(256):
         r, g, b = (int(v) for v in colors[i][:3]) if i < len(colors) else (0, 0, 0)
         a = 0 if i == IGNORE_INDEX or i >= len(colors) else 255
         entries.append(f'      <Entry c1="{r}" c2="{g}" c3="{b}" c4="{a}"/>')
     body = "\n".join(entries)
+    others = "".join(
+        f'  <PAMRasterBand band="{i}">\n    <ColorInterp>Undefined</ColorInterp>\n'
+        "  </PAMRasterBand>\n"
+        for i in range(2, count + 1)
+    )
     return (
         '<PAMDataset>\n  <PAMRasterBand band="1">\n    <ColorInterp>Palette</ColorInterp>\n'
-        f"    <ColorTable>\n{body}\n    </ColorTable>\n  </PAMRasterBand>\n</PAMDataset>\n"
+        f"    <ColorTable>\n{body}\n    </ColorTable>\n  </PAMRasterBand>\n{others}"
+        "</PAMDataset>\n"
     )
 
 
@@ -115,6 +122,9 @@ class MapWriter:
             "zstd_level": 1,
             "interleave": "band",
             "bigtiff": "if_safer",
+            # four byte bands would otherwise read as RGBA: band 4 as transparency in QGIS
+            "photometric": "minisblack",
+            "alpha": "no",
         }
         self.stage = temp_path(self.target, ".stage.tif")
         self.cog = temp_path(self.target, ".tmp.tif")
@@ -203,7 +213,7 @@ class MapWriter:
             BIGTIFF="IF_SAFER",
         )
         self.stage.unlink(missing_ok=True)
-        self.pam.write_text(pam_colortable(self.colors))
+        self.pam.write_text(pam_colortable(self.colors, len(self.bands)))
         return self.cog
 
     def commit(self) -> Path:

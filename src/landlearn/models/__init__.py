@@ -6,6 +6,8 @@ Importing this package fills the registry.
 
 from __future__ import annotations
 
+# Builder modules register themselves on import.
+from landlearn.models import classifiers, segmenters  # noqa: F401
 from landlearn.models.registry import (
     MODELS,
     build_model,
@@ -13,8 +15,5 @@ from landlearn.models.registry import (
     model_task,
     register_model,
 )
-
-# Builder modules register themselves on import.
-from landlearn.models import classifiers, segmenters  # noqa: E402, F401, I001
 
 __all__ = ["MODELS", "build_model", "list_models", "model_task", "register_model"]

@@ -1,0 +1,68 @@
+"""Every config in configs/ runs through the real CLI (fit with fast_dev_run, then a bundle)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from landlearn.bundle import load_bundle
+from tests.cli.conftest import run_cli
+from tests.conftest import ROOT, SHARED_DATA
+
+CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+
+# Keep the suite fast: smaller chips / batches than the configs' real settings, and no
+# statistics pass over all of DeepGlobe (mean / std given), without changing what runs.
+OVERRIDES: dict[str, list[str]] = {
+    "deepglobe_deeplabv3plus": [
+        "--data.init_args.chip_size=256", "--data.init_args.batch_size=2",
+        "--data.init_args.mean=[100,100,100]", "--data.init_args.std=[50,50,50]",
+    ],
+    "eurosat_resnet18": ["--data.init_args.batch_size=8"],
+    "dubai_unet": ["--data.init_args.batch_size=2", "--data.init_args.chip_size=128"],
+}  # fmt: skip
+
+
+def _fake_eurosat(tmp_path: Path) -> Path:
+    spec = importlib.util.spec_from_file_location(
+        "make_if", ROOT / "tests/data/image_folder/make.py"
+    )
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return Path(mod.make(tmp_path / "fixtures")) / "eurosat"
+
+
+def test_every_config_is_tested() -> None:
+    assert {p.stem for p in CONFIGS} >= {
+        "eurosat_resnet18", "eurosat_torchgeo", "dubai_unet", "slovenia_unet",
+        "deepglobe_deeplabv3plus",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_config_fits_and_exports_a_bundle(
+    config: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    text = config.read_text()
+    args = ["fit", "--config", str(config), "--trainer.fast_dev_run=1",
+            f"--trainer.default_root_dir={tmp_path}", "--data.init_args.num_workers=0",
+            "--trainer.accelerator=cpu", *OVERRIDES.get(config.stem, [])]  # fmt: skip
+    if "../shared/data" in text:
+        if not SHARED_DATA.is_dir():
+            pytest.skip(f"real data not found at {SHARED_DATA}")
+        monkeypatch.chdir(ROOT)  # configs name ../shared/data relative to the checkout
+    if "torchgeo.datamodules.EuroSATDataModule" in text:
+        args.append(f"--data.dict_kwargs.root={_fake_eurosat(tmp_path)}")
+    code, _, err = run_cli(args, capsys)
+    assert code == 0, err
+    bundle = tmp_path / "model.safetensors"
+    assert bundle.is_file(), err
+    predictor = load_bundle(bundle)
+    assert predictor.meta.class_names and len(predictor.meta.mean) == predictor.meta.in_channels
+    assert (tmp_path / "metrics.json").is_file()
