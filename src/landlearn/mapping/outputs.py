@@ -139,7 +139,9 @@ def write_preview(
         for i in range(len(class_names))
         if i in present or len(class_names) <= 20
     ]
-    fig.legend(handles=handles, loc="center right", fontsize=8, frameon=False)
+    ax.legend(
+        handles=handles, loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=9, frameon=False
+    )
     tmp = temp_path(target, ".tmp.png")
-    fig.savefig(tmp, format="png")
+    fig.savefig(tmp, format="png", bbox_inches="tight", pad_inches=0.15)
     return tmp

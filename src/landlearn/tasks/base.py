@@ -250,8 +250,7 @@ class LandlearnTask(pl.LightningModule):
         """Full test metrics (kept in ``test_results`` for metrics.json and the bundle)."""
         results = self.test_metrics.compute()
         self.test_metrics.reset()
-        if not results.get("class_names") and self.class_names:
-            results["class_names"] = self.class_names
+        results["class_names"] = self.class_names
         self.test_results = results
         self._log_summary("test", results)
 
