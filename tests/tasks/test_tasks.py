@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from tests.cli.conftest import run_cli
 
 from landlearn.bundle import load_bundle
 from landlearn.data import synthetic
 from landlearn.tasks import ClassificationTask, SegmentationTask
-from tests.cli.conftest import run_cli
 
 
 def _patch_config(tmp_path: Path, out: Path, seed: int = 0, extra: str = "") -> Path:

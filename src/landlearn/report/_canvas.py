@@ -9,7 +9,7 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from landlearn.report._runfiles import write_atomic
+from landlearn.atomic import write_atomic
 
 DPI = 120
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from landlearn.atomic import write_atomic
 from landlearn.errors import LandlearnError
 from landlearn.report._html import FigureItem, PageContent, render_page
 from landlearn.report._runfiles import (
@@ -23,7 +24,6 @@ from landlearn.report._runfiles import (
     parse_colors,
     read_metrics_csv,
     read_metrics_json,
-    write_atomic,
 )
 from landlearn.report.figures import (
     plot_confusion_matrix,

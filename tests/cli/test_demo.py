@@ -1,0 +1,41 @@
+"""`landlearn demo` end to end at a small size: bundle, map, metrics, report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import rasterio
+
+from landlearn.bundle import load_bundle
+from landlearn.data import synthetic
+from tests.cli.conftest import run_cli
+
+
+def test_demo_writes_everything_a_user_opens(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "demo"
+    code, stdout, err = run_cli(
+        ["demo", "--out", str(out), "--epochs", "1", "--size", "128"], capsys
+    )
+    assert code == 0, err
+    predictor = load_bundle(out / "model.safetensors")
+    assert predictor.meta.class_names == list(synthetic.CLASSES)
+    assert predictor.meta.class_colors == synthetic.COLORS
+    assert predictor.meta.band_names == ["blue", "green", "red", "nir"]
+    with (
+        rasterio.open(out / "new_area_landcover.tif") as src,
+        rasterio.open(out / "data" / "new_area.tif") as scene,
+    ):
+        assert src.crs == scene.crs and src.transform == scene.transform
+        assert src.nodata == 255 and src.dtypes[0] == "uint8"
+        assert src.colormap(1)[0][:3] == tuple(synthetic.COLORS[0])
+        assert "water" in src.tags()["CLASS_NAMES"]
+        assert src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0.0 <= metrics["overall_accuracy"] <= 1.0
+    assert metrics["demo"]["new_area_map_accuracy"] > 0.2  # one epoch: better than chance
+    assert (out / "report" / "index.html").stat().st_size > 50_000
+    assert "map accuracy" in stdout
