@@ -34,6 +34,8 @@ def test_demo_writes_everything_a_user_opens(
         assert src.colormap(1)[0][:3] == tuple(synthetic.COLORS[0])
         assert "water" in src.tags()["CLASS_NAMES"]
         assert src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+    assert (out / "new_area_landcover.qml").is_file()  # QGIS opens it with classes and names
+    assert (out / "new_area_landcover.tif.aux.xml").is_file()  # GDAL colour table of band 1
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0.0 <= metrics["overall_accuracy"] <= 1.0
     assert metrics["demo"]["new_area_map_accuracy"] > 0.2  # one epoch: better than chance

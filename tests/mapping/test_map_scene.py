@@ -217,3 +217,17 @@ def test_progress_reports_every_window(tmp_path: Path, scene: Path, bundle: Path
         preview=False,
     )
     assert seen[-1] == (res.windows, res.windows) and len(seen) == -(-res.windows // 4)
+
+
+def test_qgis_style_names_every_class_in_its_colour(tmp_path: Path) -> None:
+    import xml.etree.ElementTree as ET
+
+    from landlearn.mapping.outputs import write_qgis_style
+
+    tmp = write_qgis_style(tmp_path / "m.qml", ["water", "a & b"], [[0, 0, 255], [10, 20, 30]])
+    root = ET.parse(tmp).getroot()
+    renderer = root.find("pipe/rasterrenderer")
+    assert renderer is not None and renderer.get("type") == "paletted"
+    assert renderer.get("band") == "1"
+    entries = [(e.get("value"), e.get("label"), e.get("color")) for e in root.iter("paletteEntry")]
+    assert entries == [("0", "water", "#0000ff"), ("1", "a & b", "#0a141e")]

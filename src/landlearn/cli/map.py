@@ -21,7 +21,8 @@ EXAMPLE = """examples:
 
 Writes OUT.tif (COG: band 1 class with colour table in OUT.tif.aux.xml, band 2 confidence,
 then probabilities / entropy / mutual information / ensemble variance as asked; uint8, values
-× the band's scale), OUT.areas.json (pixels and km² per class) and OUT.preview.png."""
+× the band's scale), OUT.qml (QGIS style: classes by name and colour), OUT.areas.json
+(pixels and km² per class) and OUT.preview.png."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -102,6 +102,46 @@ def write_json(path: Path, data: dict[str, Any]) -> Path:
     return tmp
 
 
+def write_qgis_style(path: Path, class_names: list[str], colors: list[list[int]]) -> Path:
+    """A QGIS layer style (``<map>.qml``, loaded by QGIS as the default style of ``<map>.tif``):
+    band 1 drawn as paletted classes with their names and colours, no-data transparent.
+
+    Without it QGIS draws a raster of three or more bands as RGB. Returns the temp path.
+    """
+    from xml.sax.saxutils import quoteattr
+
+    entries = "\n".join(
+        f'        <paletteEntry value="{i}" alpha="255" label={quoteattr(name)} '
+        f'color="#{r:02x}{g:02x}{b:02x}"/>'
+        for i, (name, (r, g, b)) in enumerate(
+            zip(class_names, [c[:3] for c in colors], strict=False)
+        )
+    )
+    text = f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
+<qgis version="3.28.0" styleCategories="AllStyleCategories">
+  <pipe>
+    <provider>
+      <resampling enabled="false" zoomedInResamplingMethod="nearestNeighbour"
+                  zoomedOutResamplingMethod="nearestNeighbour" maxOversampling="2"/>
+    </provider>
+    <rasterrenderer type="paletted" band="1" opacity="1" alphaBand="-1" nodataColor="">
+      <rasterTransparency/>
+      <colorPalette>
+{entries}
+      </colorPalette>
+    </rasterrenderer>
+    <brightnesscontrast brightness="0" contrast="0" gamma="1"/>
+    <huesaturation saturation="0" grayscaleMode="0" colorizeOn="0" invertColors="0"/>
+    <rasterresampler maxOversample="2"/>
+  </pipe>
+  <blendMode>0</blendMode>
+</qgis>
+"""
+    tmp = temp_path(path, ".tmp.qml")
+    tmp.write_text(text)
+    return tmp
+
+
 def write_preview(
     map_path: str | os.PathLike[str],
     target: Path,

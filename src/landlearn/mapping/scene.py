@@ -28,7 +28,7 @@ import torch
 from landlearn.bundle import Predictor
 from landlearn.errors import LandlearnError
 from landlearn.mapping.blend import StreamingBlender
-from landlearn.mapping.outputs import AreaCounter, write_json, write_preview
+from landlearn.mapping.outputs import AreaCounter, write_json, write_preview, write_qgis_style
 from landlearn.mapping.plan import BundleLike, Plan, block_products, make_plan, quantized_bands
 from landlearn.mapping.reader import WindowReader
 from landlearn.mapping.writer import MapWriter
@@ -213,7 +213,9 @@ def map_scene(
     probability band per class with ``probabilities``, and entropy (any of ``tta``,
     ``mc_dropout``, ``ensemble``), mutual information (MC dropout) and ensemble variance.
     Non-class bands are uint8 with a GDAL scale (``value × scale`` = probability or nats).
-    Beside ``out``: ``<stem>.areas.json`` (pixels and area per class) and, with ``preview``,
+    Beside ``out``: ``<stem>.qml`` (QGIS style: paletted classes with names, loaded by QGIS
+    as the map's default style), ``<stem>.areas.json`` (pixels and area per class) and, with
+    ``preview``,
     ``<stem>.preview.png``. Everything is written under temporary names and renamed at the end.
 
     Args:
@@ -284,6 +286,9 @@ def map_scene(
             summary["map"] = out.name
             area_path = out.with_name(f"{out.stem}.areas.json")
             sidecars.append((write_json(area_path, summary), area_path))
+            style_path = out.with_suffix(".qml")
+            style = write_qgis_style(style_path, plan.class_names, plan.colors)
+            sidecars.append((style, style_path))
             preview_path = None
             if preview:
                 preview_path = out.with_name(f"{out.stem}.preview.png")
