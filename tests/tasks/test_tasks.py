@@ -75,6 +75,16 @@ def test_fit_writes_run_folder_and_checkpoint_loads_safely(
     assert meta.metrics["overall_accuracy"] == _metrics(out)["overall_accuracy"]
     assert _metrics(out)["class_names"] == sorted(synthetic.CLASSES)
 
+    cfg = _patch_config(tmp_path, out)
+    for sub in ("validate", "test", "predict"):
+        code, _, err = run_cli([sub, "--config", str(cfg), f"--ckpt_path={ckpt}"], capsys)
+        assert code == 0, f"{sub}: {err}"
+    import numpy as np
+
+    (preds,) = out.rglob("predictions.npz")
+    with np.load(preds) as npz:
+        assert npz["pred"].shape == npz["confidence"].shape == (10,)  # the test split
+
 
 def test_lr_find_prints_and_plots(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cfg = _patch_config(tmp_path, tmp_path / "lr")

@@ -44,6 +44,7 @@ def setup_logging(quiet: bool = False, debug: bool = False) -> None:
 
         warnings.filterwarnings("ignore", category=UserWarning, module=r"lightning\..*")
         warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=r".*LeafSpec.*")  # inside Lightning
 
 
 def _drop_ads(record: logging.LogRecord) -> bool:

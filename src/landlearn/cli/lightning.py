@@ -101,6 +101,19 @@ class LandlearnCLI(LightningCLI):
             trainer.test(model, datamodule=self.datamodule, verbose=not is_quiet())
         self._export(model)
 
+    def predict(self, model: Any, **kwargs: Any) -> None:
+        """Predict the datamodule's predict split; save classes and confidences."""
+        outputs = self.trainer.predict(model, **kwargs)
+        if not outputs:
+            return
+        probs = torch.cat([o.float().cpu() for o in outputs])  # type: ignore[union-attr]
+        conf, pred = probs.max(dim=1)
+        out = run_dir(self.trainer) / "predictions.npz"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out) as tmp, open(tmp, "wb") as fh:
+            np.savez_compressed(fh, pred=pred.numpy().astype(np.uint8), confidence=conf.numpy())
+        log.info("predictions (%d samples): %s", len(pred), out)
+
     def after_test(self) -> None:
         """Write the test metrics beside the run's logs."""
         if isinstance(self.model, LandlearnTask) and self.model.test_results:
@@ -217,6 +230,8 @@ def _one_log_handler() -> None:
         if isinstance(lg, logging.Logger) and name.startswith(("lightning", "pytorch_lightning")):
             lg.handlers = [h for h in lg.handlers if not isinstance(h, logging.StreamHandler)]
             lg.propagate = True
+            if is_quiet():  # Lightning sets its loggers to INFO when imported
+                lg.setLevel(logging.WARNING)
 
 
 def make_cli(argv: list[str], run: bool = True) -> LandlearnCLI:
