@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from tests.cli.conftest import run_cli
 
 from landlearn.bundle import load_bundle
-from tests.cli.conftest import run_cli
 
 # torchgeo.datasets.DeepGlobeLandCover's colour map, in class order
 DEEPGLOBE = [(0, 255, 255), (255, 255, 0), (255, 0, 255), (0, 255, 0), (0, 0, 255),
