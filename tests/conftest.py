@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -27,3 +29,31 @@ def _torch_threads() -> None:
     import torch
 
     torch.set_num_threads(1)
+
+
+def fixture_maker(name: str) -> ModuleType:
+    """The module ``tests/data/<name>/make.py`` (its ``make(out_dir)`` writes the fixture)."""
+    path = ROOT / "tests" / "data" / name / "make.py"
+    spec = importlib.util.spec_from_file_location(f"_make_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Image-folder fixtures (RGB JPEG classes, 5-band GeoTIFF classes, TorchGeo EuroSAT)."""
+    return fixture_maker("image_folder").make(tmp_path_factory.mktemp("image_folder"))
+
+
+@pytest.fixture(scope="session")
+def masks(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Image + mask folder fixtures."""
+    return fixture_maker("mask_folder").make(tmp_path_factory.mktemp("mask_folder"))
+
+
+@pytest.fixture(scope="session")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """GeoTIFF image + label raster fixtures."""
+    return fixture_maker("raster_pair").make(tmp_path_factory.mktemp("raster_pair"))

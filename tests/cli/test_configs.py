@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
 from landlearn.bundle import load_bundle
 from tests.cli.conftest import run_cli
-from tests.conftest import ROOT, SHARED_DATA
+from tests.conftest import ROOT, SHARED_DATA, fixture_maker
 
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 
@@ -26,13 +25,7 @@ OVERRIDES: dict[str, list[str]] = {
 
 
 def _fake_eurosat(tmp_path: Path) -> Path:
-    spec = importlib.util.spec_from_file_location(
-        "make_if", ROOT / "tests/data/image_folder/make.py"
-    )
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return Path(mod.make(tmp_path / "fixtures")) / "eurosat"
+    return Path(fixture_maker("image_folder").make(tmp_path / "fixtures")) / "eurosat"
 
 
 def test_every_config_is_tested() -> None:

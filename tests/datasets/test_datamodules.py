@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -24,31 +23,7 @@ from landlearn.data.datamodules import (
 from landlearn.data.splits import label_subset, random_split_indices, stratified_split
 from landlearn.errors import LandlearnError
 
-DATA = Path(__file__).resolve().parents[1] / "data"
 REMAP = {1: 0, 2: 1, 3: 2, 8: 3}
-
-
-def _maker(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"_make_{name}", DATA / name / "make.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="session")
-def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _maker("image_folder").make(tmp_path_factory.mktemp("image_folder"))
-
-
-@pytest.fixture(scope="session")
-def masks(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _maker("mask_folder").make(tmp_path_factory.mktemp("mask_folder"))
-
-
-@pytest.fixture(scope="session")
-def pair(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _maker("raster_pair").make(tmp_path_factory.mktemp("raster_pair"))
 
 
 def _normalised_images(dm: Any) -> torch.Tensor:

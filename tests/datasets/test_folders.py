@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
@@ -18,26 +16,6 @@ from landlearn.data.folders import (
     sparse_points,
 )
 from landlearn.errors import LandlearnError
-
-DATA = Path(__file__).resolve().parents[1] / "data"
-
-
-def _maker(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"_make_{name}", DATA / name / "make.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="session")
-def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _maker("image_folder").make(tmp_path_factory.mktemp("image_folder"))
-
-
-@pytest.fixture(scope="session")
-def masks(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _maker("mask_folder").make(tmp_path_factory.mktemp("mask_folder"))
 
 
 def test_image_folder_rgb(images: Path) -> None:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
@@ -13,26 +11,6 @@ from rasterio.windows import Window
 
 from landlearn.data.io import raster_info, read_mask, read_raster
 from landlearn.errors import LandlearnError
-
-DATA = Path(__file__).resolve().parents[1] / "data"
-
-
-def _maker(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"_make_{name}", DATA / name / "make.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="session")
-def pair(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _maker("raster_pair").make(tmp_path_factory.mktemp("raster_pair"))
-
-
-@pytest.fixture(scope="session")
-def folders(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _maker("image_folder").make(tmp_path_factory.mktemp("image_folder"))
 
 
 def test_read_geotiff_float32_with_window_and_bands(pair: Path) -> None:
@@ -43,8 +21,8 @@ def test_read_geotiff_float32_with_window_and_bands(pair: Path) -> None:
     np.testing.assert_array_equal(part, full[[1, 3], 10:16, 5:13])
 
 
-def test_read_jpeg_and_grayscale_png(folders: Path, tmp_path: Path) -> None:
-    jpg = next((folders / "rgb" / "Forest").glob("*.jpg"))
+def test_read_jpeg_and_grayscale_png(images: Path, tmp_path: Path) -> None:
+    jpg = next((images / "rgb" / "Forest").glob("*.jpg"))
     image = read_raster(jpg)
     assert image.shape == (3, 16, 16)
     assert image.dtype == np.float32
@@ -103,7 +81,7 @@ def test_read_mask_kinds(pair: Path, tmp_path: Path) -> None:
         read_mask(pair / "scene.tif")
 
 
-def test_raster_info(pair: Path, folders: Path) -> None:
+def test_raster_info(pair: Path, images: Path) -> None:
     info = raster_info(pair / "scene.tif")
     assert info.band_names == ["B02", "B03", "B04", "B08"]
     assert info.shape == (4, 48, 40)
@@ -112,6 +90,6 @@ def test_raster_info(pair: Path, folders: Path) -> None:
     label = raster_info(pair / "label.tif")
     assert label.nodata == 0
     assert label.band_names == ["B1"]
-    jpg = raster_info(next((folders / "rgb" / "Urban").glob("*.jpg")))
+    jpg = raster_info(next((images / "rgb" / "Urban").glob("*.jpg")))
     assert jpg.band_names == ["red", "green", "blue"]
     assert jpg.crs is None

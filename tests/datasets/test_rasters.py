@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
@@ -21,21 +19,7 @@ from landlearn.data.rasters import (
 )
 from landlearn.errors import LandlearnError
 
-DATA = Path(__file__).resolve().parents[1] / "data"
 REMAP = {1: 0, 2: 1, 3: 2, 8: 3}
-
-
-def _maker(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"_make_{name}", DATA / name / "make.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="session")
-def pair(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _maker("raster_pair").make(tmp_path_factory.mktemp("raster_pair"))
 
 
 def test_grid_windows_cover_with_padding() -> None:

@@ -22,6 +22,7 @@ Pretrained weights come from the Hugging Face hub cache (``HF_HOME``). Offline, 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import timm
@@ -85,64 +86,32 @@ def _timm(
     return _wrap_classifier(model, dropout)
 
 
-@register_model("resnet18", task="classification")
-def resnet18(
-    *,
-    in_channels: int,
-    num_classes: int,
-    pretrained: bool = False,
-    dropout: float = 0.0,
-    **kwargs: Any,
-) -> nn.Module:
-    """timm ResNet-18; ``kwargs`` go to ``timm.create_model``."""
-    return _timm(
-        "resnet18",
-        in_channels=in_channels,
-        num_classes=num_classes,
-        pretrained=pretrained,
-        dropout=dropout,
-        **kwargs,
-    )
+def _timm_builder(name: str, title: str) -> Callable[..., nn.Module]:
+    def build(
+        *,
+        in_channels: int,
+        num_classes: int,
+        pretrained: bool = False,
+        dropout: float = 0.0,
+        **kwargs: Any,
+    ) -> nn.Module:
+        return _timm(
+            name,
+            in_channels=in_channels,
+            num_classes=num_classes,
+            pretrained=pretrained,
+            dropout=dropout,
+            **kwargs,
+        )
+
+    build.__name__ = build.__qualname__ = name
+    build.__doc__ = f"timm {title}; ``kwargs`` go to ``timm.create_model``."
+    return register_model(name, task="classification")(build)
 
 
-@register_model("resnet50", task="classification")
-def resnet50(
-    *,
-    in_channels: int,
-    num_classes: int,
-    pretrained: bool = False,
-    dropout: float = 0.0,
-    **kwargs: Any,
-) -> nn.Module:
-    """timm ResNet-50; ``kwargs`` go to ``timm.create_model``."""
-    return _timm(
-        "resnet50",
-        in_channels=in_channels,
-        num_classes=num_classes,
-        pretrained=pretrained,
-        dropout=dropout,
-        **kwargs,
-    )
-
-
-@register_model("wide_resnet50_2", task="classification")
-def wide_resnet50_2(
-    *,
-    in_channels: int,
-    num_classes: int,
-    pretrained: bool = False,
-    dropout: float = 0.0,
-    **kwargs: Any,
-) -> nn.Module:
-    """timm Wide ResNet-50-2; ``kwargs`` go to ``timm.create_model``."""
-    return _timm(
-        "wide_resnet50_2",
-        in_channels=in_channels,
-        num_classes=num_classes,
-        pretrained=pretrained,
-        dropout=dropout,
-        **kwargs,
-    )
+resnet18 = _timm_builder("resnet18", "ResNet-18")
+resnet50 = _timm_builder("resnet50", "ResNet-50")
+wide_resnet50_2 = _timm_builder("wide_resnet50_2", "Wide ResNet-50-2")
 
 
 @register_model("vit_small", task="classification")

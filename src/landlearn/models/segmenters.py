@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import segmentation_models_pytorch as smp
@@ -98,89 +99,40 @@ def size_divisor(model: nn.Module) -> int:
     return int(encoder.output_stride)
 
 
-@register_model("unet", task="segmentation")
-def unet(
-    *,
-    in_channels: int,
-    num_classes: int,
-    pretrained: bool = False,
-    dropout: float = 0.0,
-    encoder: str = "resnet18",
-    **kwargs: Any,
-) -> nn.Module:
-    """smp U-Net; ``kwargs`` go to ``smp.Unet`` (e.g. ``decoder_channels``)."""
-    return _smp(
-        "unet",
-        in_channels=in_channels,
-        num_classes=num_classes,
-        pretrained=pretrained,
-        dropout=dropout,
-        encoder=encoder,
-        **kwargs,
-    )
+# registry name → what the builder's docstring says; smp.create_model takes the same names
+_ARCHITECTURES = {
+    "unet": "smp U-Net; ``kwargs`` go to ``smp.Unet`` (e.g. ``decoder_channels``).",
+    "unetplusplus": "smp U-Net++; ``kwargs`` go to ``smp.UnetPlusPlus``.",
+    "deeplabv3": "smp DeepLabV3 (output stride 8); ``kwargs`` go to ``smp.DeepLabV3``.",
+    "deeplabv3plus": "smp DeepLabV3+ (output stride 16); ``kwargs`` go to ``smp.DeepLabV3Plus``.",
+}
 
 
-@register_model("unetplusplus", task="segmentation")
-def unetplusplus(
-    *,
-    in_channels: int,
-    num_classes: int,
-    pretrained: bool = False,
-    dropout: float = 0.0,
-    encoder: str = "resnet18",
-    **kwargs: Any,
-) -> nn.Module:
-    """smp U-Net++; ``kwargs`` go to ``smp.UnetPlusPlus``."""
-    return _smp(
-        "unetplusplus",
-        in_channels=in_channels,
-        num_classes=num_classes,
-        pretrained=pretrained,
-        dropout=dropout,
-        encoder=encoder,
-        **kwargs,
-    )
+def _builder(arch: str, doc: str) -> Callable[..., nn.Module]:
+    def build(
+        *,
+        in_channels: int,
+        num_classes: int,
+        pretrained: bool = False,
+        dropout: float = 0.0,
+        encoder: str = "resnet18",
+        **kwargs: Any,
+    ) -> nn.Module:
+        return _smp(
+            arch,
+            in_channels=in_channels,
+            num_classes=num_classes,
+            pretrained=pretrained,
+            dropout=dropout,
+            encoder=encoder,
+            **kwargs,
+        )
+
+    build.__name__ = build.__qualname__ = arch
+    build.__doc__ = doc
+    return register_model(arch, task="segmentation")(build)
 
 
-@register_model("deeplabv3", task="segmentation")
-def deeplabv3(
-    *,
-    in_channels: int,
-    num_classes: int,
-    pretrained: bool = False,
-    dropout: float = 0.0,
-    encoder: str = "resnet18",
-    **kwargs: Any,
-) -> nn.Module:
-    """smp DeepLabV3 (output stride 8); ``kwargs`` go to ``smp.DeepLabV3``."""
-    return _smp(
-        "deeplabv3",
-        in_channels=in_channels,
-        num_classes=num_classes,
-        pretrained=pretrained,
-        dropout=dropout,
-        encoder=encoder,
-        **kwargs,
-    )
-
-
-@register_model("deeplabv3plus", task="segmentation")
-def deeplabv3plus(
-    *,
-    in_channels: int,
-    num_classes: int,
-    pretrained: bool = False,
-    dropout: float = 0.0,
-    encoder: str = "resnet18",
-    **kwargs: Any,
-) -> nn.Module:
-    """smp DeepLabV3+ (output stride 16); ``kwargs`` go to ``smp.DeepLabV3Plus``."""
-    return _smp(
-        "deeplabv3plus",
-        in_channels=in_channels,
-        num_classes=num_classes,
-        pretrained=pretrained,
-        dropout=dropout,
-        encoder=encoder,
-        **kwargs,
-    )
+unet, unetplusplus, deeplabv3, deeplabv3plus = (
+    _builder(arch, doc) for arch, doc in _ARCHITECTURES.items()
+)
