@@ -15,7 +15,6 @@ from landlearn.metrics import (
     LandCoverMetrics,
     expected_calibration_error,
     mean_iou_present,
-    metrics_markdown,
 )
 
 
@@ -135,8 +134,10 @@ def test_output_is_json_serialisable_and_markdown() -> None:
     out = m.compute()
     text = json.dumps(out, allow_nan=False)
     assert json.loads(text) == out
+    from landlearn.report.markdown import metrics_markdown
+
     md = metrics_markdown(out)
-    assert "| mIoU | 0.4167 |" in md
+    assert "| Mean IoU | 0.4167 |" in md
     assert "| forest |" in md
     assert "AUROC" not in md
 

@@ -43,7 +43,6 @@ __all__ = [
     "LandCoverMetrics",
     "expected_calibration_error",
     "mean_iou_present",
-    "metrics_markdown",
 ]
 
 
@@ -330,39 +329,3 @@ class LandCoverMetrics(Metric):
             "reliability": self._reliability(),
             ("pixels" if self.task == "segmentation" else "samples"): int(count),
         }
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    return str(value)
-
-
-_SUMMARY = [
-    ("overall_accuracy", "Overall accuracy"),
-    ("average_accuracy", "Average accuracy"),
-    ("miou", "mIoU"),
-    ("dice", "Dice"),
-    ("macro_f1", "Macro F1"),
-    ("kappa", "Kappa"),
-    ("auroc", "AUROC"),
-    ("ece", "ECE"),
-    ("pixels", "Labelled pixels"),
-    ("samples", "Samples"),
-]
-
-
-def metrics_markdown(metrics: dict[str, Any]) -> str:
-    """A markdown summary table and a per-class table for a ``LandCoverMetrics.compute()`` dict."""
-    lines = ["| metric | value |", "| --- | ---: |"]
-    for key, label in _SUMMARY:
-        if key in metrics and not (key == "auroc" and metrics[key] is None):
-            lines.append(f"| {label} | {_cell(metrics[key])} |")
-    per = metrics["per_class"]
-    lines += ["", "| class | precision | recall | F1 | IoU | support |", "| --- |" + " ---: |" * 5]
-    for i, name in enumerate(metrics["class_names"]):
-        cells = [per[k][i] for k in ("precision", "recall", "f1", "iou", "support")]
-        lines.append(f"| {name} | " + " | ".join(_cell(c) for c in cells) + " |")
-    return "\n".join(lines) + "\n"

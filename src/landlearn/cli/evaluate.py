@@ -119,7 +119,7 @@ def evaluate(predictor: Any, dataset: Any, batch_size: int = 16) -> dict[str, An
 def run(args: argparse.Namespace) -> int:
     """Evaluate and print the metrics table."""
     from landlearn.bundle import load_bundle
-    from landlearn.metrics import metrics_markdown
+    from landlearn.report.markdown import metrics_markdown
 
     predictor = load_bundle(args.bundle, device=args.device)
     dataset = build_dataset(predictor, args)

@@ -149,7 +149,7 @@ def run_dir(trainer: Trainer) -> Path:
 
 def write_outputs(model: LandlearnTask, out: Path) -> dict[str, Any]:
     """metrics.json, metrics.md and examples.npz of the last test run."""
-    from landlearn.metrics import metrics_markdown
+    from landlearn.report.markdown import metrics_markdown
 
     metrics = dict(model.test_results or {})
     metrics.setdefault("class_names", model.class_names)
