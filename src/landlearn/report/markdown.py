@@ -33,7 +33,17 @@ def format_value(value: Any, digits: int = 4) -> str:
 
 def summary_rows(metrics: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(label, value) for each summary metric present in ``metrics``, plus the sample count."""
-    rows = [(label, format_value(metrics[key])) for key, label in SUMMARY_METRICS if key in metrics]
+    # AUROC is computed for classification only; a segmentation run's null is "not applicable"
+    skip = (
+        {"auroc"}
+        if metrics.get("auroc") is None and metrics.get("task") != "classification"
+        else set()
+    )
+    rows = [
+        (label, format_value(metrics[key]))
+        for key, label in SUMMARY_METRICS
+        if key in metrics and key not in skip
+    ]
     for key in ("pixels", "samples"):
         if finite(metrics.get(key)) is not None:
             rows.append((f"Test {key}", f"{int(metrics[key]):,}"))
