@@ -93,3 +93,23 @@ def test_corrupt_metrics_json(seg_run: Path) -> None:
     with pytest.raises(LandlearnError, match="cannot read metrics JSON") as info:
         build_report(seg_run)
     assert info.value.path == str(seg_run / "metrics.json")
+
+
+def test_training_table_best_is_min_for_loss_and_ece_and_skips_test_rows() -> None:
+    import pandas as pd
+
+    from landlearn.report.page import _training_rows
+
+    frame = pd.DataFrame(
+        {
+            "epoch": [0, 1, 2],
+            "val_ece": [0.5, 0.01, 0.05],
+            "val_loss": [2.0, 0.5, 0.7],
+            "val_miou": [0.2, 0.6, 0.5],
+            "test_oa": [None, None, 0.9],
+        }
+    )
+    rows = {r[0]: r for r in _training_rows(frame)}
+    assert "test_oa" not in rows
+    assert rows["val_ece"][2:] == ["0.0100", "1"]
+    assert rows["val_loss"][3] == "1" and rows["val_miou"][3] == "1"

@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``landlearn demo``."""
     parser.add_argument("--out", default="landlearn-demo", help="output folder")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--epochs", type=int, default=6, help="training epochs")
+    parser.add_argument("--epochs", type=int, default=5, help="training epochs")
     parser.add_argument("--size", type=int, default=SIZE, help="scene side in pixels")
 
 
@@ -65,7 +65,7 @@ def _config(out: Path, data: Path, epochs: int, seed: int, names: list[str]) -> 
                 "label": str(data / "train_labels.tif"),
                 "class_names": names,
                 "chip_size": 64,
-                "samples_per_epoch": 384,
+                "samples_per_epoch": 320,
                 "batch_size": 16,
                 "seed": seed,
                 "augment": {"hflip": 0.5, "vflip": 0.5, "rot90": 0.5},

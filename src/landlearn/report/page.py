@@ -63,16 +63,20 @@ def _class_info(
 
 
 def _training_rows(frame: pd.DataFrame) -> list[list[str]]:
-    """Last and best value of each epoch-level metric (min for losses, max otherwise)."""
+    """Last and best value of each training / validation metric per epoch (min for losses and
+    calibration error, max otherwise). Test metrics, logged once, are in the tables above."""
     rows = []
     for column in frame.columns:
         name = str(column)
         if name in ("epoch", "step") or name.endswith("_step") or name.lower().startswith("lr"):
             continue
+        if name.startswith("test_"):
+            continue
         values = frame[column].dropna()
         if values.empty:
             continue
-        best_at = values.idxmin() if "loss" in name.lower() else values.idxmax()
+        lower_is_better = "loss" in name.lower() or name.lower().endswith("ece")
+        best_at = values.idxmin() if lower_is_better else values.idxmax()
         epoch = frame.at[best_at, "epoch"] if "epoch" in frame.columns else None
         epoch_text = "—" if epoch is None or pd.isna(epoch) else str(int(epoch))
         rows.append(
