@@ -167,10 +167,11 @@ def make_plan(
             log.info("tile rounded up to %d (a multiple of %d the model needs)", tile, multiple)
     grid = TileGrid.build(profile["height"], profile["width"], tile, overlap, multiple)
     model = WindowModel(preds, takes, tta=tta, mc_dropout=mc_dropout)
-    # GDAL block cache: the tiles under one row of windows (a 576-row window row touches at most
-    # ~1024 rows of 256-px tiles); reuse between window rows is only the overlap, so 2 rows of
-    # windows are enough. It is the part of a map's memory that grows with scene width.
-    cache = int(np.clip(2 * grid.tile_h * profile["width"] * itemsize, 32 << 20, 1 << 30))
+    # GDAL block cache. Windows are read left to right, row by row: reuse is the overlap with the
+    # next window (a few tiles) and with the next row of windows (one row of tiles across the
+    # scene), so one row of windows' worth is enough. It is the part of a map's memory that grows
+    # with the scene's width.
+    cache = int(np.clip(grid.tile_h * profile["width"] * itemsize, 32 << 20, 1 << 30))
     return Plan(
         Path(scene),
         preds,
