@@ -34,7 +34,6 @@ from torch.utils.data import Dataset, Subset
 from landlearn.conventions import IGNORE_INDEX
 from landlearn.data.datamodules import MaskFolderDataModule
 from landlearn.data.folders import MaskFolderDataset
-from landlearn.data.rasters import grid_windows
 from landlearn.data.splits import random_split_indices
 
 __all__ = [
@@ -364,15 +363,7 @@ class ScaledMaskFolderDataset(MaskFolderDataset):
             return
         self.native_sizes = list(self.sizes)
         self.sizes = [(max(1, round(h * scale)), max(1, round(w * scale))) for h, w in self.sizes]
-        self.chips = []
-        for k, (h, w) in enumerate(self.sizes):
-            if self.chip_size is None:
-                self.chips.append((k, (0, 0, h, w)))
-            else:
-                self.chips.extend(
-                    (k, (int(g.row_off), int(g.col_off), self.chip_size, self.chip_size))
-                    for g in grid_windows(h, w, self.chip_size)
-                )
+        self.chips = self._grid_chips()
 
     def decode_mask(self, k: int) -> np.ndarray:
         """The mask of file ``k`` at the dataset's scale."""

@@ -352,16 +352,21 @@ class MaskFolderDataset(Dataset[dict[str, torch.Tensor]]):
             self.sizes.append((a.height, a.width))
         self.band_names: list[str] = raster_info(self.files[0]).band_names
         self.chip_size = None if chip_size is None else int(chip_size)
-        self.chips: list[tuple[int, tuple[int, int, int, int]]] = []
+        self.chips: list[tuple[int, tuple[int, int, int, int]]] = self._grid_chips()
+        self._cache: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+
+    def _grid_chips(self) -> list[tuple[int, tuple[int, int, int, int]]]:
+        """``(file number, (row, col, height, width))`` of every chip over ``self.sizes``."""
+        chips: list[tuple[int, tuple[int, int, int, int]]] = []
         for k, (h, w) in enumerate(self.sizes):
             if self.chip_size is None:
-                self.chips.append((k, (0, 0, h, w)))
+                chips.append((k, (0, 0, h, w)))
             else:
-                self.chips.extend(
+                chips.extend(
                     (k, (int(g.row_off), int(g.col_off), self.chip_size, self.chip_size))
                     for g in grid_windows(h, w, self.chip_size)
                 )
-        self._cache: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        return chips
 
     def __len__(self) -> int:
         return len(self.chips)
