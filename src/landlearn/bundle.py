@@ -13,6 +13,7 @@ import logging
 import os
 import pickle
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,11 +89,20 @@ class BundleMeta:
 
 
 def default_colors(n: int) -> list[list[int]]:
-    """A distinct colour per class (tab20), used when a data set names none."""
-    import matplotlib
+    """A distinct colour per class (tab10, tab20 past 10 classes) when a data set names none.
 
-    cmap = matplotlib.colormaps["tab20"]
-    return [[round(255 * c) for c in cmap(i % 20)[:3]] for i in range(n)]
+    One palette for bundles, maps and reports, so a class keeps its colour everywhere.
+    """
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if n <= 10 else "tab20"]
+    return [[round(255 * c) for c in cmap(i % cmap.N)[:3]] for i in range(n)]
+
+
+def hex_color(rgb: Sequence[int]) -> str:
+    """``#rrggbb`` from the first three values of an RGB(A) colour (matplotlib, QGIS)."""
+    r, g, b = (int(v) for v in rgb[:3])
+    return f"#{r:02x}{g:02x}{b:02x}"
 
 
 def _json_default(obj: Any) -> Any:

@@ -155,6 +155,15 @@ class LandCoverMetrics(Metric):
     is_differentiable = False
     higher_is_better = None  # mixed: ECE is lower-better
     full_state_update = False
+    # metric states (``add_state``), declared for type checkers
+    confmat: Tensor
+    label_stats: Tensor
+    exact: Tensor
+    bin_count: Tensor
+    bin_conf: Tensor
+    bin_correct: Tensor
+    scores: list[Tensor]
+    labels: list[Tensor]
 
     def __init__(
         self,
@@ -181,15 +190,15 @@ class LandCoverMetrics(Metric):
         self.num_classes, self.task, self.mode = k, task, mode
         self.ignore_index, self.n_bins, self.class_names = ignore_index, n_bins, names
         self.validate_args = validate_args
-        long = {"dtype": torch.long}
+        long = torch.long
         if mode == "multilabel":
-            self.add_state("label_stats", torch.zeros(k, 4, **long), dist_reduce_fx="sum")
-            self.add_state("exact", torch.zeros(2, **long), dist_reduce_fx="sum")
+            self.add_state("label_stats", torch.zeros(k, 4, dtype=long), dist_reduce_fx="sum")
+            self.add_state("exact", torch.zeros(2, dtype=long), dist_reduce_fx="sum")
         else:
-            self.add_state("confmat", torch.zeros(k, k, **long), dist_reduce_fx="sum")
-        self.add_state("bin_count", torch.zeros(n_bins, **long), dist_reduce_fx="sum")
+            self.add_state("confmat", torch.zeros(k, k, dtype=long), dist_reduce_fx="sum")
+        self.add_state("bin_count", torch.zeros(n_bins, dtype=long), dist_reduce_fx="sum")
         self.add_state("bin_conf", torch.zeros(n_bins, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("bin_correct", torch.zeros(n_bins, **long), dist_reduce_fx="sum")
+        self.add_state("bin_correct", torch.zeros(n_bins, dtype=long), dist_reduce_fx="sum")
         if task == "classification":
             self.add_state("scores", [], dist_reduce_fx="cat")
             self.add_state("labels", [], dist_reduce_fx="cat")

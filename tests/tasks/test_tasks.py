@@ -159,3 +159,26 @@ def test_lr_suggestion_is_the_steepest_descent_before_the_minimum() -> None:
     losses = 2.0 - 1.5 / (1 + np.exp(-(x + 3) * 3)) + np.where(x > -1, (x + 1) * 8, 0)
     assert suggest_lr(list(lrs), list(losses)) == pytest.approx(1e-3, rel=0.3)
     assert suggest_lr([1e-3, 1e-2], [1.0, 0.9]) is None
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_channels_last_changes_memory_order_not_results(
+    channels_last: bool, tmp_path: Path
+) -> None:
+    """NHWC by default (faster kernels); logits equal NCHW's; the bundle stores plain weights."""
+    from landlearn.bundle import save_bundle
+
+    torch.manual_seed(0)
+    task = SegmentationTask(
+        model="unet", num_classes=3, in_channels=4, channels_last=channels_last
+    ).eval()
+    conv = next(m for m in task.model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) is channels_last
+    x = torch.rand(2, 4, 32, 32)
+    plain = SegmentationTask(model="unet", num_classes=3, in_channels=4, channels_last=False)
+    plain.load_state_dict(task.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(task(x), plain.eval()(x), rtol=1e-4, atol=1e-5)
+    path = save_bundle(tmp_path / "m.safetensors", task.model, task.bundle_meta())
+    with torch.no_grad():
+        torch.testing.assert_close(load_bundle(path).model(x), plain(x), rtol=1e-4, atol=1e-5)

@@ -162,7 +162,8 @@ def write_outputs(model: LandlearnTask, out: Path) -> dict[str, Any]:
     if ex.get("image"):
         with atomic_path(out / "examples.npz") as tmp:
             with open(tmp, "wb") as fh:
-                np.savez_compressed(fh, **{k: np.stack(v) for k, v in ex.items()})
+                arrays: dict[str, Any] = {k: np.stack(v) for k, v in ex.items()}
+                np.savez_compressed(fh, **arrays)
     log.info("test metrics: %s", out / "metrics.json")
     return metrics
 

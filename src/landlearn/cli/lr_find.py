@@ -59,6 +59,7 @@ def suggest_lr(lrs: list[float], losses: list[float], skip_begin: int = 3) -> fl
 def run(args: argparse.Namespace) -> int:
     """Run the range test; prints the suggested learning rate."""
     from lightning.pytorch.tuner import Tuner
+    from matplotlib.figure import Figure
 
     from landlearn.cli.lightning import make_cli
 
@@ -81,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
     lrs, losses = finder.results["lr"], finder.results["loss"]
     suggestion = suggest_lr(lrs, losses)
     fig = finder.plot(suggest=False)
+    assert isinstance(fig, Figure)
     ax = fig.axes[0]
     if suggestion:
         ax.axvline(suggestion, color="tab:red", linestyle="--", label=f"suggested {suggestion:.2e}")

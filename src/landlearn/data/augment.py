@@ -132,7 +132,7 @@ class BatchAugment(nn.Module):
         key = (size[0], size[1], str(device))
         if key not in self._pipelines:
             ops = [_build_op(name, p, size) for name, p in self.params.items()]
-            self._pipelines[key] = K.AugmentationSequential(*ops, data_keys=None).to(device)
+            self._pipelines[key] = K.AugmentationSequential(*ops, data_keys=None).to(device)  # type: ignore[arg-type]
         return self._pipelines[key]
 
     def forward(self, batch: dict[str, Any]) -> dict[str, Any]:

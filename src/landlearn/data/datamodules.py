@@ -107,9 +107,9 @@ class LandlearnDataModule(LightningDataModule):
             log.info(
                 "%s: %d train, %d val, %d test samples",
                 type(self).__name__,
-                len(self.train_dataset),  # type: ignore[arg-type]
-                len(self.val_dataset or []),  # type: ignore[arg-type]
-                len(self.test_dataset or []),  # type: ignore[arg-type]
+                len(self.train_dataset),
+                len(self.val_dataset or []),
+                len(self.test_dataset or []),
             )
         if self.mean is None or self.std is None:
             self.mean, self.std = compute_stats(self.train_dataset, seed=self.seed)

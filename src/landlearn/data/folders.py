@@ -271,7 +271,7 @@ def sparse_points(mask: np.ndarray, fraction: float, seed: int = 0) -> np.ndarra
     if not 0.0 < fraction <= 1.0:
         raise LandlearnError(f"point fraction must be in (0, 1], got {fraction}")
     is_tensor = isinstance(mask, torch.Tensor)
-    arr = mask.numpy() if is_tensor else np.asarray(mask)
+    arr = mask.numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
     if fraction == 1.0:
         return mask
     rng = np.random.default_rng(seed)

@@ -13,7 +13,7 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import numpy as np
 import rasterio
@@ -119,7 +119,7 @@ def pad_chip(
         return image, mask
     _, h, w = image.shape
     # numpy's reflect needs at least 2 pixels along an axis; one pixel can only be repeated.
-    mode = "reflect" if h > 1 and w > 1 else "edge"
+    mode: Literal["reflect", "edge"] = "reflect" if h > 1 and w > 1 else "edge"
     if h == 0 or w == 0:
         image = np.zeros((image.shape[0], h + top + bottom, w + left + right), image.dtype)
     else:
@@ -262,7 +262,7 @@ class RasterPairDataset(Dataset[dict[str, torch.Tensor]]):
         scene: Region = (0, 0, self.height, self.width)
         inner, pads = _intersect(window, region)
         inner, more = _intersect(inner, scene)
-        pads = tuple(a + b for a, b in zip(pads, more, strict=True))
+        pads = cast(Region, tuple(a + b for a, b in zip(pads, more, strict=True)))
         image_src, label_src = self._open()
         image = image_src.read(self.bands, window=inner).astype(np.float32, copy=False)
         mask = self._read_mask(label_src, inner)
@@ -270,7 +270,7 @@ class RasterPairDataset(Dataset[dict[str, torch.Tensor]]):
         if nan.any():
             mask[nan] = IGNORE_INDEX
             image = np.nan_to_num(image, nan=0.0)
-        image, padded = pad_chip(image, mask, pads)  # type: ignore[arg-type]
+        image, padded = pad_chip(image, mask, pads)
         assert padded is not None
         return {
             "image": torch.from_numpy(np.ascontiguousarray(image)),

@@ -15,6 +15,7 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
 
+from landlearn.bundle import hex_color
 from landlearn.conventions import IGNORE_INDEX
 from landlearn.mapping.writer import temp_path
 
@@ -63,6 +64,7 @@ class AreaCounter:
         pixel_area = abs(t.a * t.e - t.b * t.d)
         unit: str | None
         note: str
+        areas: np.ndarray | None
         if self.crs is None:
             unit, note, areas = None, "raster has no CRS; areas in pixels only", None
         elif self._geographic:
@@ -112,10 +114,8 @@ def write_qgis_style(path: Path, class_names: list[str], colors: list[list[int]]
 
     entries = "\n".join(
         f'        <paletteEntry value="{i}" alpha="255" label={quoteattr(name)} '
-        f'color="#{r:02x}{g:02x}{b:02x}"/>'
-        for i, (name, (r, g, b)) in enumerate(
-            zip(class_names, [c[:3] for c in colors], strict=False)
-        )
+        f'color="{hex_color(rgb)}"/>'
+        for i, (name, rgb) in enumerate(zip(class_names, colors, strict=False))
     )
     text = f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
 <qgis version="3.28.0" styleCategories="AllStyleCategories">
@@ -175,7 +175,7 @@ def write_preview(
     ax.set_axis_off()
     ax.set_title(target.name.removesuffix(".preview.png"), fontsize=10)
     handles = [
-        Patch(facecolor=np.array(colors[i][:3]) / 255, edgecolor="k", label=class_names[i])
+        Patch(facecolor=hex_color(colors[i]), edgecolor="k", label=class_names[i])
         for i in range(len(class_names))
         if i in present or len(class_names) <= 20
     ]

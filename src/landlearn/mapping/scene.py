@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import rasterio
@@ -62,7 +62,7 @@ class MapResult:
 def _malloc_trim() -> Callable[[int], int] | None:
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return libc.malloc_trim  # type: ignore[no-any-return]
+        return cast(Callable[[int], int], libc.malloc_trim)
     except (OSError, AttributeError):  # not glibc
         return None
 
@@ -85,7 +85,7 @@ def _release_freed_memory() -> None:
 def _bundles(
     bundle: BundleLike | Sequence[BundleLike], ensemble: Sequence[BundleLike]
 ) -> list[BundleLike]:
-    first = list(bundle) if isinstance(bundle, list | tuple) else [bundle]
+    first = list(bundle) if isinstance(bundle, list | tuple) else [cast(BundleLike, bundle)]
     return [*first, *ensemble]
 
 

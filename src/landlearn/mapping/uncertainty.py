@@ -131,7 +131,7 @@ class WindowModel:
         )
         if cuda:
             for p in self.predictors:
-                p.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+                p.model.to(memory_format=torch.channels_last)
         self._channels_last = cuda
 
     @property

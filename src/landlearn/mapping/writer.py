@@ -26,7 +26,7 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import rasterio
@@ -168,7 +168,7 @@ class MapWriter:
                     item = self._queue.get()
                     if item is _DONE or self._stop.is_set():
                         break
-                    y0, rows = item  # type: ignore[misc]
+                    y0, rows = cast(tuple[int, np.ndarray], item)
                     dst.write(rows, window=Window(0, y0, self.width, rows.shape[1]))
         except BaseException as exc:  # re-raised in the producer by write() / finish()
             self._error = exc

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import timm
 from torch import Tensor, nn
@@ -45,7 +45,8 @@ def _weights_error(name: str) -> LandlearnError:
 
 def _wrap_classifier(model: nn.Module, dropout: float) -> nn.Module:
     """Put ``nn.Dropout(dropout)`` in front of a timm model's final linear layer."""
-    attr = str(model.pretrained_cfg["classifier"])  # "fc" (ResNets) or "head" (ViT)
+    cfg = cast(dict[str, Any], model.pretrained_cfg)
+    attr = str(cfg["classifier"])  # "fc" (ResNets) or "head" (ViT)
     parent: nn.Module = model
     *path, last = attr.split(".")
     for part in path:

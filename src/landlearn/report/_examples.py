@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 from matplotlib.patches import Patch
 
+from landlearn.bundle import default_colors, hex_color
 from landlearn.conventions import IGNORE_INDEX
 from landlearn.errors import LandlearnError
 from landlearn.report._canvas import new_figure, save_figure
-from landlearn.report._runfiles import default_colors
 
 log = logging.getLogger(__name__)
 
@@ -121,11 +121,11 @@ def _segmentation(
     if columns == 4:
         axes[0, 3].set_title("confidence", fontsize=9)
     handles = [
-        Patch(color=np.array(table[c]) / 255.0, label=_name(names, c))
+        Patch(color=hex_color(table[c]), label=_name(names, c))
         for c in sorted(shown_classes | set(range(len(names))))
         if c < 256
     ]
-    handles.append(Patch(color=np.array(_IGNORE_RGB) / 255.0, label=f"ignored ({IGNORE_INDEX})"))
+    handles.append(Patch(color=hex_color(_IGNORE_RGB), label=f"ignored ({IGNORE_INDEX})"))
     fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6), fontsize=8)
     fig.suptitle("Test examples: image, target, prediction", fontsize=11)
     return save_figure(fig, out)

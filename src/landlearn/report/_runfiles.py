@@ -151,17 +151,6 @@ def parse_colors(raw: Any, num_classes: int, source: Path | str) -> list[tuple[i
     return [(int(r), int(g), int(b)) for r, g, b in arr]
 
 
-def default_colors(num_classes: int) -> list[tuple[int, int, int]]:
-    """Distinct colours from matplotlib's tab10 / tab20 when a run names none."""
-    from matplotlib import colormaps
-
-    cmap = colormaps["tab10" if num_classes <= 10 else "tab20"]
-    return [
-        tuple(round(255 * c) for c in cmap(i % cmap.N)[:3])  # type: ignore[misc]
-        for i in range(num_classes)
-    ]
-
-
 def load_hparams(path: Path) -> dict[str, Any]:
     """Read ``hparams.yaml`` (Lightning); python-object tags are refused by ``safe_load``.
 

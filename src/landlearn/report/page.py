@@ -13,11 +13,11 @@ from typing import Any
 import pandas as pd
 
 from landlearn.atomic import write_atomic
+from landlearn.bundle import default_colors
 from landlearn.errors import LandlearnError
 from landlearn.report._html import FigureItem, PageContent, render_page
 from landlearn.report._runfiles import (
     RunFiles,
-    default_colors,
     find_run_files,
     key_hparams,
     load_hparams,
@@ -59,7 +59,7 @@ def _class_info(
             return names, parse_colors(metrics["class_colors"], count, files.metrics_json or "")
         except LandlearnError as err:
             notes.append(f"class_colors in metrics.json ignored: {err}")
-    return names, default_colors(count) if count else []
+    return names, [(r, g, b) for r, g, b in default_colors(count)] if count else []
 
 
 def _training_rows(frame: pd.DataFrame) -> list[list[str]]:

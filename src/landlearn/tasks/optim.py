@@ -85,7 +85,7 @@ def build_scheduler(
             base_lr=float(kwargs.get("base_lr", lr / 10)),
             max_lr=lr,
             step_size_up=up,
-            mode=str(kwargs.get("mode", "triangular")),
+            mode=kwargs.get("mode", "triangular"),
             cycle_momentum=isinstance(optimizer, torch.optim.SGD),
         )
         return {"scheduler": sched, "interval": "step"}
