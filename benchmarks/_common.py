@@ -137,8 +137,10 @@ class ThroughputTimer(pl.Callback):
     validation inside ``fit`` is timed separately and left out.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, log_epochs: bool = True) -> None:
+        """``log_epochs``: print a line per epoch (time and validation scores)."""
         super().__init__()
+        self.log_epochs = log_epochs
         self.train_seconds = 0.0
         self.val_seconds = 0.0
         self.samples = 0
@@ -175,8 +177,18 @@ class ThroughputTimer(pl.Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Add the epoch's training time."""
         _sync(pl_module.device)
-        self.train_seconds += time.perf_counter() - self._epoch_start - self._val_in_epoch
+        seconds = time.perf_counter() - self._epoch_start - self._val_in_epoch
+        self.train_seconds += seconds
         self.epochs += 1
+        if self.log_epochs:
+            logged = trainer.callback_metrics
+            keys = ("train_loss_epoch", "val_loss", "val_oa", "val_miou", "val_OverallAccuracy")
+            scores = ", ".join(f"{k} {float(logged[k]):.4f}" for k in keys if k in logged)
+            console.print(
+                f"epoch {self.epochs}/{trainer.max_epochs}: {seconds:.0f} s training"
+                + (f"; {scores}" if scores else ""),
+                highlight=False,
+            )
 
     @property
     def images_per_second(self) -> float:

@@ -188,7 +188,7 @@ def run_side(side: str, args: argparse.Namespace) -> dict[str, Any]:
     dm.setup("fit")
     classes = list(dm.class_names)
     task = _task(side, args, classes)
-    timer = ThroughputTimer()
+    timer = ThroughputTimer(log_epochs=not args.progress)
     trainer = make_trainer(args.epochs, args.device, args.precision, [timer], args.progress)
     console.print(
         f"[bold]{side}[/]: {len(dm.train_dataset)} train, {len(dm.val_dataset or [])} val, "  # type: ignore[arg-type]

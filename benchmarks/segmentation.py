@@ -250,7 +250,7 @@ def run_one(
     dm.setup("fit")
     info = _describe(dm)
     task = _task(side, args, dm, loss)
-    timer = ThroughputTimer()
+    timer = ThroughputTimer(log_epochs=not args.progress)
     trainer = make_trainer(args.epochs, args.device, args.precision, [timer], args.progress)
     label = "all labels" if points == 1.0 else f"{points:.0%} points"
     shown = loss if side == "landlearn" else "ce"
