@@ -122,6 +122,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     p.add_argument("--model", default="resnet18", help="timm name known to both tasks")
     p.add_argument("--lr", type=float, default=0.1, help="landlearn SGD peak lr (one-cycle)")
+    p.add_argument(
+        "--small-input",
+        action="store_true",
+        help="landlearn side only: ResNet stem without its max-pool (4x compute; the peer's "
+        "task cannot change its stem, so this row is landlearn's recipe, not the same net)",
+    )
     p.add_argument("--tg-lr", type=float, default=1e-3, help="TorchGeo AdamW lr")
     p.add_argument(
         "--tg-patience",
@@ -157,6 +163,7 @@ def _task(side: str, args: argparse.Namespace, classes: list[str]) -> pl.Lightni
 
         return ClassificationTask(
             model=args.model,
+            model_kwargs={"small_input": True} if args.small_input else None,
             num_classes=len(classes),
             in_channels=3,
             pretrained=False,
@@ -205,7 +212,7 @@ def run_side(side: str, args: argparse.Namespace) -> dict[str, Any]:
         own_metrics = {"overall_accuracy": results.get("overall_accuracy"), **own_metrics}
     metrics, infer_ips = score(task, dm, classes, "classification", args.device)
     return {
-        "side": side,
+        "side": f"{side} (small-input stem)" if side == "landlearn" and args.small_input else side,
         "test_accuracy": metrics["overall_accuracy"],
         "macro_f1": metrics["macro_f1"],
         "kappa": metrics["kappa"],
@@ -229,6 +236,7 @@ def _recipes(args: argparse.Namespace) -> dict[str, str]:
     return {
         "landlearn": (
             f"SGD nesterov m=0.9 wd=5e-4, one-cycle peak lr {args.lr}, CE + label smoothing 0.05"
+            + (", ResNet stem without max-pool (small_input)" if args.small_input else "")
         ),
         "torchgeo": (
             f"AdamW lr {args.tg_lr} (wd 0.01), ReduceLROnPlateau(val_loss, patience "

@@ -54,6 +54,34 @@ def test_state_dict_keys_do_not_depend_on_dropout() -> None:
     assert list(a.state_dict()) == list(b.state_dict())
 
 
+def test_small_input_keeps_twice_the_resolution_with_the_same_weights(tmp_path: Path) -> None:
+    """``small_input`` drops the stem's max-pool: layer4 sees 4x4 instead of 2x2 on 64x64 chips,
+    the state dict is unchanged, and a bundle rebuilds the same network from its kwargs."""
+    from landlearn.bundle import BundleMeta, load_bundle, save_bundle
+
+    torch.manual_seed(0)
+    plain = build_model("resnet18", in_channels=3, num_classes=4)
+    small = build_model("resnet18", in_channels=3, num_classes=4, small_input=True).eval()
+    assert list(plain.state_dict()) == list(small.state_dict())
+    seen: list[tuple[int, ...]] = []
+    for model in (plain, small):
+        hook = model.layer4.register_forward_hook(lambda m, i, o: seen.append(tuple(o.shape[-2:])))
+        model.eval()(torch.randn(1, 3, 64, 64))
+        hook.remove()
+    assert seen == [(2, 2), (4, 4)]
+    meta = BundleMeta(
+        task="classification", mode="multiclass", model_name="resnet18",
+        model_kwargs={"small_input": True, "in_channels": 3, "num_classes": 4, "dropout": 0.0},
+        band_names=["red", "green", "blue"], mean=[0.0] * 3, std=[1.0] * 3,
+        class_names=list("abcd"), class_colors=[[0, 0, 0]] * 4, ignore_index=255,
+        chip_size=64, metrics={},
+    )  # fmt: skip
+    path = save_bundle(tmp_path / "small.safetensors", small, meta)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(load_bundle(path).model(x), small(x))
+
+
 def test_dropout_active_in_train_mode_only() -> None:
     model = build_model("small_cnn", in_channels=3, num_classes=4, dropout=0.9)
     x = torch.randn(2, 3, 16, 16)

@@ -94,9 +94,10 @@ def _timm_builder(name: str, title: str) -> Callable[..., nn.Module]:
         num_classes: int,
         pretrained: bool = False,
         dropout: float = 0.0,
+        small_input: bool = False,
         **kwargs: Any,
     ) -> nn.Module:
-        return _timm(
+        model = _timm(
             name,
             in_channels=in_channels,
             num_classes=num_classes,
@@ -104,9 +105,18 @@ def _timm_builder(name: str, title: str) -> Callable[..., nn.Module]:
             dropout=dropout,
             **kwargs,
         )
+        if small_input:
+            # The ImageNet stem divides the side by 4 (stride-2 conv, stride-2 max-pool): a
+            # 64x64 chip reaches the last stage as 2x2. Without the pool every stage keeps twice
+            # the resolution (4x the compute); the weights are the same, pretrained ones too.
+            model.maxpool = nn.Identity()
+        return model
 
     build.__name__ = build.__qualname__ = name
-    build.__doc__ = f"timm {title}; ``kwargs`` go to ``timm.create_model``."
+    build.__doc__ = (
+        f"timm {title}; ``small_input=True`` drops the stem's max-pool (for chips of about "
+        "64 px and less); other ``kwargs`` go to ``timm.create_model``."
+    )
     return register_model(name, task="classification")(build)
 
 
