@@ -1,0 +1,53 @@
+"""The benchmark scripts still run: one tiny budget each, records written and complete."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+def _run(script: str, *args: str, data: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    if data is not None:
+        env["LANDLEARN_DATA"] = str(data)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *args],
+        capture_output=True, text=True, env=env, timeout=600, check=False,
+    )  # fmt: skip
+
+
+def test_train_step_times_every_combination(tmp_path: Path) -> None:
+    out = tmp_path / "ts.json"
+    proc = _run("train_step.py", "--steps", "1", "--warmup", "0", "--threads", "1",
+                "--json", str(out), "--md", str(tmp_path / "ts.md"))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert len(rows) == 8
+    assert all(r["images_per_s"] > 0 for r in rows)
+    assert {(r["channels_last"], r["bf16"]) for r in rows} == {
+        (a, b) for a in (False, True) for b in (False, True)
+    }
+    assert "× NCHW fp32" in (tmp_path / "ts.md").read_text()
+
+
+@pytest.mark.real
+def test_eurosat_both_sides_on_a_tiny_budget(shared_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "e.json"
+    proc = _run("eurosat.py", "--limit-train", "100", "--epochs", "1", "--batch-size", "32",
+                "--num-workers", "0", "--json", str(out), data=shared_data)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    record = json.loads(out.read_text())
+    assert [r["side"] for r in record["runs"]] == ["landlearn", "torchgeo"]
+    for run in record["runs"]:
+        assert run["n_test"] == 1000
+        assert 0.0 <= run["test_accuracy"] <= 1.0
+        assert run["train_samples_seen"] == run["n_train"]
+    assert set(record["ratios"]) >= {"throughput_landlearn_over_torchgeo"}
+    assert "epoch 1/1" in proc.stdout
