@@ -34,6 +34,7 @@ from torch.utils.data import Dataset, Subset
 from landlearn.conventions import IGNORE_INDEX
 from landlearn.data.datamodules import MaskFolderDataModule
 from landlearn.data.folders import MaskFolderDataset
+from landlearn.data.histmatch import match_histograms
 from landlearn.data.splits import random_split_indices
 
 __all__ = [
@@ -366,10 +367,14 @@ class ScaledMaskFolderDataset(MaskFolderDataset):
     grid of the resampled image. ``scale=0.25`` turns a 2448² DeepGlobe tile into 612².
     """
 
-    def __init__(self, *args: Any, scale: float = 1.0, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, scale: float = 1.0, reference: np.ndarray | None = None, **kwargs: Any
+    ) -> None:
+        """``reference`` (C, H, W): match every image's histograms to it, band by band."""
         if not 0.0 < scale <= 1.0:
             raise ValueError(f"scale must be in (0, 1], got {scale}")
         self.scale = float(scale)
+        self.reference = reference
         super().__init__(*args, **kwargs)
         if self.scale == 1.0:
             return
@@ -383,13 +388,22 @@ class ScaledMaskFolderDataset(MaskFolderDataset):
         return mask if self.scale == 1.0 else _nearest(mask, self.sizes[k])
 
     def _load(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        if self.scale == 1.0 or k in self._cache:
+        if (self.scale == 1.0 and self.reference is None) or k in self._cache:
             return super()._load(k)
         image, mask = super()._load(k)  # caches the native image; replaced below
-        t = torch.from_numpy(image.astype(np.float32))[None]  # (1, C, H, W)
-        small = F.interpolate(t, size=self.sizes[k], mode="area")[0].numpy()
-        self._cache[k] = (small, mask)
-        return small, mask
+        if self.scale != 1.0:
+            t = torch.from_numpy(image.astype(np.float32))[None]  # (1, C, H, W)
+            image = F.interpolate(t, size=self.sizes[k], mode="area")[0].numpy()
+        if self.reference is not None:
+            image = match_histograms(image, self.reference)
+        self._cache[k] = (image, mask)
+        return image, mask
+
+    def pooled_images(self) -> np.ndarray:
+        """All files' images side by side (cropped to the shortest), a histogram reference."""
+        images = [self._load(k)[0] for k in range(len(self.sizes))]
+        h = min(im.shape[1] for im in images)
+        return np.concatenate([im[:, :h] for im in images], axis=2)
 
 
 class ScaledMaskFolderDataModule(MaskFolderDataModule):
@@ -407,6 +421,8 @@ class ScaledMaskFolderDataModule(MaskFolderDataModule):
         scale: resampling factor applied to every image and mask.
         point_fraction: sparse-label share of pixels kept in train / val.
         limit_train_chips: keep only this many (seeded random) train chips, for smoke runs.
+        histmatch: match each test image's histograms to the train images pooled (landlearn's
+            ``match_histograms``), the DeepGlobe study's remedy for a test tile unlike the rest.
     """
 
     def __init__(
@@ -421,6 +437,7 @@ class ScaledMaskFolderDataModule(MaskFolderDataModule):
         val_fraction: float = 0.1,
         point_fraction: float = 1.0,
         limit_train_chips: int | None = None,
+        histmatch: bool = False,
         batch_size: int = 8,
         num_workers: int = 0,
         seed: int = 0,
@@ -435,11 +452,14 @@ class ScaledMaskFolderDataModule(MaskFolderDataModule):
         self.scale = float(scale)
         self.point_fraction = float(point_fraction)
         self.limit_train_chips = limit_train_chips
+        self.histmatch = histmatch
 
-    def _scaled(self, files: list[str], points: float) -> ScaledMaskFolderDataset:
+    def _scaled(
+        self, files: list[str], points: float, reference: np.ndarray | None = None
+    ) -> ScaledMaskFolderDataset:
         return ScaledMaskFolderDataset(
             self.images, self.masks, self.color_table, self.remap, self.chip_size, files,
-            points, self.seed, scale=self.scale,
+            points, self.seed, scale=self.scale, reference=reference,
         )  # fmt: skip
 
     def _build(self) -> None:
@@ -450,7 +470,8 @@ class ScaledMaskFolderDataModule(MaskFolderDataModule):
             train = sorted(rng.permutation(train)[: self.limit_train_chips].tolist())
         self.train_dataset = Subset(train_all, train)
         self.val_dataset = Subset(train_all, val) if val else None
-        self.test_dataset = self._scaled(self.test_files, 1.0)
+        reference = train_all.pooled_images() if self.histmatch else None
+        self.test_dataset = self._scaled(self.test_files, 1.0, reference)
         self.band_names = list(train_all.band_names)
 
     def _train_class_counts(self) -> np.ndarray:
@@ -476,5 +497,6 @@ class ScaledMaskFolderDataModule(MaskFolderDataModule):
             "val_chips": len(self.val_dataset or []),  # type: ignore[arg-type]
             "test_chips": len(self.test_dataset),  # type: ignore[arg-type]
             "point_fraction": self.point_fraction,
+            "histmatch_test": self.histmatch,
             "train_labelled_pixels": int(counts.sum()),
         }

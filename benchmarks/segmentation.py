@@ -124,6 +124,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="F",
         help="label fractions for the sparse-label runs, e.g. 0.01 0.05",
     )
+    p.add_argument(
+        "--histmatch",
+        action="store_true",
+        help="DeepGlobe and Dubai: match each test image's histograms to the train images",
+    )
     p.add_argument("--only", choices=SIDES, default=None, help="run one side only")
     p.add_argument("--model", choices=tuple(TG_MODEL), default="unet", help="smp architecture")
     p.add_argument("--encoder", default="resnet18", help="smp encoder")
@@ -167,7 +172,7 @@ def _datamodule(name: str, args: argparse.Namespace, points: float) -> Landlearn
             train_files=[f"{i}_sat.jpg" for i in (6399, 172307, 794214)],
             test_files=["119_sat.jpg"], scale=args.scale, chip_size=args.chip_size,
             val_fraction=args.val_fraction, point_fraction=points,
-            limit_train_chips=args.limit_train_chips, **common,
+            limit_train_chips=args.limit_train_chips, histmatch=args.histmatch, **common,
         )  # fmt: skip
     if name == "dubai":
         tile = args.data / "dubai/tile1"
@@ -176,7 +181,7 @@ def _datamodule(name: str, args: argparse.Namespace, points: float) -> Landlearn
             train_files=[f"image_part_{i:03d}.jpg" for i in range(1, 8)],
             test_files=["image_part_008.jpg", "image_part_009.jpg"], chip_size=args.chip_size,
             val_fraction=args.val_fraction, point_fraction=points,
-            limit_train_chips=args.limit_train_chips, **common,
+            limit_train_chips=args.limit_train_chips, histmatch=args.histmatch, **common,
         )  # fmt: skip
     if points < 1.0:
         raise ValueError("sparse labels are benchmarked on DeepGlobe and Dubai only")
@@ -375,6 +380,7 @@ def main(argv: list[str] | None = None) -> int:
         f"### Segmentation: {args.model} / {args.encoder} from scratch, {args.epochs} epochs, "
         f"batch {args.batch_size}, seed {args.seed}, DeepGlobe scale {args.scale}, "
         f"chips {args.chip_size} (Slovenia {args.slovenia_chip})"
+        + (", test images histogram-matched to the train images" if args.histmatch else "")
     ]
 
     def emit(title: str, columns: list[str], rows: list[list[Any]]) -> None:
