@@ -68,8 +68,8 @@ class LandlearnTask(pl.LightningModule):
         patience: early-stopping patience in epochs; 0 turns it off.
         channels_last: keep convolution weights and images in NHWC memory order, which the
             CPU (oneDNN) and GPU (cuDNN) kernels run faster. On a 2-core EPYC, a U-Net
-            ResNet-18 training step on 256x256 chips is 1.3x faster in fp32 and 1.4x under bf16
-            autocast; a ResNet-18 on 64x64 chips gains 1.04x (benchmarks/train_step.py).
+            ResNet-18 training step on 256x256 chips is 1.3x faster in fp32 and 1.25-1.4x under
+            bf16 autocast; a ResNet-18 on 64x64 chips gains 1.04-1.12x (benchmarks/train_step.py).
         """
         super().__init__()
         _check_names(model, loss)
