@@ -47,9 +47,11 @@ __all__ = [
     "fmt",
     "machine_info",
     "make_trainer",
+    "parse_outputs_and_device",
     "print_table",
     "quiet_logs",
     "score",
+    "sync",
     "write_outputs",
 ]
 
@@ -126,7 +128,19 @@ def quiet_logs() -> None:
 
 
 # ---- training ------------------------------------------------------------------------------
-def _sync(device: torch.device | str) -> None:
+def parse_outputs_and_device(
+    p: argparse.ArgumentParser, argv: list[str] | None
+) -> argparse.Namespace:
+    """Add ``--json`` / ``--md``, parse, and refuse ``--device cuda`` where torch sees no GPU."""
+    p.add_argument("--json", default=None, help="write the full record here")
+    p.add_argument("--md", default=None, help="write a markdown snippet for RESULTS.md here")
+    args = p.parse_args(argv)
+    if getattr(args, "device", "cpu") == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda but torch sees no GPU")
+    return args
+
+
+def sync(device: torch.device | str) -> None:
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize()
 
@@ -152,7 +166,7 @@ class ThroughputTimer(pl.Callback):
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Start the epoch clock."""
-        _sync(pl_module.device)
+        sync(pl_module.device)
         self._epoch_start = time.perf_counter()
         self._val_in_epoch = 0.0
 
@@ -165,19 +179,19 @@ class ThroughputTimer(pl.Callback):
 
     def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Pause: validation is not training throughput."""
-        _sync(pl_module.device)
+        sync(pl_module.device)
         self._val_start = time.perf_counter()
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Resume."""
-        _sync(pl_module.device)
+        sync(pl_module.device)
         spent = time.perf_counter() - self._val_start
         self._val_in_epoch += spent
         self.val_seconds += spent
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Add the epoch's training time."""
-        _sync(pl_module.device)
+        sync(pl_module.device)
         seconds = time.perf_counter() - self._epoch_start - self._val_in_epoch
         self.train_seconds += seconds
         self.epochs += 1
@@ -249,7 +263,7 @@ def score(
     model.eval().to(device)
     key = "label" if task == "classification" else "mask"
     seen = 0
-    _sync(device)
+    sync(device)
     start = time.perf_counter()
     for batch in datamodule.test_dataloader():
         x = datamodule.normalize(batch["image"].to(device).float())
@@ -259,7 +273,7 @@ def score(
         probs = torch.softmax(model(x).float(), dim=1)
         metrics.update(probs, y.long())
         seen += x.shape[0]
-    _sync(device)
+    sync(device)
     seconds = time.perf_counter() - start
     model.train(was_training)
     return _plain(metrics.compute()), seen / seconds if seconds > 0 else float("nan")

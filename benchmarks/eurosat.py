@@ -40,6 +40,7 @@ from _common import (
     machine_markdown,
     make_trainer,
     markdown_table,
+    parse_outputs_and_device,
     plain,
     print_table,
     quiet_logs,
@@ -136,11 +137,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="TorchGeo ReduceLROnPlateau patience in epochs (its default is 10)",
     )
     p.add_argument("--progress", action="store_true", help="show Lightning's progress bar")
-    p.add_argument("--json", default=None, help="write the full record here")
-    p.add_argument("--md", default=None, help="write a markdown snippet for RESULTS.md here")
-    args = p.parse_args(argv)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        p.error("--device cuda but torch sees no GPU")
+    args = parse_outputs_and_device(p, argv)
     return args
 
 

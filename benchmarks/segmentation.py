@@ -54,6 +54,7 @@ from _common import (
     machine_markdown,
     make_trainer,
     markdown_table,
+    parse_outputs_and_device,
     plain,
     print_table,
     quiet_logs,
@@ -152,11 +153,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--num-workers", type=int, default=0, help="loader workers")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     p.add_argument("--progress", action="store_true", help="show Lightning's progress bar")
-    p.add_argument("--json", default=None, help="write the full record here")
-    p.add_argument("--md", default=None, help="write a markdown snippet for RESULTS.md here")
-    args = p.parse_args(argv)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        p.error("--device cuda but torch sees no GPU")
+    args = parse_outputs_and_device(p, argv)
     if any(not 0.0 < f < 1.0 for f in args.sparse):
         p.error("--sparse fractions must be in (0, 1)")
     return args

@@ -34,7 +34,9 @@ from _common import (
     machine_info,
     machine_markdown,
     markdown_table,
+    parse_outputs_and_device,
     print_table,
+    sync,
     write_outputs,
 )
 
@@ -53,17 +55,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=8, help="timed steps per combination")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
-    p.add_argument("--json", default=None, help="write the full record here")
-    p.add_argument("--md", default=None, help="write a markdown snippet for RESULTS.md here")
-    args = p.parse_args(argv)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        p.error("--device cuda but torch sees no GPU")
+    args = parse_outputs_and_device(p, argv)
     return args
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def time_steps(
@@ -82,14 +75,14 @@ def time_steps(
         x = x.contiguous(memory_format=torch.channels_last)
     elapsed = 0.0
     for i in range(warmup + steps):
-        _sync(device)
+        sync(device)
         start = time.perf_counter()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             loss = F.cross_entropy(model(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        _sync(device)
+        sync(device)
         if i >= warmup:
             elapsed += time.perf_counter() - start
     return batch * steps / elapsed
