@@ -133,7 +133,7 @@ def oversampling_sampler(
         raise LandlearnError("every target is IGNORE_INDEX; nothing to sample")
     generator = torch.Generator().manual_seed(seed)
     return WeightedRandomSampler(
-        torch.as_tensor(weights, dtype=torch.double).tolist(),
+        torch.as_tensor(weights, dtype=torch.double),  # type: ignore[arg-type]  # torch takes a tensor
         num_samples=len(values) if num_samples is None else num_samples,
         replacement=True,
         generator=generator,
