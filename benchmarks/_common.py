@@ -246,12 +246,16 @@ def score(
     class_names: list[str],
     task: str,
     device: str,
+    tta: bool = False,
 ) -> tuple[dict[str, Any], float]:
     """Score ``model`` on the datamodule's test split with ``LandCoverMetrics``.
 
-    Batches are normalised exactly as in training (``datamodule.normalize``). Returns the metrics
-    dict and the images (chips) per second of inference.
+    Batches are normalised exactly as in training (``datamodule.normalize``). ``tta`` averages
+    the softmax over the 8 flips / rotations (``landlearn.d4``; masks are turned back before
+    averaging). Returns the metrics dict and the images (chips) per second
+    of inference.
     """
+    from landlearn.d4 import d4_mean
     from landlearn.metrics import LandCoverMetrics
 
     metrics = LandCoverMetrics(
@@ -270,7 +274,12 @@ def score(
         y = batch[key].to(device)
         if y.ndim == 4 and y.shape[1] == 1:  # (B, 1, H, W) masks
             y = y[:, 0]
-        probs = torch.softmax(model(x).float(), dim=1)
+        probs = d4_mean(
+            lambda t: torch.softmax(model(t).float(), dim=1),
+            x,
+            spatial=task != "classification",
+            tta="d4" if tta else None,
+        )
         metrics.update(probs, y.long())
         seen += x.shape[0]
     sync(device)

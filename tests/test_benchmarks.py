@@ -40,8 +40,10 @@ def test_train_step_times_every_combination(tmp_path: Path) -> None:
 @pytest.mark.real
 def test_eurosat_both_sides_on_a_tiny_budget(shared_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "e.json"
+    bundle = tmp_path / "ll.safetensors"
     proc = _run("eurosat.py", "--limit-train", "100", "--epochs", "1", "--batch-size", "32",
-                "--num-workers", "0", "--json", str(out), data=shared_data)  # fmt: skip
+                "--num-workers", "0", "--json", str(out), "--tta", "--crop", "0.7",
+                "--bundle", str(bundle), data=shared_data)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     record = json.loads(out.read_text())
     assert [r["side"] for r in record["runs"]] == ["landlearn", "torchgeo"]
@@ -49,5 +51,10 @@ def test_eurosat_both_sides_on_a_tiny_budget(shared_data: Path, tmp_path: Path) 
         assert run["n_test"] == 1000
         assert 0.0 <= run["test_accuracy"] <= 1.0
         assert run["train_samples_seen"] == run["n_train"]
+        assert 0.0 <= run["test_accuracy_tta"] <= 1.0
+    assert "random resized crop (p 0.5, scale 0.7..1)" in record["recipes"]["augmentation"]
+    from landlearn.bundle import load_bundle
+
+    assert load_bundle(bundle).class_names == record["runs"][0]["metrics"]["class_names"]
     assert set(record["ratios"]) >= {"throughput_landlearn_over_torchgeo"}
     assert "epoch 1/1" in proc.stdout

@@ -124,3 +124,37 @@ def test_newer_format_is_refused(tmp_path: Path) -> None:
     p = save_bundle(tmp_path / "new.safetensors", model, _meta(format_version=99))
     with pytest.raises(LandlearnError, match="newer"):
         load_bundle(p)
+
+
+def test_d4_tta_is_the_mean_over_the_eight_transforms(
+    bundle: tuple[Path, torch.nn.Module],
+) -> None:
+    from landlearn.d4 import D4, d4_forward
+
+    pred = load_bundle(bundle[0])
+    x = torch.rand(2, 3, 32, 32) * 50
+    want = torch.stack([pred.predict_proba(d4_forward(x, k, f)) for k, f in D4]).mean(0)
+    got = pred.predict_proba(x, tta="d4")
+    assert torch.allclose(got, want, atol=1e-6)
+    assert not torch.allclose(got, pred.predict_proba(x), atol=1e-4)  # it does average
+    # and the averaged prediction no longer depends on how the chip is turned
+    assert torch.allclose(pred.predict_proba(torch.rot90(x, 1, (-2, -1)), tta="d4"), got, atol=1e-5)
+
+
+def test_d4_tta_turns_maps_back(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = build_model("unet", in_channels=3, num_classes=2, encoder="resnet18").eval()
+    meta = _meta(task="segmentation", model_name="unet", model_kwargs={"encoder": "resnet18"})
+    pred = load_bundle(save_bundle(tmp_path / "s.safetensors", model, meta))
+    x = torch.rand(1, 3, 32, 32) * 50
+    got = pred.predict_proba(x, tta="d4")
+    assert got.shape == (1, 2, 32, 32)
+    assert torch.allclose(got.sum(1), torch.ones(1, 32, 32), atol=1e-5)
+    # equivariant: turn and mirror the input, and the averaged map turns and mirrors with it
+    turned = pred.predict_proba(torch.rot90(x.flip(-1), 1, (-2, -1)), tta="d4")
+    assert torch.allclose(turned, torch.rot90(got.flip(-1), 1, (-2, -1)), atol=1e-5)
+
+
+def test_unknown_tta_is_refused(bundle: tuple[Path, torch.nn.Module]) -> None:
+    with pytest.raises(LandlearnError, match="unknown TTA 'd8'"):
+        load_bundle(bundle[0]).predict_proba(torch.rand(1, 3, 32, 32), tta="d8")

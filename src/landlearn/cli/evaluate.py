@@ -8,6 +8,7 @@ DATA is one of:
 
 examples:
   landlearn evaluate model.safetensors ../shared/data/eurosat_rgb/test --out metrics.json
+  landlearn evaluate model.safetensors ../shared/data/eurosat_rgb/test --tta d4
   landlearn evaluate model.safetensors scene.tif labels.tif --remap 1:0,2:1,3:2,0:255
 """
 
@@ -36,6 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chip-size", type=int, help="segmentation chip size (default: bundle's)")
     parser.add_argument("--classes-csv", help="colour table for RGB masks (name,r,g,b rows)")
     parser.add_argument("--remap", help="class-code remapping, e.g. 1:0,2:1,0:255")
+    parser.add_argument(
+        "--tta",
+        choices=["d4"],
+        default=None,
+        help="average over the 8 flips / quarter turns of each image (8x the time)",
+    )
     parser.add_argument("--device", default="cpu")
 
 
@@ -81,8 +88,13 @@ def build_dataset(predictor: Any, args: argparse.Namespace) -> Any:
     )
 
 
-def evaluate(predictor: Any, dataset: Any, batch_size: int = 16) -> dict[str, Any]:
-    """Metrics of ``predictor`` on ``dataset`` (``image`` + ``label`` / ``mask`` samples)."""
+def evaluate(
+    predictor: Any, dataset: Any, batch_size: int = 16, tta: str | None = None
+) -> dict[str, Any]:
+    """Metrics of ``predictor`` on ``dataset`` (``image`` + ``label`` / ``mask`` samples).
+
+    ``tta="d4"`` scores the probabilities averaged over the 8 flips / quarter turns.
+    """
     import torch
     from torch.utils.data import DataLoader
 
@@ -109,7 +121,7 @@ def evaluate(predictor: Any, dataset: Any, batch_size: int = 16) -> dict[str, An
     with progress_bar("evaluating") as bar, torch.inference_mode():
         job = bar.add_task("evaluating", total=len(loader), rate="")
         for i, batch in enumerate(loader):
-            probs = predictor.predict_proba(batch["image"])
+            probs = predictor.predict_proba(batch["image"], tta=tta)
             metrics.update(probs.cpu(), batch[key])
             rate = (i + 1) * batch_size / max(time.perf_counter() - t0, 1e-9)
             bar.update(job, advance=1, rate=f"{rate:.0f} img/s")
@@ -125,7 +137,9 @@ def run(args: argparse.Namespace) -> int:
     dataset = build_dataset(predictor, args)
     if len(dataset) == 0:
         raise LandlearnError("no samples found", args.data)
-    result = evaluate(predictor, dataset, batch_size=args.batch_size)
+    result = evaluate(predictor, dataset, batch_size=args.batch_size, tta=args.tta)
+    if args.tta:
+        result["tta"] = args.tta
     result["class_colors"] = predictor.meta.class_colors
     print(metrics_markdown(result))
     if args.out:

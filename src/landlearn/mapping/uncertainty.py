@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from landlearn.bundle import Predictor
+from landlearn.d4 import D4, d4_forward, d4_inverse, tta_transforms
 from landlearn.errors import LandlearnError
 
 log = logging.getLogger(__name__)
@@ -33,23 +34,6 @@ __all__ = [
     "entropy",
     "mc_dropout",
 ]
-
-D4: tuple[tuple[int, bool], ...] = tuple((k, f) for f in (False, True) for k in range(4))
-"""The 8 dihedral transforms as (quarter turns, horizontal flip first)."""
-
-
-def d4_forward(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
-    """Flip (last axis) then rotate ``k`` quarter turns in the (H, W) plane."""
-    if flip:
-        x = x.flip(-1)
-    return torch.rot90(x, k, dims=(-2, -1)) if k else x
-
-
-def d4_inverse(y: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
-    """Undo :func:`d4_forward` on a (…, H, W) output."""
-    if k:
-        y = torch.rot90(y, -k, dims=(-2, -1))
-    return y.flip(-1) if flip else y
 
 
 def entropy(p: torch.Tensor | np.ndarray, dim: int = 1) -> torch.Tensor | np.ndarray:
@@ -107,13 +91,11 @@ class WindowModel:
         tta: str | None = None,
         mc_dropout: int = 0,
     ) -> None:
-        if tta not in (None, "none", "d4"):
-            raise LandlearnError(f"unknown TTA {tta!r}; use 'd4'")
         if mc_dropout < 0:
             raise LandlearnError(f"--mc-dropout must be >= 0, got {mc_dropout}")
         self.predictors = list(predictors)
         self.takes = [torch.as_tensor(list(t), dtype=torch.long) for t in takes]
-        self.transforms = D4 if tta == "d4" else ((0, False),)
+        self.transforms = tta_transforms(tta)
         self.passes = max(1, mc_dropout)
         self.mc = mc_dropout > 0
         self.task = self.predictors[0].task

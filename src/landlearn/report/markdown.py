@@ -91,6 +91,11 @@ def metrics_markdown(metrics: Mapping[str, Any], title: str | None = None) -> st
     classes = metrics.get("num_classes")
     if task or classes:
         lines += [f"Task: {task or 'unknown'}, {classes or '?'} classes.", ""]
+    if metrics.get("tta"):
+        lines += [
+            f"Test-time augmentation: {metrics['tta']} (mean over 8 flips / quarter turns).",
+            "",
+        ]
     summary = summary_rows(metrics)
     if summary:
         lines += ["## Test metrics", "", *_table(["metric", "value"], summary), ""]

@@ -1,0 +1,85 @@
+"""``landlearn evaluate``: every data layout scores, ``--out`` writes the metrics, ``--tta d4``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from landlearn.bundle import load_bundle
+from tests.cli.conftest import run_cli, write_png, write_tif
+
+
+def _class_folder(root: Path, n: int = 3) -> Path:
+    for c, name in enumerate(("water", "forest")):
+        for i in range(n):
+            write_png(root / name / f"{i}.png", seed=10 * c + i)
+    return root
+
+
+def _manual_accuracy(bundle: Path, root: Path, tta: str | None) -> float:
+    pred = load_bundle(bundle)
+    hits, total = 0, 0
+    for c, name in enumerate(pred.class_names):
+        for f in sorted((root / name).glob("*.png")):
+            x = torch.from_numpy(np.array(Image.open(f))).permute(2, 0, 1).float()
+            hits += int(pred.predict(x, tta=tta).item() == c)
+            total += 1
+    return hits / total
+
+
+@pytest.mark.parametrize("tta", [None, "d4"])
+def test_class_folder_scores_and_writes_json(
+    cls_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], tta: str | None
+) -> None:
+    root = _class_folder(tmp_path / "data")
+    out = tmp_path / "m.json"
+    extra = ["--tta", tta] if tta else []
+    code, stdout, err = run_cli(["evaluate", str(cls_bundle), str(root), "--out", str(out),
+                                 *extra], capsys)  # fmt: skip
+    assert code == 0, err
+    metrics = json.loads(out.read_text())
+    assert metrics["overall_accuracy"] == pytest.approx(_manual_accuracy(cls_bundle, root, tta))
+    assert metrics.get("tta") == tta
+    assert "overall accuracy" in stdout.lower()
+    assert ("Test-time augmentation: d4" in stdout) == (tta == "d4")
+
+
+def test_raster_pair_scores(
+    seg_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    img = write_tif(tmp_path / "img.tif", bands=3, size=64)
+    lab = write_tif(tmp_path / "lab.tif", bands=1, size=64)
+    code, _, err = run_cli(["evaluate", str(seg_bundle), str(img), str(lab), "--tta", "d4",
+                            "--out", str(tmp_path / "m.json")], capsys)  # fmt: skip
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert 0.0 <= metrics["overall_accuracy"] <= 1.0
+    assert metrics["tta"] == "d4"
+
+
+def test_mask_folder_scores(
+    seg_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_png(tmp_path / "d" / "images" / "a.png", size=32)
+    mask = np.zeros((32, 32, 3), np.uint8)
+    mask[:] = (0, 0, 255)
+    mask[:, 16:] = (0, 128, 0)
+    (tmp_path / "d" / "masks").mkdir()
+    Image.fromarray(mask).save(tmp_path / "d" / "masks" / "a.png")
+    code, stdout, err = run_cli(["evaluate", str(seg_bundle), str(tmp_path / "d")], capsys)
+    assert code == 0, err
+    assert "water" in stdout and "forest" in stdout
+
+
+def test_unknown_tta_is_an_argument_error(
+    cls_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = _class_folder(tmp_path / "data", n=1)
+    with pytest.raises(SystemExit) as exc:
+        run_cli(["evaluate", str(cls_bundle), str(root), "--tta", "d8"], capsys)
+    assert exc.value.code == 2
