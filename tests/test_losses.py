@@ -174,3 +174,100 @@ def test_tversky_half_half_is_dice_and_options_reach_smp() -> None:
     assert not torch.allclose(fn_heavy(logits, mask), dice)
     with pytest.raises(LandlearnError, match="bad options for loss 'dice'"):
         build_loss({"name": "dice", "smoth": 1.0}, num_classes=3)
+
+
+# Hand values for the smp-backed and BCE losses on one tiny case, computed from each loss's
+# definition in plain Python: 2 classes, 3 pixels in a row, the third ignored.
+_Z = [[2.0, 0.0, 1.0], [0.0, 1.0, 1.0]]  # logits (class, pixel)
+_T = [0, 1, IGNORE_INDEX]
+
+
+def _tiny() -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.tensor(_Z).view(1, 2, 1, 3), torch.tensor(_T).view(1, 1, 3)
+
+
+def _softmax_valid() -> list[list[float]]:
+    """p[c][i] for the two labelled pixels."""
+    out: list[list[float]] = [[], []]
+    for i in range(2):
+        e = [math.exp(_Z[c][i]) for c in range(2)]
+        for c in range(2):
+            out[c].append(e[c] / sum(e))
+    return out
+
+
+def _tversky_hand(alpha: float, beta: float, jaccard: bool = False) -> float:
+    p = _softmax_valid()
+    losses = []
+    for c in range(2):
+        t = [1.0 if _T[i] == c else 0.0 for i in range(2)]
+        tp = sum(pi * ti for pi, ti in zip(p[c], t, strict=True))
+        fp, fn = sum(p[c]) - tp, sum(t) - tp
+        score = tp / (tp + fp + fn) if jaccard else tp / (tp + alpha * fp + beta * fn)
+        losses.append(1.0 - score)
+    return sum(losses) / 2
+
+
+def test_dice_jaccard_tversky_hand_values() -> None:
+    logits, mask = _tiny()
+    dice = build_loss("dice", num_classes=2)(logits, mask)
+    assert dice.item() == pytest.approx(_tversky_hand(0.5, 0.5), abs=1e-6)
+    assert dice.item() == pytest.approx(0.19510, abs=1e-4)  # by hand: (0.1805 + 0.2097) / 2
+    jac = build_loss("jaccard", num_classes=2)(logits, mask)
+    assert jac.item() == pytest.approx(_tversky_hand(0, 0, jaccard=True), abs=1e-6)
+    tv = build_loss({"name": "tversky", "alpha": 0.3, "beta": 0.7}, num_classes=2)(logits, mask)
+    assert tv.item() == pytest.approx(_tversky_hand(0.3, 0.7), abs=1e-6)
+
+
+def test_lovasz_hand_value() -> None:
+    """Lovász-softmax (Berman et al. 2018): per present class, sorted errors · Jaccard gradient."""
+    p = _softmax_valid()
+    losses = []
+    for c in range(2):
+        fg = [1.0 if _T[i] == c else 0.0 for i in range(2)]
+        pairs = sorted(((abs(f - q), f) for f, q in zip(fg, p[c], strict=True)), reverse=True)
+        gts, cum_fg, cum_bg, prev, loss = sum(fg), 0.0, 0.0, 0.0, 0.0
+        for err, f in pairs:
+            cum_fg, cum_bg = cum_fg + f, cum_bg + 1 - f
+            jac = 1.0 - (gts - cum_fg) / (gts + cum_bg)
+            loss += err * (jac - prev)
+            prev = jac
+        losses.append(loss)
+    want = sum(losses) / 2
+    assert want == pytest.approx(0.23148, abs=1e-4)  # (0.19405 + 0.26894) / 2, worked by hand
+    logits, mask = _tiny()
+    assert build_loss("lovasz", num_classes=2)(logits, mask).item() == pytest.approx(want, abs=1e-6)
+
+
+def _bce(z: float, t: float, pos_weight: float = 1.0) -> float:
+    sig = 1.0 / (1.0 + math.exp(-z))
+    return -(pos_weight * t * math.log(sig) + (1.0 - t) * math.log(1.0 - sig))
+
+
+def test_focal_gamma_two_hand_value() -> None:
+    """smp's multiclass focal: one-vs-rest sigmoid focal per class, mean over pixels, then classes."""
+    per_class = []
+    for c in range(2):
+        terms = []
+        for i in range(2):
+            ce = _bce(_Z[c][i], 1.0 if _T[i] == c else 0.0)
+            terms.append((1.0 - math.exp(-ce)) ** 2 * ce)
+        per_class.append(sum(terms) / 2)
+    logits, mask = _tiny()
+    got = build_loss("focal", num_classes=2)(logits, mask)  # default gamma 2, no alpha
+    assert got.item() == pytest.approx(sum(per_class) / 2, abs=1e-6)
+
+
+def test_bce_hand_values_binary_and_multilabel() -> None:
+    z = torch.tensor([2.0, -1.0, 0.5]).view(1, 1, 1, 3)
+    t = torch.tensor([1, 0, IGNORE_INDEX]).view(1, 1, 3)
+    plain = build_loss("bce", num_classes=1, mode="binary")(z, t)
+    assert plain.item() == pytest.approx((_bce(2.0, 1) + _bce(-1.0, 0)) / 2, abs=1e-6)
+    pw = build_loss({"name": "bce", "pos_weight": 3.0}, num_classes=1, mode="binary")(z, t)
+    assert pw.item() == pytest.approx((_bce(2.0, 1, 3.0) + _bce(-1.0, 0)) / 2, abs=1e-6)
+    # multilabel: (B, K) logits, label 1's weight 2, one entry ignored
+    logits = torch.tensor([[0.3, -2.0], [1.5, 0.0]])
+    target = torch.tensor([[1.0, 0.0], [IGNORE_INDEX, 1.0]])
+    ml = build_loss("bce", num_classes=2, mode="multilabel", class_weights=torch.tensor([1.0, 2.0]))
+    want = (_bce(0.3, 1) + 2 * _bce(-2.0, 0) + 2 * _bce(0.0, 1)) / 3
+    assert ml(logits, target).item() == pytest.approx(want, abs=1e-6)
