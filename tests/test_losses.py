@@ -245,7 +245,7 @@ def _bce(z: float, t: float, pos_weight: float = 1.0) -> float:
 
 
 def test_focal_gamma_two_hand_value() -> None:
-    """smp's multiclass focal: one-vs-rest sigmoid focal per class, mean over pixels, then classes."""
+    """smp multiclass focal: one-vs-rest sigmoid focal per class, mean over pixels, then classes."""
     per_class = []
     for c in range(2):
         terms = []

@@ -17,6 +17,15 @@ def _params() -> list[torch.nn.Parameter]:
 def test_optimizers_build_with_lr(name: str) -> None:
     opt = build_optimizer(_params(), name, lr=0.01, weight_decay=1e-4)
     assert opt.param_groups[0]["lr"] == pytest.approx(0.01)
+    assert opt.param_groups[0]["weight_decay"] == pytest.approx(1e-4)
+    want = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD,
+            "rmsprop": torch.optim.RMSprop}[name]  # fmt: skip
+    assert type(opt) is want
+
+
+def test_sgd_defaults_to_nesterov_momentum() -> None:
+    group = build_optimizer(_params(), "sgd", lr=0.1).param_groups[0]
+    assert group["momentum"] > 0 and group["nesterov"] is True
 
 
 def test_unknown_optimizer_names_nearest() -> None:

@@ -73,6 +73,13 @@ def test_fit_writes_run_folder_and_checkpoint_loads_safely(
     assert meta.class_names == sorted(synthetic.CLASSES)  # folder names, alphabetical
     assert meta.band_names == ["red", "green", "blue"]
     assert meta.metrics["overall_accuracy"] == _metrics(out)["overall_accuracy"]
+    from landlearn.data.datamodules import ImageFolderDataModule
+
+    dm = ImageFolderDataModule(root=str(tmp_path / "patches"), batch_size=8, val_fraction=0.25,
+                               test_fraction=0.25, seed=0)  # fmt: skip
+    dm.setup("fit")  # the bundle keeps the statistics of the training split, not of all images
+    assert meta.mean == pytest.approx([float(v) for v in dm.mean], rel=1e-5)
+    assert meta.std == pytest.approx([float(v) for v in dm.std], rel=1e-5)
     assert _metrics(out)["class_names"] == sorted(synthetic.CLASSES)
 
     cfg = _patch_config(tmp_path, out)
@@ -182,3 +189,73 @@ def test_channels_last_changes_memory_order_not_results(
     path = save_bundle(tmp_path / "m.safetensors", task.model, task.bundle_meta())
     with torch.no_grad():
         torch.testing.assert_close(load_bundle(path).model(x), plain(x), rtol=1e-4, atol=1e-5)
+
+
+def _epochs_logged(out: Path, key: str = "val_oa") -> list[int]:
+    import csv
+
+    (path,) = out.rglob("metrics.csv")
+    with path.open() as f:
+        return sorted({int(r["epoch"]) for r in csv.DictReader(f) if r.get(key)})
+
+
+def test_seed_flag_and_early_stopping(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--seed N`` reaches Lightning; ``patience`` stops a run whose monitor stops improving."""
+    out = tmp_path / "es"
+    # lr 0: validation accuracy never improves after the first epoch, so patience 1 stops at 2
+    cfg = _patch_config(tmp_path, out, extra=", patience: 1, optimizer: sgd")
+    cfg.write_text(cfg.read_text().replace("max_epochs: 2", "max_epochs: 6").replace(
+        "lr: 0.01", "lr: 0.0").replace("scheduler: cosine", "scheduler: none"))  # fmt: skip
+    code, _, err = run_cli(["fit", "--config", str(cfg), "--seed", "7"], capsys)
+    assert code == 0, err
+    (saved,) = out.rglob("config.yaml")
+    assert "seed_everything: 7" in saved.read_text()
+    assert _epochs_logged(out) == [0, 1]
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "scheduler", "trainer"),
+    [
+        ("adamw, class_weights: true", "plateau", "accumulate_grad_batches: 2"),
+        ("adam", "cyclic", "precision: bf16-mixed"),
+        ("rmsprop", "step", "gradient_clip_val: 1.0"),
+    ],
+)
+def test_craft_options_train_through_the_cli(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], optimizer: str, scheduler: str, trainer: str
+) -> None:
+    out = tmp_path / "craft"
+    cfg = _patch_config(tmp_path, out, extra=f", optimizer: {optimizer}")
+    text = cfg.read_text().replace("scheduler: cosine", f"scheduler: {scheduler}")
+    cfg.write_text(text.replace("max_epochs: 2,", f"max_epochs: 2, {trainer},"))
+    code, _, err = run_cli(["fit", "--config", str(cfg)], capsys)
+    assert code == 0, err
+    assert _epochs_logged(out) == [0, 1]
+    import csv
+
+    (path,) = out.rglob("metrics.csv")
+    with path.open() as f:
+        lrs = [float(r[k]) for r in csv.DictReader(f) for k in r if k.startswith("lr-") and r[k]]
+    assert lrs and all(lr > 0 for lr in lrs), "learning rate not logged"
+    if scheduler == "step":  # step_size defaults to a third of the run: ×0.1 after epoch 1
+        assert lrs[-1] == pytest.approx(lrs[0] * 0.1)
+    assert 0.0 <= _metrics(out)["overall_accuracy"] <= 1.0
+
+
+def test_class_weights_come_from_the_datamodule(tmp_path: Path) -> None:
+    from landlearn.data.datamodules import ImageFolderDataModule
+    from landlearn.errors import LandlearnError
+
+    data = tmp_path / "patches"
+    synthetic.write_patch_folder(data, n_per_class=8, size=32, seed=1)
+    for f in sorted((data / sorted(synthetic.CLASSES)[0]).iterdir())[:6]:
+        f.unlink()  # the first class is now rare
+    dm = ImageFolderDataModule(root=str(data), batch_size=8, val_fraction=0.0, seed=0)
+    dm.setup("fit")
+    task = ClassificationTask(model="small_cnn", num_classes=len(synthetic.CLASSES),
+                              class_weights=True)  # fmt: skip
+    loss = task._build_loss(dm)
+    assert torch.allclose(loss.weight, torch.as_tensor(dm.class_weights, dtype=torch.float32))
+    assert loss.weight[0] == loss.weight.max() and loss.weight[0] > loss.weight[1]
+    with pytest.raises(LandlearnError, match="class_weights: true needs a datamodule"):
+        task._build_loss(object())
