@@ -156,3 +156,43 @@ def test_unknown_model_or_loss_in_config(
     code, _, err = run_cli(["fit", "--config", str(cfg)], capsys)
     _assert_one_line_error(code, err, needle, logs=True)
     assert not list(tmp_path.rglob("*.safetensors"))
+
+
+@pytest.mark.parametrize("command", ["fit", "validate", "test", "predict", "lr-find"])
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [(None, "no such config file"), ("model: [unclosed\n", "not valid YAML (line 2)"),
+     ("- a\n- b\n", "YAML mapping")],
+)  # fmt: skip
+def test_missing_or_broken_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, content: str | None,
+    needle: str,
+) -> None:  # fmt: skip
+    cfg = tmp_path / "run.yaml"
+    if content is not None:
+        cfg.write_text(content)
+    code, _, err = run_cli([command, "--config", str(cfg)], capsys)
+    _assert_one_line_error(code, err, "run.yaml", needle)
+
+
+def test_report_of_a_folder_without_a_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "empty").mkdir()
+    code, _, err = run_cli(["report", str(tmp_path / "empty")], capsys)
+    _assert_one_line_error(code, err, "empty", "landlearn run folder")
+    assert not (tmp_path / "empty" / "report").exists()
+
+
+def test_bad_remap(cls_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = _class_folder(tmp_path / "data")
+    code, _, err = run_cli(["evaluate", str(cls_bundle), str(root), "--remap", "1-0"], capsys)
+    _assert_one_line_error(code, err, "--remap must look like 1:0,2:1,0:255", "'1-0'")
+
+
+def test_remap_on_class_folders_is_refused(
+    cls_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = _class_folder(tmp_path / "data")
+    code, _, err = run_cli(["evaluate", str(cls_bundle), str(root), "--remap", "1:0"], capsys)
+    _assert_one_line_error(code, err, "--remap applies to masks")

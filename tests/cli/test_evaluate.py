@@ -83,3 +83,37 @@ def test_unknown_tta_is_an_argument_error(
     with pytest.raises(SystemExit) as exc:
         run_cli(["evaluate", str(cls_bundle), str(root), "--tta", "d8"], capsys)
     assert exc.value.code == 2
+
+
+def test_index_masks_with_remap(
+    seg_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Single-band class-code masks: codes 10 / 20 → classes 0 / 1, code 0 → ignore."""
+    write_png(tmp_path / "d" / "images" / "a.png", size=32)
+    codes = np.full((32, 32), 10, np.uint8)
+    codes[:, 16:] = 20
+    codes[:4] = 0
+    (tmp_path / "d" / "masks").mkdir()
+    Image.fromarray(codes).save(tmp_path / "d" / "masks" / "a.png")
+    out = tmp_path / "m.json"
+    code, _, err = run_cli(["evaluate", str(seg_bundle), str(tmp_path / "d"), "--remap",
+                            "10:0,20:1,0:255", "--out", str(out)], capsys)  # fmt: skip
+    assert code == 0, err
+    metrics = json.loads(out.read_text())
+    cm = np.array(metrics["confusion_matrix"])
+    assert cm.sum() == 28 * 32  # the four ignored rows are not scored
+    assert cm.sum(axis=1).tolist() == [28 * 16, 28 * 16]  # true class counts after the remap
+    # the accuracy is the Predictor's own on the 28 labelled rows
+    pred = load_bundle(seg_bundle)
+    img = np.array(Image.open(tmp_path / "d" / "images" / "a.png")).transpose(2, 0, 1)
+    want = pred.predict(torch.from_numpy(img.copy()).float())[0, 4:]
+    got_acc = (want.numpy() == (np.arange(32) >= 16)[None, :]).mean()
+    assert metrics["overall_accuracy"] == pytest.approx(got_acc)
+
+
+def test_top_level_load_bundle(cls_bundle: Path) -> None:
+    import landlearn
+
+    pred = landlearn.load_bundle(cls_bundle)
+    assert pred.class_names == ["water", "forest"]
+    assert pred.predict_proba(torch.rand(1, 3, 32, 32) * 255).shape == (1, 2)

@@ -118,3 +118,37 @@ def test_no_state_dict_entries_after_use() -> None:
     aug = build_augment(ALL_ON, "segmentation")
     aug(_batch())
     assert aug.state_dict() == {}
+
+
+def _quadrants(size: int = 32) -> dict:
+    """Masks of four class blocks, and an image whose band 0 is the mask (float) itself."""
+    half = size // 2
+    mask = torch.zeros(4, size, size, dtype=torch.long)
+    mask[:, :half, half:], mask[:, half:, :half], mask[:, half:, half:] = 1, 2, 3
+    image = mask[:, None].float().repeat(1, 2, 1, 1)
+    return {"image": image, "mask": mask}
+
+
+def test_crop_moves_image_and_mask_together() -> None:
+    batch = _quadrants()
+    torch.manual_seed(0)
+    out = build_augment({"crop": {"p": 1.0, "scale": [0.2, 0.4]}}, "segmentation")(batch)
+    assert out["image"].shape == batch["image"].shape and out["mask"].shape == batch["mask"].shape
+    assert not torch.equal(out["mask"], batch["mask"])  # it cropped
+    assert set(out["mask"].unique().tolist()) <= {0, 1, 2, 3}  # nearest: no new classes
+    # where the bilinear image sits on a whole class value, the mask carries the same class
+    img = out["image"][:, 0]
+    whole = (img - img.round()).abs() < 1e-4
+    assert whole.float().mean() > 0.8
+    assert torch.equal(out["mask"][whole], img.round().long()[whole])
+
+
+def test_blur_changes_the_image_not_the_mask() -> None:
+    batch = _quadrants()
+    out = build_augment({"blur": {"p": 1.0, "sigma": [1.0, 1.5]}}, "segmentation")(batch)
+    assert torch.equal(out["mask"], batch["mask"])
+    assert not torch.allclose(out["image"], batch["image"])
+    # the edge between class 0 (left) and class 1 (right) is smoothed on both sides
+    edge = out["image"][:, 0, 8, 15:17]
+    assert ((edge > 0) & (edge < 1)).all()
+    assert torch.equal(out["image"][:, 0, 2:6, 2:6], batch["image"][:, 0, 2:6, 2:6])  # flat area

@@ -37,3 +37,14 @@ def test_cli_help_shows_example(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         _parse(["--help"])
     assert "landlearn report runs/" in capsys.readouterr().out
+
+
+def test_report_through_the_landlearn_command(
+    cls_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.cli.conftest import run_cli
+
+    code, _, err = run_cli(["report", str(cls_run), "--out", str(tmp_path / "r")], capsys)
+    assert code == 0, err
+    assert (tmp_path / "r" / "index.html").stat().st_size > 1000
+    assert list((tmp_path / "r").glob("*.png"))

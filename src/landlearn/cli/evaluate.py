@@ -67,13 +67,14 @@ def build_dataset(predictor: Any, args: argparse.Namespace) -> Any:
     if not data.exists():
         raise LandlearnError("no such file or folder", data)
     chip = args.chip_size or meta.chip_size
+    remap = parse_remap(args.remap)
     if data.is_file():
         if not args.label:
             raise LandlearnError("a GeoTIFF needs its label raster as the third argument", data)
-        return RasterPairDataset(
-            data, args.label, chip_size=chip, sampler="grid", remap=parse_remap(args.remap)
-        )
+        return RasterPairDataset(data, args.label, chip_size=chip, sampler="grid", remap=remap)
     if meta.task == "classification":
+        if remap:
+            raise LandlearnError("--remap applies to masks and label rasters, not class folders")
         return ImageFolderDataset(data, classes=meta.class_names)
     images, masks = data / "images", data / "masks"
     if not (images.is_dir() and masks.is_dir()):
@@ -82,7 +83,6 @@ def build_dataset(predictor: Any, args: argparse.Namespace) -> Any:
         table = ColorTable.from_csv(args.classes_csv)
     else:
         table = ColorTable(meta.class_names, meta.class_colors, ignore=())
-    remap = parse_remap(args.remap)
     return MaskFolderDataset(
         images, masks, color_table=None if remap else table, remap=remap, chip_size=chip
     )

@@ -27,6 +27,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from landlearn.bundle import save_bundle
 from landlearn.cli.common import atomic_path, is_quiet, write_json
+from landlearn.errors import LandlearnError
 from landlearn.tasks import LandlearnTask
 
 log = logging.getLogger(__name__)
@@ -225,6 +226,29 @@ def run_lightning(argv: list[str]) -> int:
     return 0
 
 
+def check_configs(argv: list[str]) -> None:
+    """Each ``--config`` / ``-c`` file exists and is a YAML mapping, else one clear error.
+
+    jsonargparse would print its whole usage (~50 lines) for a missing or broken config.
+    """
+    import yaml
+
+    paths = [b for a, b in zip(argv, argv[1:], strict=False) if a in ("--config", "-c")]
+    paths += [a.split("=", 1)[1] for a in argv if a.startswith(("--config=", "-c="))]
+    for path in paths:
+        f = Path(path)
+        if not f.is_file():
+            raise LandlearnError("no such config file", f)
+        try:
+            data = yaml.safe_load(f.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            where = getattr(exc, "problem_mark", None)
+            line = f" (line {where.line + 1})" if where is not None else ""
+            raise LandlearnError(f"not valid YAML{line}", f) from None
+        if data is not None and not isinstance(data, dict):
+            raise LandlearnError("a config must be a YAML mapping of sections", f)
+
+
 def _one_log_handler() -> None:
     """Lightning adds its own stream handlers; ours (rich, on the root logger) is enough."""
     for name, lg in list(logging.root.manager.loggerDict.items()):
@@ -237,6 +261,7 @@ def _one_log_handler() -> None:
 
 def make_cli(argv: list[str], run: bool = True) -> LandlearnCLI:
     """Build (and with ``run``, execute) the LightningCLI for ``argv``."""
+    check_configs(argv)
     _one_log_handler()
     argv = _translate(argv)
     name = _run_name(argv)
