@@ -231,9 +231,11 @@ def check_configs(argv: list[str]) -> None:
 
     jsonargparse would print its whole usage (~50 lines) for a missing or broken config.
     """
+    import itertools
+
     import yaml
 
-    paths = [b for a, b in zip(argv, argv[1:], strict=False) if a in ("--config", "-c")]
+    paths = [b for a, b in itertools.pairwise(argv) if a in ("--config", "-c")]
     paths += [a.split("=", 1)[1] for a in argv if a.startswith(("--config=", "-c="))]
     for path in paths:
         f = Path(path)
