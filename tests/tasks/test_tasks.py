@@ -97,10 +97,13 @@ def test_lr_find_prints_and_plots(tmp_path: Path, capsys: pytest.CaptureFixture[
     cfg = _patch_config(tmp_path, tmp_path / "lr")
     png = tmp_path / "lr.png"
     code, out, err = run_cli(
-        ["lr-find", "--config", str(cfg), "--num-training", "60", "--out", str(png)], capsys
-    )
+        ["lr-find", "--config", str(cfg), "--num-training", "60", "--out", str(png),
+         "--min-lr", "1e-4", "--max-lr", "0.5"], capsys
+    )  # fmt: skip
     assert code == 0, err
     assert "suggested learning rate" in out
+    suggested = float(out.split("suggested learning rate:")[1].split()[0])
+    assert 1e-4 <= suggested <= 0.5  # inside the range that was swept
     assert png.stat().st_size > 10_000
 
 
