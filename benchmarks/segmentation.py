@@ -130,6 +130,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="DeepGlobe and Dubai: match each test image's histograms to the train images",
     )
+    p.add_argument(
+        "--tta",
+        action="store_true",
+        help="also score every run with the softmax averaged over the 8 flips / quarter turns",
+    )
     p.add_argument("--only", choices=SIDES, default=None, help="run one side only")
     p.add_argument("--model", choices=tuple(TG_MODEL), default="unet", help="smp architecture")
     p.add_argument("--encoder", default="resnet18", help="smp encoder")
@@ -267,6 +272,9 @@ def run_one(
         results = getattr(task, "test_results", None) or {}
         own_metrics = {"miou": results.get("miou"), **own_metrics}
     metrics, infer_cps = score(task, dm, list(dm.class_names), "segmentation", args.device)
+    tta: dict[str, Any] = {}
+    if args.tta:
+        tta, _ = score(task, dm, list(dm.class_names), "segmentation", args.device, tta=True)
     return {
         "dataset": dataset,
         "side": side,
@@ -274,6 +282,7 @@ def run_one(
         "point_fraction": points,
         "miou": metrics["miou"],
         "miou_test_classes": _miou_test_classes(metrics),
+        "miou_tta": tta.get("miou"),
         "overall_accuracy": metrics["overall_accuracy"],
         "per_class_iou": metrics["per_class"]["iou"],
         "class_names": list(dm.class_names),
@@ -334,14 +343,15 @@ def _tables(
     emit: Callable[[str, list[str], list[list[Any]]], None],
 ) -> None:
     full = next((r for r in runs if r["side"] == "landlearn" and r["point_fraction"] == 1.0), None)
-    columns = ["run", "loss", "mIoU", "OA", "of full mIoU", "train chips/s", "train s",
-               "fit wall s", "fit+test wall s"]  # fmt: skip
+    columns = ["run", "loss", "mIoU", "mIoU d4 TTA", "OA", "of full mIoU", "train chips/s",
+               "train s", "fit wall s", "fit+test wall s"]  # fmt: skip
     rows = []
     for r in runs:
         ratio = None
         if full is not None and r["side"] == "landlearn" and full["miou"]:
             ratio = r["miou"] / full["miou"] if r["miou"] is not None else None
-        rows.append([_tag(r), r["loss"], r["miou"], r["overall_accuracy"], ratio,
+        rows.append([_tag(r), r["loss"], r["miou"], r.get("miou_tta") or "—",
+                     r["overall_accuracy"], ratio,
                      r["train_chips_per_s"], r["train_s"], r["fit_wall_s"],
                      r["fit_test_wall_s"]])  # fmt: skip
     emit(f"{dataset}: test mIoU (absent classes excluded)", columns, rows)

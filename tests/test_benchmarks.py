@@ -58,3 +58,25 @@ def test_eurosat_both_sides_on_a_tiny_budget(shared_data: Path, tmp_path: Path) 
     assert load_bundle(bundle).class_names == record["runs"][0]["metrics"]["class_names"]
     assert set(record["ratios"]) >= {"throughput_landlearn_over_torchgeo"}
     assert "epoch 1/1" in proc.stdout
+
+
+@pytest.mark.real
+def test_segmentation_full_and_sparse_on_a_tiny_budget(shared_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "s.json"
+    proc = _run("segmentation.py", "--datasets", "dubai", "--epochs", "1",
+                "--limit-train-chips", "4", "--sparse", "0.05", "--chip-size", "128",
+                "--batch-size", "4", "--num-workers", "0", "--tta", "--json", str(out),
+                "--md", str(tmp_path / "s.md"), data=shared_data)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    record = json.loads(out.read_text())
+    runs = record["runs"]["dubai"]
+    assert [(r["side"], r["point_fraction"]) for r in runs] == [
+        ("landlearn", 1.0),
+        ("torchgeo", 1.0),
+        ("landlearn", 0.05),
+    ]
+    for r in runs:
+        assert 0.0 <= r["miou"] <= 1.0 and 0.0 <= r["miou_tta"] <= 1.0
+        assert len(r["per_class_iou"]) == len(r["class_names"]) == 5  # Unlabeled is ignored
+    assert 0.0 <= record["ratios"]["dubai"]["miou_0.05_points_over_full"]
+    assert "mIoU d4 TTA" in (tmp_path / "s.md").read_text()
