@@ -221,7 +221,7 @@ def test_seed_flag_and_early_stopping(tmp_path: Path, capsys: pytest.CaptureFixt
     [
         ("adamw, class_weights: true", "plateau", "accumulate_grad_batches: 2"),
         ("adam", "cyclic", "precision: bf16-mixed"),
-        ("rmsprop", "step", "gradient_clip_val: 1.0"),
+        ("rmsprop, tta: d4", "step", "gradient_clip_val: 1.0"),
     ],
 )
 def test_craft_options_train_through_the_cli(
@@ -243,6 +243,7 @@ def test_craft_options_train_through_the_cli(
     if scheduler == "step":  # step_size defaults to a third of the run: ×0.1 after epoch 1
         assert lrs[-1] == pytest.approx(lrs[0] * 0.1)
     assert 0.0 <= _metrics(out)["overall_accuracy"] <= 1.0
+    assert _metrics(out).get("tta") == ("d4" if "tta: d4" in optimizer else None)
 
 
 def test_class_weights_come_from_the_datamodule(tmp_path: Path) -> None:
@@ -262,3 +263,33 @@ def test_class_weights_come_from_the_datamodule(tmp_path: Path) -> None:
     assert loss.weight[0] == loss.weight.max() and loss.weight[0] > loss.weight[1]
     with pytest.raises(LandlearnError, match="class_weights: true needs a datamodule"):
         task._build_loss(object())
+
+
+@pytest.mark.parametrize("task_cls", [ClassificationTask, SegmentationTask])
+def test_tta_tests_and_predicts_on_the_d4_mean(task_cls: type) -> None:
+    from landlearn.d4 import D4, d4_forward, d4_inverse
+
+    model = "small_cnn" if task_cls is ClassificationTask else "unet"
+    kwargs = {} if task_cls is ClassificationTask else {"model_kwargs": {"encoder": "resnet18"}}
+    torch.manual_seed(0)
+    task = task_cls(model=model, num_classes=3, in_channels=3, tta="d4", **kwargs).eval()
+    x = torch.rand(2, 3, 32, 32)
+    seg = task_cls is SegmentationTask
+    batch = {"image": x, "label": torch.tensor([0, 2]), "mask": torch.zeros(2, 32, 32).long()}
+    with torch.no_grad():
+        samples = [task.probs(task(d4_forward(x, k, f))) for k, f in D4]
+        want = torch.stack([d4_inverse(p, k, f) if seg else p
+                            for p, (k, f) in zip(samples, D4, strict=True)]).mean(0)  # fmt: skip
+        got = task.predict_step(batch, 0)
+        seen: list[torch.Tensor] = []
+        task.test_metrics.update = lambda probs, y: seen.append(probs)  # type: ignore[method-assign]
+        task.test_step(batch, 0)
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(seen[0], want)
+
+
+def test_unknown_tta_fails_before_training() -> None:
+    from landlearn.errors import LandlearnError
+
+    with pytest.raises(LandlearnError, match="unknown TTA 'd8'"):
+        ClassificationTask(model="small_cnn", num_classes=3, in_channels=3, tta="d8")
