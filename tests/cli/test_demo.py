@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -14,13 +15,13 @@ from tests.cli.conftest import run_cli
 
 
 def test_demo_writes_everything_a_user_opens(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    out = tmp_path / "demo"
-    code, stdout, err = run_cli(
-        ["demo", "--out", str(out), "--epochs", "1", "--size", "128"], capsys
-    )
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "landlearn-demo"  # the default output folder, under the working directory
+    code, stdout, err = run_cli(["demo", "--epochs", "1", "--size", "128", "--seed", "3"], capsys)
     assert code == 0, err
+    assert "seed_everything: 3" in (out / "demo.yaml").read_text()
     predictor = load_bundle(out / "model.safetensors")
     assert predictor.meta.class_names == list(synthetic.CLASSES)
     assert predictor.meta.class_colors == synthetic.COLORS
@@ -41,3 +42,6 @@ def test_demo_writes_everything_a_user_opens(
     assert metrics["demo"]["new_area_map_accuracy"] > 0.2  # one epoch: better than chance
     assert (out / "report" / "index.html").stat().st_size > 50_000
     assert "map accuracy" in stdout
+    # the printed test metrics are the ones in metrics.json
+    for label, key in (("test overall accuracy", "overall_accuracy"), ("test mIoU", "miou")):
+        assert re.search(rf"{label}\W+{metrics[key]:.3f}", stdout), (label, stdout)
