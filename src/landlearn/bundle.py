@@ -24,6 +24,7 @@ from torch import nn
 
 from landlearn.atomic import atomic_path
 from landlearn.conventions import BUNDLE_FORMAT_VERSION, IGNORE_INDEX
+from landlearn.d4 import d4_mean
 from landlearn.errors import LandlearnError
 
 log = logging.getLogger(__name__)
@@ -319,8 +320,6 @@ class Predictor:
         ``tta="d4"`` averages the probabilities over the 8 flips / quarter turns of the image
         (maps are turned back first; see :mod:`landlearn.d4`), at 8× the inference cost.
         """
-        from landlearn.d4 import d4_mean
-
         if isinstance(image, np.ndarray):
             image = torch.from_numpy(np.ascontiguousarray(image))
         return d4_mean(
