@@ -57,6 +57,14 @@ def write_png(path: Path, size: int = 32, seed: int = 0) -> Path:
     return path
 
 
+def write_mask_pair(root: Path, mask: np.ndarray, size: int = 32) -> Path:
+    """``root/images/a.png`` (random RGB, ``size``²) and ``root/masks/a.png`` (``mask``)."""
+    write_png(root / "images" / "a.png", size=size)
+    (root / "masks").mkdir(parents=True, exist_ok=True)
+    Image.fromarray(mask).save(root / "masks" / "a.png")
+    return root
+
+
 def write_tif(
     path: Path,
     bands: int = 3,

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from tests.cli.conftest import run_cli, write_png, write_tif
+from tests.cli.conftest import run_cli, write_mask_pair, write_png, write_tif
 
 
 def _assert_one_line_error(code: int, err: str, *needles: str, logs: bool = False) -> None:
@@ -78,10 +77,8 @@ def test_crs_mismatch(seg_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFi
 def test_size_mismatch(
     seg_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    write_png(tmp_path / "d" / "images" / "a.png", size=32)
     mask = np.zeros((40, 40, 3), np.uint8)
-    (tmp_path / "d" / "masks").mkdir()
-    Image.fromarray(mask).save(tmp_path / "d" / "masks" / "a.png")
+    write_mask_pair(tmp_path / "d", mask)
     code, _, err = run_cli(["evaluate", str(seg_bundle), str(tmp_path / "d")], capsys)
     _assert_one_line_error(code, err, "a.png")
 
@@ -89,12 +86,10 @@ def test_size_mismatch(
 def test_mask_colour_not_in_table(
     seg_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    write_png(tmp_path / "d" / "images" / "a.png", size=32)
     mask = np.zeros((32, 32, 3), np.uint8)
     mask[:] = (0, 0, 255)
     mask[5, 7] = (12, 200, 7)
-    (tmp_path / "d" / "masks").mkdir()
-    Image.fromarray(mask).save(tmp_path / "d" / "masks" / "a.png")
+    write_mask_pair(tmp_path / "d", mask)
     code, _, err = run_cli(["evaluate", str(seg_bundle), str(tmp_path / "d")], capsys)
     _assert_one_line_error(code, err, "a.png", "(12, 200, 7)")
 

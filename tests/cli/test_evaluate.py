@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from landlearn.bundle import load_bundle
-from tests.cli.conftest import run_cli, write_png, write_tif
+from tests.cli.conftest import run_cli, write_mask_pair, write_png, write_tif
 
 
 def _class_folder(root: Path, n: int = 3) -> Path:
@@ -65,12 +65,10 @@ def test_raster_pair_scores(
 def test_mask_folder_scores(
     seg_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    write_png(tmp_path / "d" / "images" / "a.png", size=32)
     mask = np.zeros((32, 32, 3), np.uint8)
     mask[:] = (0, 0, 255)
     mask[:, 16:] = (0, 128, 0)
-    (tmp_path / "d" / "masks").mkdir()
-    Image.fromarray(mask).save(tmp_path / "d" / "masks" / "a.png")
+    write_mask_pair(tmp_path / "d", mask)
     code, stdout, err = run_cli(["evaluate", str(seg_bundle), str(tmp_path / "d")], capsys)
     assert code == 0, err
     assert "water" in stdout and "forest" in stdout
@@ -89,12 +87,10 @@ def test_index_masks_with_remap(
     seg_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Single-band class-code masks: codes 10 / 20 → classes 0 / 1, code 0 → ignore."""
-    write_png(tmp_path / "d" / "images" / "a.png", size=32)
     codes = np.full((32, 32), 10, np.uint8)
     codes[:, 16:] = 20
     codes[:4] = 0
-    (tmp_path / "d" / "masks").mkdir()
-    Image.fromarray(codes).save(tmp_path / "d" / "masks" / "a.png")
+    write_mask_pair(tmp_path / "d", codes)
     out = tmp_path / "m.json"
     code, _, err = run_cli(["evaluate", str(seg_bundle), str(tmp_path / "d"), "--remap",
                             "10:0,20:1,0:255", "--out", str(out)], capsys)  # fmt: skip
