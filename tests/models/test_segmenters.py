@@ -71,3 +71,40 @@ def test_pretrained_offline_is_a_landlearn_error(
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
     with pytest.raises(LandlearnError, match=r"'resnet18' could not be fetched \(offline\?\)"):
         build_model("unet", in_channels=4, num_classes=2, pretrained=True)
+
+
+@pytest.mark.parametrize(("bands", "arch"), [(13, "unet"), (1, "deeplabv3plus")])
+def test_pretrained_encoder_adapts_first_conv(
+    bands: int, arch: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """smp loads RGB weights, then ``set_in_channels``: C > 3 repeats R,G,B,... × 3 / C; 1 sums.
+
+    The hub download is replaced by a local file of a random RGB encoder (no network), so the
+    real load and adaptation path of smp runs.
+    """
+    import segmentation_models_pytorch as smp
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    rgb = smp.encoders.get_encoder("resnet18", in_channels=3)  # stands in for ImageNet weights
+    state = {k: v.contiguous() for k, v in rgb.state_dict().items()}
+    save_file(state, str(tmp_path / "model.safetensors"))
+    (tmp_path / "config.json").write_text("{}")
+    fetched: list[str] = []
+
+    def fake_download(repo_id: str, filename: str, revision: str | None = None) -> str:
+        fetched.append(f"{repo_id}/{filename}")
+        return str(tmp_path / filename)
+
+    monkeypatch.setattr(smp.encoders, "hf_hub_download", fake_download)
+    model = build_model(arch, in_channels=bands, num_classes=4, encoder="resnet18", pretrained=True)
+    assert any(f.endswith("model.safetensors") for f in fetched)
+    w_rgb = rgb.conv1.weight  # (64, 3, 7, 7)
+    if bands == 1:
+        expected = w_rgb.sum(1, keepdim=True)
+    else:
+        expected = w_rgb[:, [i % 3 for i in range(bands)]] * (3 / bands)
+    torch.testing.assert_close(model.encoder.conv1.weight, expected)
+    torch.testing.assert_close(model.encoder.layer4[1].conv2.weight, rgb.layer4[1].conv2.weight)
+    with torch.no_grad():
+        assert model.eval()(torch.randn(1, bands, 64, 64)).shape == (1, 4, 64, 64)
