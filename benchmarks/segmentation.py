@@ -131,6 +131,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="DeepGlobe and Dubai: match each test image's histograms to the train images",
     )
     p.add_argument(
+        "--color",
+        type=float,
+        default=None,
+        metavar="LIMIT",
+        help="add brightness (gain 1 ± LIMIT) and contrast (1 ± LIMIT about the band mean), "
+        "each with p 0.8, to both sides' augmentation",
+    )
+    p.add_argument(
         "--tta",
         action="store_true",
         help="also score every run with the softmax averaged over the 8 flips / quarter turns",
@@ -164,9 +172,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _augment(args: argparse.Namespace) -> dict[str, Any]:
+    if args.color is None:
+        return dict(AUGMENT)
+    colour = {"p": 0.8, "limit": args.color}
+    return {**AUGMENT, "brightness": colour, "contrast": dict(colour)}
+
+
+def _colour_note(args: argparse.Namespace) -> str:
+    return f", colour augmentation (brightness and contrast 1 ± {args.color}, p 0.8)"
+
+
 def _datamodule(name: str, args: argparse.Namespace, points: float) -> LandlearnDataModule:
     common = {"batch_size": args.batch_size, "num_workers": args.num_workers, "seed": args.seed,
-              "augment": AUGMENT}  # fmt: skip
+              "augment": _augment(args)}  # fmt: skip
     if name == "deepglobe":
         root = str(args.data / "deepglobe/train")
         return ScaledMaskFolderDataModule(
@@ -388,6 +407,7 @@ def main(argv: list[str] | None = None) -> int:
         f"batch {args.batch_size}, seed {args.seed}, DeepGlobe scale {args.scale}, "
         f"chips {args.chip_size} (Slovenia {args.slovenia_chip})"
         + (", test images histogram-matched to the train images" if args.histmatch else "")
+        + (_colour_note(args) if args.color is not None else "")
     ]
 
     def emit(title: str, columns: list[str], rows: list[list[Any]]) -> None:

@@ -65,7 +65,8 @@ def test_segmentation_full_and_sparse_on_a_tiny_budget(shared_data: Path, tmp_pa
     out = tmp_path / "s.json"
     proc = _run("segmentation.py", "--datasets", "dubai", "--epochs", "1",
                 "--limit-train-chips", "4", "--sparse", "0.05", "--chip-size", "128",
-                "--batch-size", "4", "--num-workers", "0", "--tta", "--json", str(out),
+                "--batch-size", "4", "--num-workers", "0", "--tta", "--color", "0.5",
+                "--json", str(out),
                 "--md", str(tmp_path / "s.md"), data=shared_data)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     record = json.loads(out.read_text())
@@ -79,4 +80,5 @@ def test_segmentation_full_and_sparse_on_a_tiny_budget(shared_data: Path, tmp_pa
         assert 0.0 <= r["miou"] <= 1.0 and 0.0 <= r["miou_tta"] <= 1.0
         assert len(r["per_class_iou"]) == len(r["class_names"]) == 5  # Unlabeled is ignored
     assert 0.0 <= record["ratios"]["dubai"]["miou_0.05_points_over_full"]
-    assert "mIoU d4 TTA" in (tmp_path / "s.md").read_text()
+    md = (tmp_path / "s.md").read_text()
+    assert "mIoU d4 TTA" in md and "brightness and contrast 1 ± 0.5" in md

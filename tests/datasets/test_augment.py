@@ -80,17 +80,25 @@ def test_all_ops_on_13_bands_deterministic() -> None:
     assert torch.equal(first["label"], batch["label"])
 
 
-def test_brightness_contrast_are_affine_on_every_band() -> None:
-    image = torch.full((2, 13, 4, 4), 0.5)
+def test_brightness_is_one_gain_per_sample_on_raw_units() -> None:
+    """On 0-255 data a brightness of limit 0.2 changes values by up to 20 %, not by 0.2."""
     torch.manual_seed(1)
+    image = torch.rand(4, 13, 8, 8) * 200 + 20
     out = build_augment({"brightness": {"p": 1.0, "limit": 0.2}}, "segmentation")({"image": image})
-    shift = out["image"] - image  # one shift per sample, the same on every band and pixel
-    assert ((shift - shift[:, :1, :1, :1]).abs() < 1e-6).all()
-    assert (shift.abs() <= 0.2 + 1e-6).all() and shift.abs().max() > 0
-    out = build_augment({"contrast": {"p": 1.0, "limit": 0.2}}, "segmentation")({"image": image})
-    gain = out["image"] / image
-    assert ((gain - gain[:, :1, :1, :1]).abs() < 1e-6).all()
-    assert ((gain - 1).abs() <= 0.2 + 1e-6).all()
+    gain = out["image"] / image  # one gain per sample, the same on every band and pixel
+    assert ((gain - gain[:, :1, :1, :1]).abs() < 1e-5).all()
+    assert ((gain - 1).abs() <= 0.2 + 1e-6).all() and (gain - 1).abs().max() > 0.02
+
+
+def test_contrast_scales_deviations_from_each_band_mean() -> None:
+    torch.manual_seed(2)
+    image = torch.rand(4, 5, 8, 8) * 3000 + torch.arange(5).view(1, 5, 1, 1) * 1000.0
+    out = build_augment({"contrast": {"p": 1.0, "limit": 0.3}}, "segmentation")({"image": image})
+    mean = image.mean(dim=(-2, -1), keepdim=True)
+    torch.testing.assert_close(out["image"].mean(dim=(-2, -1), keepdim=True), mean)
+    factor = (out["image"] - mean) / (image - mean)  # one factor per sample on every band
+    assert ((factor - factor[:, :1, :1, :1]).abs() < 1e-3).all()
+    assert ((factor - 1).abs() <= 0.3 + 1e-4).all() and (factor - 1).abs().max() > 0.03
 
 
 def test_classification_leaves_label() -> None:

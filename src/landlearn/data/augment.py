@@ -1,7 +1,10 @@
 """GPU batch augmentation from a small config, on kornia's ``AugmentationSequential``.
 
-Images may have any number of bands: brightness and contrast are kornia's additive and
-multiplicative per-sample ops without clipping, which work on every band alike. Masks follow the
+Images may have any number of bands, in raw units (0-255, reflectance, dB): augmentation runs before
+normalisation, so the intensity ops are scale-free. ``brightness`` multiplies a sample by one gain
+in ``[1 - limit, 1 + limit]`` on every band (a darker or brighter acquisition); ``contrast`` scales
+each band's deviations from that sample's band mean by one factor in ``[1 - limit, 1 + limit]``.
+An additive shift would not do: ±0.1 is nothing on 0-255 or reflectance data. Masks follow the
 image's geometry with nearest resampling; pixels that a transform pads in become ``IGNORE_INDEX``.
 """
 
@@ -14,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import kornia.augmentation as K
+import kornia.augmentation.random_generator as rg
 import torch
 from torch import Tensor, nn
 
@@ -88,6 +92,30 @@ def _parse(cfg: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return {name: parsed[name] for name in AUGMENTATIONS if name in parsed}
 
 
+class RandomMeanContrast(K.IntensityAugmentationBase2D):
+    """Scale each band's deviations from the sample's band mean: ``m + (x - m) * factor``.
+
+    kornia's ``RandomContrast`` multiplies raw values (a gain, i.e. brightness); torchvision's
+    blends with a grey mean, which only exists for RGB. This works on any band count.
+    """
+
+    def __init__(self, factor: tuple[float, float], p: float = 1.0) -> None:
+        super().__init__(p=p)
+        bounds = torch.tensor([float(factor[0]), float(factor[1])])
+        self._param_generator = rg.PlainUniformGenerator((bounds, "factor", None, None))
+
+    def apply_transform(
+        self,
+        input: Tensor,
+        params: dict[str, Tensor],
+        flags: dict[str, Any],
+        transform: Tensor | None = None,
+    ) -> Tensor:
+        factor = params["factor"].to(input.device, input.dtype).view(-1, 1, 1, 1)
+        mean = input.mean(dim=(-2, -1), keepdim=True)
+        return mean + (input - mean) * factor
+
+
 def _build_op(name: str, params: dict[str, Any], size: tuple[int, int]) -> nn.Module:
     p = float(params["p"])
     if name == "hflip":
@@ -103,11 +131,11 @@ def _build_op(name: str, params: dict[str, Any], size: tuple[int, int]) -> nn.Mo
             size, scale=_range(params["scale"], "crop scale", 1e-3, 1.0), p=p
         )
     if name == "brightness":
-        limit = float(params["limit"])  # additive shift in [-limit, limit] on every band
-        return K.RandomBrightness((1.0 - limit, 1.0 + limit), clip_output=False, p=p)
-    if name == "contrast":
-        limit = float(params["limit"])  # gain in [1 - limit, 1 + limit] on every band
+        limit = float(params["limit"])  # one gain in [1 - limit, 1 + limit] on every band
         return K.RandomContrast((1.0 - limit, 1.0 + limit), clip_output=False, p=p)
+    if name == "contrast":
+        limit = float(params["limit"])  # deviations from each band's mean × [1 - limit, 1 + limit]
+        return RandomMeanContrast((1.0 - limit, 1.0 + limit), p=p)
     sigma = _range(params["sigma"], "blur sigma", 1e-3, 10.0)
     kernel = 2 * math.ceil(3.0 * sigma[1]) + 1
     return K.RandomGaussianBlur((kernel, kernel), sigma, p=p)
