@@ -8,10 +8,12 @@ __version__ = "0.1.0"
 
 __all__ = [
     "IGNORE_INDEX",
+    "Ensemble",
     "LandlearnError",
     "Predictor",
     "__version__",
     "load_bundle",
+    "load_ensemble",
     "map_scene",
 ]
 
@@ -20,6 +22,7 @@ from landlearn.errors import LandlearnError
 
 if TYPE_CHECKING:
     from landlearn.bundle import Predictor, load_bundle
+    from landlearn.ensemble import Ensemble, load_ensemble
     from landlearn.mapping import map_scene
 
 
@@ -29,6 +32,10 @@ def __getattr__(name: str) -> Any:
         from landlearn import bundle
 
         return getattr(bundle, name)
+    if name in ("Ensemble", "load_ensemble"):
+        from landlearn import ensemble
+
+        return getattr(ensemble, name)
     if name == "map_scene":
         from landlearn.mapping import map_scene
 

@@ -1,4 +1,4 @@
-"""``landlearn evaluate``: every data layout scores, ``--out`` writes the metrics, ``--tta d4``."""
+"""``landlearn evaluate``: every layout, ``--out`` writes metrics, ``--tta``, ``--ensemble``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from landlearn.bundle import load_bundle
+from landlearn.bundle import BundleMeta, load_bundle, save_bundle
+from landlearn.models import build_model
 from tests.cli.conftest import run_cli, write_mask_pair, write_png, write_tif
 
 
@@ -113,3 +114,56 @@ def test_top_level_load_bundle(cls_bundle: Path) -> None:
     pred = landlearn.load_bundle(cls_bundle)
     assert pred.class_names == ["water", "forest"]
     assert pred.predict_proba(torch.rand(1, 3, 32, 32) * 255).shape == (1, 2)
+
+
+def _second_bundle(tmp_path: Path, classes: tuple[str, ...] = ("water", "forest")) -> Path:
+    """Another 3-band small_cnn with other weights and statistics than ``cls_bundle``."""
+    torch.manual_seed(1)
+    model = build_model("small_cnn", in_channels=3, num_classes=len(classes))
+    meta = BundleMeta(
+        task="classification", model_name="small_cnn", model_kwargs={},
+        band_names=["red", "green", "blue"], mean=[90.0] * 3, std=[60.0] * 3,
+        class_names=list(classes), chip_size=32,
+    )  # fmt: skip
+    return save_bundle(tmp_path / "second.safetensors", model, meta)
+
+
+def test_ensemble_scores_the_mean_probabilities(
+    cls_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = _class_folder(tmp_path / "data", n=4)
+    second = _second_bundle(tmp_path)
+    out = tmp_path / "m.json"
+    args = ["evaluate", str(cls_bundle), str(root), "--ensemble", str(second), "--tta", "d4"]
+    code, stdout, err = run_cli([*args, "--out", str(out)], capsys)
+    assert code == 0, err
+    metrics = json.loads(out.read_text())
+    assert metrics["ensemble"] == [str(cls_bundle), str(second)]
+    assert metrics["tta"] == "d4"
+    assert "Ensemble: mean probabilities of 2 bundles" in stdout
+    members = [load_bundle(cls_bundle), load_bundle(second)]
+    hits, total = 0, 0
+    for c, name in enumerate(members[0].class_names):
+        for f in sorted((root / name).glob("*.png")):
+            x = torch.from_numpy(np.array(Image.open(f))).permute(2, 0, 1).float()
+            p = sum(m.predict_proba(x, tta="d4") for m in members) / 2
+            hits += int(p.argmax(1).item() == c)
+            total += 1
+    assert metrics["overall_accuracy"] == pytest.approx(hits / total)
+
+
+def test_ensemble_member_with_other_classes_is_one_line(
+    cls_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = _class_folder(tmp_path / "data", n=1)
+    other = _second_bundle(tmp_path, classes=("forest", "water"))
+    out = tmp_path / "m.json"
+    capsys.readouterr()  # the log lines of writing the bundles
+    code, _, err = run_cli(["evaluate", str(cls_bundle), str(root), "--ensemble", str(other),
+                            "--out", str(out)], capsys)  # fmt: skip
+    assert code == 2
+    assert err.strip().splitlines() == [
+        f"error: {other}: ensemble members must have the same classes, in order: "
+        "forest, water vs water, forest"
+    ]
+    assert not out.exists()

@@ -293,3 +293,30 @@ def test_unknown_tta_fails_before_training() -> None:
 
     with pytest.raises(LandlearnError, match="unknown TTA 'd8'"):
         ClassificationTask(model="small_cnn", num_classes=3, in_channels=3, tta="d8")
+
+
+@pytest.mark.parametrize(("native", "precision"), [(False, "bf16-mixed"), (True, "bf16-mixed"),
+                                                   (False, "32-true")])  # fmt: skip
+def test_emulated_bf16_on_cpu_is_warned(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, native: bool, precision: str
+) -> None:
+    """bf16 autocast on a CPU without AVX512-BF16 / AMX is emulated: several times slower."""
+    from types import SimpleNamespace
+
+    from landlearn.tasks import base
+
+    monkeypatch.setattr(base, "cpu_has_native_bf16", lambda: native)
+    task = ClassificationTask(model="small_cnn", num_classes=2, in_channels=3)
+    task._trainer = SimpleNamespace(precision=precision)  # type: ignore[assignment]
+    with caplog.at_level("WARNING", logger="landlearn.tasks.base"):
+        task.on_fit_start()
+    warned = [r.getMessage() for r in caplog.records if "emulated" in r.getMessage()]
+    assert bool(warned) == (not native and precision == "bf16-mixed")
+    if warned:
+        assert "use trainer.precision: 32-true" in warned[0]
+
+
+def test_cpu_has_native_bf16_answers_a_bool() -> None:
+    from landlearn.tasks.base import cpu_has_native_bf16
+
+    assert isinstance(cpu_has_native_bf16(), bool)

@@ -9,6 +9,7 @@ DATA is one of:
 examples:
   landlearn evaluate model.safetensors ../shared/data/eurosat_rgb/test --out metrics.json
   landlearn evaluate model.safetensors ../shared/data/eurosat_rgb/test --tta d4
+  landlearn evaluate a.safetensors ../shared/data/eurosat_rgb/test --ensemble b.safetensors
   landlearn evaluate model.safetensors scene.tif labels.tif --remap 1:0,2:1,3:2,0:255
 """
 
@@ -42,6 +43,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["d4"],
         default=None,
         help="average over the 8 flips / quarter turns of each image (8x the time)",
+    )
+    parser.add_argument(
+        "--ensemble",
+        nargs="+",
+        default=(),
+        metavar="BUNDLE",
+        help="more bundles with the same classes and bands; their probabilities are averaged "
+        "with BUNDLE's (each member normalises with its own statistics)",
     )
     parser.add_argument("--device", default="cpu")
 
@@ -131,15 +140,22 @@ def evaluate(
 def run(args: argparse.Namespace) -> int:
     """Evaluate and print the metrics table."""
     from landlearn.bundle import load_bundle
+    from landlearn.ensemble import load_ensemble
     from landlearn.report.markdown import metrics_markdown
 
-    predictor = load_bundle(args.bundle, device=args.device)
+    members = [args.bundle, *args.ensemble]
+    if args.ensemble:
+        predictor: Any = load_ensemble(members, device=args.device)
+    else:
+        predictor = load_bundle(args.bundle, device=args.device)
     dataset = build_dataset(predictor, args)
     if len(dataset) == 0:
         raise LandlearnError("no samples found", args.data)
     result = evaluate(predictor, dataset, batch_size=args.batch_size, tta=args.tta)
     if args.tta:
         result["tta"] = args.tta
+    if args.ensemble:
+        result["ensemble"] = [str(m) for m in members]
     result["class_colors"] = predictor.meta.class_colors
     print(metrics_markdown(result))
     if args.out:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from landlearn.bundle import Predictor, load_bundle
+from landlearn.ensemble import check_members
 from landlearn.errors import LandlearnError
 from landlearn.mapping.blend import BLENDS, TileGrid, weight_window
 from landlearn.mapping.reader import open_scene, select_bands
@@ -135,12 +136,9 @@ def make_plan(
     device = _check_device(device)
     preds = [_load(b, device) for b in bundles]
     first = preds[0]
-    for b, p in zip(bundles[1:], preds[1:], strict=True):
-        where = None if isinstance(b, Predictor) else b
-        if p.class_names != first.class_names:
-            raise LandlearnError("ensemble members must have the same classes, in order", where)
-        if p.task != first.task:
-            raise LandlearnError(f"ensemble mixes {first.task} and {p.task} bundles", where)
+    # Bands are matched to the scene per member below, so members may name them differently.
+    where = [None if isinstance(b, Predictor) else b for b in bundles]
+    check_members(preds, where, same_bands=False)
     src = open_scene(scene)
     with src:
         per_member = [select_bands(src, p.band_names, bands) for p in preds]

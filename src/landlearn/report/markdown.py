@@ -96,6 +96,12 @@ def metrics_markdown(metrics: Mapping[str, Any], title: str | None = None) -> st
             f"Test-time augmentation: {metrics['tta']} (mean over 8 flips / quarter turns).",
             "",
         ]
+    if metrics.get("ensemble"):
+        members = metrics["ensemble"]
+        lines += [
+            f"Ensemble: mean probabilities of {len(members)} bundles ({', '.join(members)}).",
+            "",
+        ]
     summary = summary_rows(metrics)
     if summary:
         lines += ["## Test metrics", "", *_table(["metric", "value"], summary), ""]

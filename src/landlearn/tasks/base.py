@@ -22,7 +22,7 @@ from landlearn.tasks.optim import build_optimizer, build_scheduler
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LandlearnTask"]
+__all__ = ["LandlearnTask", "cpu_has_native_bf16"]
 
 _META_KEY = "landlearn_bundle_meta"
 _RGB_ALIASES = (("red", "b04", "b4"), ("green", "b03", "b3"), ("blue", "b02", "b2"))
@@ -176,6 +176,18 @@ class LandlearnTask(pl.LightningModule):
             self._build(int(k), int(c))
         if self.criterion is None:
             self.criterion = self._build_loss(dm)
+
+    def on_fit_start(self) -> None:
+        """Warn when bf16 autocast would run emulated (much slower) on this CPU."""
+        precision = str(getattr(self.trainer, "precision", ""))
+        if "bf16" in precision and self.device.type == "cpu" and not cpu_has_native_bf16():
+            log.warning(
+                "trainer.precision %s on a CPU without native bf16 (%s, no AVX512-BF16 / AMX): "
+                "bf16 is emulated here and trains several times slower than fp32; "
+                "use trainer.precision: 32-true",
+                precision,
+                torch.backends.cpu.get_cpu_capability(),
+            )
 
     def _build_loss(self, dm: Any) -> nn.Module:
         from landlearn.losses import build_loss
@@ -391,6 +403,18 @@ class LandlearnTask(pl.LightningModule):
         """Store the bundle metadata as JSON so ``load_bundle(x.ckpt)`` needs no pickles."""
         if self.model is not None:
             checkpoint[_META_KEY] = self.bundle_meta().to_json()
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), per oneDNN.
+
+    Elsewhere (AVX2-only CPUs) torch emulates bf16 and a ResNet-18 training step under bf16
+    autocast is several times slower than fp32 (benchmarks/RESULTS.md, section 4).
+    """
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch built without oneDNN
+        return False
 
 
 def _match_logged_hparam(module: pl.LightningModule, dm: Any, key: str) -> None:

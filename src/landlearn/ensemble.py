@@ -1,0 +1,136 @@
+"""Ensembles of bundles: several models, one prediction (the mean of their probabilities).
+
+The DeepGlobe study averaged the probabilities of independently trained models; ``landlearn map
+--ensemble`` does it window by window, and :class:`Ensemble` does it for ``landlearn evaluate``
+and Python callers. Each member normalises with its own training statistics, so members trained on
+different splits or seeds combine correctly; they must agree on the task, the classes (in order)
+and the bands the input carries.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from landlearn.bundle import BundleMeta, Predictor, load_bundle
+from landlearn.errors import LandlearnError
+
+__all__ = ["Ensemble", "check_members", "load_ensemble"]
+
+
+def check_members(
+    members: Sequence[Predictor],
+    paths: Sequence[str | os.PathLike[str] | None] | None = None,
+    *,
+    same_bands: bool = True,
+) -> None:
+    """Refuse members that cannot be averaged with the first one.
+
+    ``same_bands=False`` leaves the bands alone, for callers that read each member's own bands
+    (``landlearn map`` picks them from the scene per member).
+
+    Raises:
+        LandlearnError: no members, or a member with other classes, task, mode or bands; the
+            message names that member's file when ``paths`` are given.
+    """
+    if not members:
+        raise LandlearnError("an ensemble needs at least one bundle")
+    where = list(paths) if paths is not None else [None] * len(members)
+    first = members[0].meta
+    for p, path in zip(members[1:], where[1:], strict=True):
+        meta = p.meta
+        if meta.task != first.task:
+            raise LandlearnError(f"ensemble mixes {first.task} and {meta.task} bundles", path)
+        if meta.class_names != first.class_names:
+            raise LandlearnError(
+                "ensemble members must have the same classes, in order: "
+                f"{', '.join(meta.class_names)} vs {', '.join(first.class_names)}",
+                path,
+            )
+        if meta.mode != first.mode:
+            raise LandlearnError(f"ensemble mixes {first.mode} and {meta.mode} bundles", path)
+        if same_bands and [b.lower() for b in meta.band_names] != [
+            b.lower() for b in first.band_names
+        ]:
+            raise LandlearnError(
+                f"ensemble members must take the same bands: {', '.join(meta.band_names)} vs "
+                f"{', '.join(first.band_names)}",
+                path,
+            )
+
+
+class Ensemble:
+    """Predictors with one task, classes and bands; predicts the mean of their probabilities.
+
+    Has the :class:`~landlearn.bundle.Predictor` surface that evaluation needs (``meta``,
+    ``task``, ``class_names``, ``band_names``, ``predict_proba``, ``predict``); ``meta`` is the
+    first member's.
+    """
+
+    def __init__(
+        self,
+        members: Sequence[Predictor],
+        paths: Sequence[str | os.PathLike[str] | None] | None = None,
+    ) -> None:
+        check_members(members, paths)
+        self.members = list(members)
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    @property
+    def meta(self) -> BundleMeta:
+        """The first member's metadata (classes, bands, chip size, …)."""
+        return self.members[0].meta
+
+    @property
+    def task(self) -> str:
+        """``classification`` or ``segmentation``."""
+        return self.meta.task
+
+    @property
+    def class_names(self) -> list[str]:
+        """Class names, index order."""
+        return self.meta.class_names
+
+    @property
+    def band_names(self) -> list[str]:
+        """Band names, the order the members expect."""
+        return self.meta.band_names
+
+    def to(self, device: str | torch.device) -> Ensemble:
+        """Move every member to ``device``."""
+        for m in self.members:
+            m.to(device)
+        return self
+
+    @torch.inference_mode()
+    def predict_proba(
+        self, image: torch.Tensor | np.ndarray, tta: str | None = None
+    ) -> torch.Tensor:
+        """The members' mean class probabilities for a raw-unit batch or one image.
+
+        ``tta="d4"`` averages each member over the 8 flips / quarter turns first.
+        """
+        total = self.members[0].predict_proba(image, tta=tta)
+        for m in self.members[1:]:
+            total = total + m.predict_proba(image, tta=tta).to(total.device)
+        return total / len(self.members)
+
+    def predict(self, image: torch.Tensor | np.ndarray, tta: str | None = None) -> torch.Tensor:
+        """Class indices of the mean probabilities."""
+        return self.predict_proba(image, tta=tta).argmax(dim=1)
+
+
+def load_ensemble(
+    paths: Sequence[str | os.PathLike[str]], device: str | torch.device = "cpu"
+) -> Ensemble:
+    """Load bundles (or landlearn ``.ckpt`` files) as one :class:`Ensemble`.
+
+    Raises:
+        LandlearnError: a missing or corrupt file, or members that do not match.
+    """
+    return Ensemble([load_bundle(p, device=device) for p in paths], paths)
