@@ -55,15 +55,36 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=8, help="timed steps per combination")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    p.add_argument(
+        "--batch",
+        type=int,
+        default=None,
+        help="images per step in every case (default: each case's own, 128 and 8)",
+    )
+    p.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        help="chip size in every case, a multiple of 32 (default: each case's own, 64 and 256); "
+        "small batches and chips make a smoke run fast where bf16 is emulated",
+    )
     args = parse_outputs_and_device(p, argv)
     return args
 
 
 def time_steps(
-    name: str, channels_last: bool, bf16: bool, device: torch.device, steps: int, warmup: int
+    name: str,
+    channels_last: bool,
+    bf16: bool,
+    device: torch.device,
+    steps: int,
+    warmup: int,
+    batch: int | None = None,
+    size: int | None = None,
 ) -> float:
     """Images per second of ``steps`` training steps after ``warmup`` untimed ones."""
-    model_name, bands, classes, size, batch = CASES[name]
+    model_name, bands, classes, own_size, own_batch = CASES[name]
+    batch, size = batch or own_batch, size or own_size
     torch.manual_seed(0)
     model = build_model(model_name, in_channels=bands, num_classes=classes).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
@@ -100,18 +121,23 @@ def main(argv: list[str] | None = None) -> int:
     for name in CASES:
         # one discarded pass first: kernel selection and allocator warm-up would otherwise
         # land on whichever combination is timed first
-        time_steps(name, False, False, device, 1, args.warmup)
+        time_steps(name, False, False, device, 1, args.warmup, args.batch, args.size)
         base = None
         for channels_last, bf16 in combos:
-            ips = time_steps(name, channels_last, bf16, device, args.steps, args.warmup)
+            ips = time_steps(
+                name, channels_last, bf16, device, args.steps, args.warmup, args.batch, args.size
+            )
             base = base or ips
             layout = "NHWC (channels_last)" if channels_last else "NCHW"
             precision = "bf16 autocast" if bf16 else "fp32"
-            rows.append([name, layout, precision, ips, ips / base])
-            records.append(
-                {"case": name, "channels_last": channels_last, "bf16": bf16, "images_per_s": ips}
-            )
-            console.print(f"{name:26s} {layout:21s} {precision:13s} {ips:8.1f} img/s")
+            model_name, _, _, own_size, own_batch = CASES[name]
+            batch, size = args.batch or own_batch, args.size or own_size
+            net = "resnet18" if model_name == "resnet18" else "unet-resnet18"
+            label = f"{net} {size}x{size} b{batch}"
+            rows.append([label, layout, precision, ips, ips / base])
+            records.append({"case": label, "batch": batch, "channels_last": channels_last,
+                            "bf16": bf16, "images_per_s": ips})  # fmt: skip
+            console.print(f"{label:26s} {layout:21s} {precision:13s} {ips:8.1f} img/s")
     columns = ["model, chips, batch", "memory format", "precision", "train img/s", "× NCHW fp32"]
     machine = machine_info(args.device)
     print_table("training step speed", columns, rows)

@@ -29,7 +29,7 @@ from landlearn.errors import LandlearnError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BundleMeta", "Predictor", "load_bundle", "read_meta", "save_bundle"]
+__all__ = ["BundleMeta", "MetaView", "Predictor", "load_bundle", "read_meta", "save_bundle"]
 
 _KEY = "landlearn"
 
@@ -245,7 +245,28 @@ def _load_checkpoint(path: Path, device: str | torch.device) -> Predictor:
     return Predictor(model, meta, device=device)
 
 
-class Predictor:
+class MetaView:
+    """What a loaded model says about itself, read from its ``meta`` (Predictor, Ensemble)."""
+
+    meta: BundleMeta
+
+    @property
+    def task(self) -> str:
+        """``classification`` or ``segmentation``."""
+        return self.meta.task
+
+    @property
+    def class_names(self) -> list[str]:
+        """Class names, index order."""
+        return self.meta.class_names
+
+    @property
+    def band_names(self) -> list[str]:
+        """Band names, the order the model expects."""
+        return self.meta.band_names
+
+
+class Predictor(MetaView):
     """A bundle loaded for inference: raw-unit images in, probabilities out.
 
     ``predict_proba`` normalises with the bundle's training statistics, so callers pass images in
@@ -262,21 +283,6 @@ class Predictor:
         self._mean = torch.tensor(meta.mean, dtype=torch.float32).view(1, c, 1, 1)
         self._std = torch.tensor(meta.std, dtype=torch.float32).view(1, c, 1, 1).clamp_min(1e-12)
         self._mean, self._std = self._mean.to(self.device), self._std.to(self.device)
-
-    @property
-    def task(self) -> str:
-        """``classification`` or ``segmentation``."""
-        return self.meta.task
-
-    @property
-    def class_names(self) -> list[str]:
-        """Class names, index order."""
-        return self.meta.class_names
-
-    @property
-    def band_names(self) -> list[str]:
-        """Band names, the order the model expects."""
-        return self.meta.band_names
 
     def to(self, device: str | torch.device) -> Predictor:
         """Move the model and statistics to ``device``."""

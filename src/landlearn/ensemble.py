@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from landlearn.bundle import BundleMeta, Predictor, load_bundle
+from landlearn.bundle import BundleMeta, MetaView, Predictor, load_bundle
 from landlearn.errors import LandlearnError
 
 __all__ = ["Ensemble", "check_members", "load_ensemble"]
@@ -62,7 +62,7 @@ def check_members(
             )
 
 
-class Ensemble:
+class Ensemble(MetaView):
     """Predictors with one task, classes and bands; predicts the mean of their probabilities.
 
     Has the :class:`~landlearn.bundle.Predictor` surface that evaluation needs (``meta``,
@@ -77,29 +77,10 @@ class Ensemble:
     ) -> None:
         check_members(members, paths)
         self.members = list(members)
+        self.meta: BundleMeta = self.members[0].meta  # classes, bands, chip size, …
 
     def __len__(self) -> int:
         return len(self.members)
-
-    @property
-    def meta(self) -> BundleMeta:
-        """The first member's metadata (classes, bands, chip size, …)."""
-        return self.members[0].meta
-
-    @property
-    def task(self) -> str:
-        """``classification`` or ``segmentation``."""
-        return self.meta.task
-
-    @property
-    def class_names(self) -> list[str]:
-        """Class names, index order."""
-        return self.meta.class_names
-
-    @property
-    def band_names(self) -> list[str]:
-        """Band names, the order the members expect."""
-        return self.meta.band_names
 
     def to(self, device: str | torch.device) -> Ensemble:
         """Move every member to ``device``."""
