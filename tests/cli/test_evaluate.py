@@ -167,3 +167,42 @@ def test_ensemble_member_with_other_classes_is_one_line(
         "forest, water vs water, forest"
     ]
     assert not out.exists()
+
+
+@pytest.mark.real
+def test_ensemble_on_real_eurosat_jpegs(
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two 10-class bundles with other statistics, scored together on real EuroSAT test JPEGs."""
+    import shutil
+
+    test = shared_data / "eurosat_rgb" / "test"
+    classes = sorted(p.name for p in test.iterdir() if p.is_dir())
+    root = tmp_path / "eurosat"
+    for c in classes:  # 3 real images per class, in the same class-folder layout
+        (root / c).mkdir(parents=True)
+        for f in sorted((test / c).glob("*.jpg"))[:3]:
+            shutil.copy(f, root / c / f.name)
+    paths = []
+    for seed, mean in ((0, 90.0), (1, 110.0)):
+        torch.manual_seed(seed)
+        model = build_model("small_cnn", in_channels=3, num_classes=len(classes))
+        meta = BundleMeta(
+            task="classification", model_name="small_cnn", model_kwargs={},
+            band_names=["red", "green", "blue"], mean=[mean] * 3, std=[40.0] * 3,
+            class_names=classes, chip_size=64,
+        )  # fmt: skip
+        paths.append(save_bundle(tmp_path / f"m{seed}.safetensors", model, meta))
+    out = tmp_path / "m.json"
+    args = ["evaluate", str(paths[0]), str(root), "--ensemble", str(paths[1]), "--out", str(out)]
+    code, _, err = run_cli(args, capsys)
+    assert code == 0, err
+    metrics = json.loads(out.read_text())
+    members = [load_bundle(p) for p in paths]
+    hits = 0
+    for c, name in enumerate(classes):
+        for f in sorted((root / name).glob("*.jpg")):
+            x = torch.from_numpy(np.array(Image.open(f))).permute(2, 0, 1).float()
+            hits += int((sum(m.predict_proba(x) for m in members) / 2).argmax(1).item() == c)
+    assert metrics["overall_accuracy"] == pytest.approx(hits / (3 * len(classes)))
+    assert np.array(metrics["confusion_matrix"]).sum() == 3 * len(classes)
