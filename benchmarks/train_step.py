@@ -79,12 +79,12 @@ def time_steps(
     device: torch.device,
     steps: int,
     warmup: int,
-    batch: int | None = None,
-    size: int | None = None,
+    batch: int,
+    size: int,
 ) -> float:
-    """Images per second of ``steps`` training steps after ``warmup`` untimed ones."""
-    model_name, bands, classes, own_size, own_batch = CASES[name]
-    batch, size = batch or own_batch, size or own_size
+    """Images per second of ``steps`` training steps of ``batch`` chips of ``size``², after
+    ``warmup`` untimed ones."""
+    model_name, bands, classes, _, _ = CASES[name]
     torch.manual_seed(0)
     model = build_model(model_name, in_channels=bands, num_classes=classes).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
@@ -118,22 +118,21 @@ def main(argv: list[str] | None = None) -> int:
     combos = [(False, False), (True, False), (False, True), (True, True)]
     rows: list[list[Any]] = []
     records: list[dict[str, Any]] = []
-    for name in CASES:
+    for name, (model_name, _, _, own_size, own_batch) in CASES.items():
+        batch, size = args.batch or own_batch, args.size or own_size
+        net = "resnet18" if model_name == "resnet18" else "unet-resnet18"
+        label = f"{net} {size}x{size} b{batch}"
         # one discarded pass first: kernel selection and allocator warm-up would otherwise
         # land on whichever combination is timed first
-        time_steps(name, False, False, device, 1, args.warmup, args.batch, args.size)
+        time_steps(name, False, False, device, 1, args.warmup, batch, size)
         base = None
         for channels_last, bf16 in combos:
             ips = time_steps(
-                name, channels_last, bf16, device, args.steps, args.warmup, args.batch, args.size
+                name, channels_last, bf16, device, args.steps, args.warmup, batch, size
             )
             base = base or ips
             layout = "NHWC (channels_last)" if channels_last else "NCHW"
             precision = "bf16 autocast" if bf16 else "fp32"
-            model_name, _, _, own_size, own_batch = CASES[name]
-            batch, size = args.batch or own_batch, args.size or own_size
-            net = "resnet18" if model_name == "resnet18" else "unet-resnet18"
-            label = f"{net} {size}x{size} b{batch}"
             rows.append([label, layout, precision, ips, ips / base])
             records.append({"case": label, "batch": batch, "channels_last": channels_last,
                             "bf16": bf16, "images_per_s": ips})  # fmt: skip
