@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 
-__all__ = ["atomic_path", "write_atomic"]
+__all__ = ["atomic_path", "commit_renames", "deferred_signals", "write_atomic"]
+
+_DEFERRED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def _umask() -> int:
@@ -25,15 +30,17 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(name)
+    tmp: Path | None = None
     try:
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        tmp = Path(name)
+        os.close(fd)
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
 
 
 def write_atomic(path: str | os.PathLike[str], data: bytes | str) -> Path:
@@ -42,3 +49,47 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(payload)
     return Path(path)
+
+
+@contextmanager
+def deferred_signals() -> Iterator[None]:
+    """Hold Ctrl-C, ``kill`` and hang-up until the block ends, then act on them.
+
+    For the few renames that commit a group of files: an interrupt in between would leave half
+    the new files beside half the old ones. Python runs signal handlers in the main thread only,
+    so the handlers are swapped there; elsewhere (a worker thread) the block runs as is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+
+    def hold(signum: int, frame: FrameType | None) -> None:
+        got.append(signum)
+
+    previous = {s: signal.signal(s, hold) for s in _DEFERRED}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if got:
+            signum = got[0]
+            handler = previous[signum]
+            if callable(handler):
+                handler(signum, None)
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), signum)
+
+
+def commit_renames(pairs: Sequence[tuple[Path, Path]]) -> None:
+    """``os.replace`` each (temporary, target) pair in order, with interrupts held meanwhile.
+
+    Put the file readers look at first (a map's GeoTIFF) last: if the process is killed with
+    SIGKILL between two renames, the newer sidecars carry a run id the old main file lacks.
+    """
+    mask = _umask()
+    with deferred_signals():
+        for tmp, target in pairs:
+            os.chmod(tmp, 0o666 & ~mask)
+            os.replace(tmp, target)

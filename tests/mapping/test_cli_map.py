@@ -53,7 +53,7 @@ def test_kill_leaves_existing_target(tmp_path: Path, bundle: Path, scene: Path) 
         "    time.sleep(0.2); return orig(self)\n"
         "s.WindowReader.__next__ = slow\n"
         "sys.exit(main(['-q', 'map', sys.argv[1], sys.argv[2], '-o', sys.argv[3],"
-        " '--tile', '32', '--overlap', '8', '--batch-size', '1']))\n"
+        "  '--tile', '32', '--overlap', '8', '--batch-size', '1', '--overwrite']))\n"
     )
     here = str(Path(__file__).resolve().parent)
     proc = subprocess.Popen([sys.executable, "-c", child, str(bundle), str(scene), str(out), here])

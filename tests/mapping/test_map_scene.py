@@ -198,7 +198,9 @@ def test_existing_output_survives_interruption(tmp_path: Path, scene: Path, bund
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        map_scene(bundle, scene, out, tile=32, overlap=8, batch_size=2, progress=stop)
+        map_scene(
+            bundle, scene, out, tile=32, overlap=8, batch_size=2, progress=stop, overwrite=True
+        )
     assert out.read_bytes() == b"precious"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["m.tif", "scene.tif", "conv1x1.safetensors"]

@@ -22,7 +22,9 @@ EXAMPLE = """examples:
 Writes OUT.tif (COG: band 1 class with colour table in OUT.tif.aux.xml, band 2 confidence,
 then probabilities / entropy / mutual information / ensemble variance as asked; uint8, values
 × the band's scale), OUT.qml (QGIS style: classes by name and colour), OUT.areas.json
-(pixels and km² per class) and OUT.preview.png."""
+(pixels and km² per class) and OUT.preview.png, committed together at the end. An existing
+landlearn map there is replaced; any other file (a bundle, a label raster, an input) is refused
+unless --overwrite is given (inputs always are)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,6 +59,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-preview", action="store_true", help="skip the PNG preview")
     parser.add_argument("--seed", type=int, default=0, help="seed of the MC-dropout draws")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace existing output files that landlearn did not write (never an input)",
+    )
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
@@ -101,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
                 progress=progress,
                 preview=not args.no_preview,
                 seed=args.seed,
+                overwrite=args.overwrite,
             )
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,110 @@ from rasterio.enums import Resampling
 from landlearn.bundle import hex_color
 from landlearn.conventions import IGNORE_INDEX
 from landlearn.mapping.writer import temp_path
+from landlearn.safety import MARK, Output, map_run_id
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AreaCounter", "write_json", "write_preview"]
+__all__ = [
+    "AreaCounter",
+    "MapFiles",
+    "stale_sidecars",
+    "write_json",
+    "write_preview",
+    "write_qgis_style",
+]
+
+RUN_ID_KEY = "landlearn-run-id"
+"""PNG text key and QGIS-style comment key holding the map's ``LANDLEARN_RUN_ID``."""
+
+
+class MapFiles:
+    """The files of one map: targets, their temporary names, and the order they are committed.
+
+    Every temporary name is fixed (and so registered for clean-up) before anything is written;
+    :meth:`pairs` commits the sidecars first and the GeoTIFF last (see
+    :func:`landlearn.atomic.commit_renames`).
+    """
+
+    def __init__(self, out: Path, preview: bool) -> None:
+        self.tif = out
+        self.aux = Path(f"{out}.aux.xml")
+        self.areas = out.with_name(f"{out.stem}.areas.json")
+        self.style = out.with_suffix(".qml")
+        self.preview = out.with_name(f"{out.stem}.preview.png") if preview else None
+        self.tmp = {
+            p: temp_path(p, ".tmp" + "".join(p.suffixes[-1:]))
+            for p in (self.areas, self.style, self.preview)
+            if p is not None
+        }
+
+    def outputs(self) -> list[Output]:
+        """What :func:`landlearn.safety.check_outputs` checks before the map starts."""
+        out = [Output(self.tif, "map"), Output(self.aux, "map_aux", self.tif)]
+        out += [Output(self.areas, "map_areas", self.tif), Output(self.style, "map_style", self.tif)]
+        if self.preview is not None:
+            out.append(Output(self.preview, "map_preview", self.tif))
+        return out
+
+    def sidecar_pairs(self) -> list[tuple[Path, Path]]:
+        """(temporary, target) of the sidecars that exist, in commit order."""
+        return [(tmp, final) for final, tmp in self.tmp.items() if tmp.exists()]
+
+    def cleanup(self) -> None:
+        """Remove every temporary sidecar (missing ones are fine)."""
+        for tmp in self.tmp.values():
+            tmp.unlink(missing_ok=True)
+
+
+def stale_sidecars(out: str | os.PathLike[str]) -> list[Path]:
+    """Sidecars of a landlearn map whose run id differs from the map's own ``LANDLEARN_RUN_ID``.
+
+    Empty after every normal run (the group is committed with interrupts held). Only a SIGKILL
+    or a power cut in the instant between two renames leaves new sidecars beside the old map;
+    this names them. Maps and sidecars written before run ids (no id on either side) pass.
+    """
+    tif = Path(out)
+    run_id = map_run_id(tif)
+    if run_id is None:
+        return []
+    files = MapFiles(tif, preview=True)
+    found: dict[Path, str] = {}
+    areas = _read_json(files.areas)
+    if isinstance(areas, dict):
+        found[files.areas] = str(areas.get("run_id", ""))
+    for path in (files.style, files.aux):
+        text = _read_text(path)
+        if text is not None:
+            m = re.search(r"(?:landlearn-run-id=|<MDI key=\"RUN_ID\">)([0-9a-f]*)", text)
+            found[path] = m.group(1) if m else ""
+    if files.preview is not None and files.preview.exists():
+        found[files.preview] = _png_run_id(files.preview)
+    return [p for p, rid in found.items() if rid != run_id]
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+
+
+def _read_json(path: Path) -> object:
+    text = _read_text(path)
+    try:
+        return None if text is None else json.loads(text)
+    except ValueError:
+        return None
+
+
+def _png_run_id(path: Path) -> str:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return str(im.info.get(RUN_ID_KEY, ""))
+    except OSError:
+        return ""
 
 _EARTH_RADIUS_M = 6371007.2  # authalic sphere
 
@@ -97,18 +198,19 @@ class AreaCounter:
         }
 
 
-def write_json(path: Path, data: dict[str, Any]) -> Path:
-    """Write ``data`` as JSON to a temporary name beside ``path``; returns the temp path."""
-    tmp = temp_path(path, ".tmp.json")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
+def write_json(tmp: Path, data: dict[str, Any]) -> Path:
+    """Write ``data`` as JSON to ``tmp`` (a temporary name), marked as landlearn's."""
+    tmp.write_text(json.dumps({"written_by": MARK, **data}, indent=2) + "\n")
     return tmp
 
 
-def write_qgis_style(path: Path, class_names: list[str], colors: list[list[int]]) -> Path:
+def write_qgis_style(
+    tmp: Path, class_names: list[str], colors: list[list[int]], run_id: str = ""
+) -> Path:
     """A QGIS layer style (``<map>.qml``, loaded by QGIS as the default style of ``<map>.tif``):
     band 1 drawn as paletted classes with their names and colours, no-data transparent.
 
-    Without it QGIS draws a raster of three or more bands as RGB. Returns the temp path.
+    Without it QGIS draws a raster of three or more bands as RGB. Written to ``tmp``.
     """
     from xml.sax.saxutils import quoteattr
 
@@ -118,6 +220,7 @@ def write_qgis_style(path: Path, class_names: list[str], colors: list[list[int]]
         for i, (name, rgb) in enumerate(zip(class_names, colors, strict=False))
     )
     text = f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
+<!-- written by landlearn; landlearn-run-id={run_id} -->
 <qgis version="3.28.0" styleCategories="AllStyleCategories">
   <pipe>
     <provider>
@@ -137,19 +240,20 @@ def write_qgis_style(path: Path, class_names: list[str], colors: list[list[int]]
   <blendMode>0</blendMode>
 </qgis>
 """
-    tmp = temp_path(path, ".tmp.qml")
     tmp.write_text(text)
     return tmp
 
 
 def write_preview(
     map_path: str | os.PathLike[str],
+    tmp: Path,
     target: Path,
     class_names: list[str],
     colors: list[list[int]],
     max_size: int = 1024,
+    run_id: str = "",
 ) -> Path:
-    """A PNG of the class band (decimated read, uses overviews) with a legend; temp path."""
+    """A PNG of the class band (decimated read, uses overviews) with a legend, into ``tmp``."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
@@ -182,6 +286,11 @@ def write_preview(
     ax.legend(
         handles=handles, loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=9, frameon=False
     )
-    tmp = temp_path(target, ".tmp.png")
-    fig.savefig(tmp, format="png", bbox_inches="tight", pad_inches=0.15)
+    fig.savefig(
+        tmp,
+        format="png",
+        bbox_inches="tight",
+        pad_inches=0.15,
+        metadata={"Software": MARK, RUN_ID_KEY: run_id},
+    )
     return tmp

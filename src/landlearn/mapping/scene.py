@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,13 +26,21 @@ import numpy as np
 import rasterio
 import torch
 
+from landlearn.atomic import commit_renames
 from landlearn.bundle import Predictor
 from landlearn.errors import LandlearnError
 from landlearn.mapping.blend import StreamingBlender
-from landlearn.mapping.outputs import AreaCounter, write_json, write_preview, write_qgis_style
+from landlearn.mapping.outputs import (
+    AreaCounter,
+    MapFiles,
+    write_json,
+    write_preview,
+    write_qgis_style,
+)
 from landlearn.mapping.plan import BundleLike, Plan, block_products, make_plan, quantized_bands
 from landlearn.mapping.reader import WindowReader
 from landlearn.mapping.writer import MapWriter
+from landlearn.safety import check_outputs
 
 log = logging.getLogger(__name__)
 
@@ -206,6 +215,7 @@ def map_scene(
     progress: Progress | None = None,
     preview: bool = True,
     seed: int | None = 0,
+    overwrite: bool = False,
 ) -> MapResult:
     """Map ``scene`` with a bundle (or an ensemble) to a Cloud-Optimized GeoTIFF at ``out``.
 
@@ -216,7 +226,8 @@ def map_scene(
     Beside ``out``: ``<stem>.qml`` (QGIS style: paletted classes with names, loaded by QGIS
     as the map's default style), ``<stem>.areas.json`` (pixels and area per class) and, with
     ``preview``,
-    ``<stem>.preview.png``. Everything is written under temporary names and renamed at the end.
+    ``<stem>.preview.png``. Everything is written under temporary names and committed as a group at the end
+    (sidecars first, the GeoTIFF last; each file carries the run's ``LANDLEARN_RUN_ID``).
 
     Args:
         bundle: bundle path(s) or loaded :class:`~landlearn.bundle.Predictor` (moved to
@@ -231,18 +242,22 @@ def map_scene(
         bands: scene bands (names or 1-based indexes) in the bundle's order; default: by name.
         progress: called as ``progress(done, total)`` windows.
         seed: seed of the MC-dropout draws.
+        overwrite: replace existing files at the output paths that landlearn did not write
+            (never an input of the map). Without it only an earlier landlearn map and its
+            sidecars may be replaced.
 
     Raises:
-        LandlearnError: unreadable scene or bundle, missing bands, bad options.
+        LandlearnError: unreadable scene or bundle, missing bands, bad options, an output
+            path that is an input, not a regular file, not writable, or a file landlearn did
+            not write (see :mod:`landlearn.safety`).
     """
     start = time.perf_counter()
     out = Path(out)
-    if out.exists() and out.is_dir():
-        raise LandlearnError("output is a folder; give a .tif path", out)
-    if out.resolve() == Path(scene).resolve():
-        raise LandlearnError("output would overwrite the input scene", out)
+    members = _bundles(bundle, ensemble)
+    files = MapFiles(out, preview)
+    _check_map_outputs(files, scene, members, overwrite)
     plan = make_plan(
-        _bundles(bundle, ensemble),
+        members,
         scene,
         tile=tile,
         overlap=overlap,
@@ -255,7 +270,9 @@ def map_scene(
     )
     specs = plan.band_specs(probabilities)
     areas = AreaCounter(plan.class_names, plan.profile["crs"], plan.profile["transform"])
-    tags = _tags(plan, _bundles(bundle, ensemble), blend, tta, mc_dropout)
+    run_id = uuid.uuid4().hex
+    tags = _tags(plan, members, blend, tta, mc_dropout)
+    tags["LANDLEARN_RUN_ID"] = run_id
     writer = MapWriter(out, profile=plan.profile, bands=specs, colors=plan.colors, tags=tags)
     width = plan.profile["width"]
     row: dict[str, Any] = {}
@@ -276,7 +293,6 @@ def map_scene(
         if "buf" in row:
             writer.write(row.pop("y0"), row.pop("buf"))
 
-    sidecars: list[tuple[Path, Path]] = []
     try:
         with writer, rasterio.Env(GDAL_CACHEMAX=plan.cache_bytes):
             _stream(plan, sink, row_done, batch_size, progress, seed)
@@ -284,29 +300,40 @@ def map_scene(
             summary = areas.summary()
             summary["source"] = str(scene)
             summary["map"] = out.name
-            area_path = out.with_name(f"{out.stem}.areas.json")
-            sidecars.append((write_json(area_path, summary), area_path))
-            style_path = out.with_suffix(".qml")
-            style = write_qgis_style(style_path, plan.class_names, plan.colors)
-            sidecars.append((style, style_path))
-            preview_path = None
-            if preview:
-                preview_path = out.with_name(f"{out.stem}.preview.png")
-                tmp = write_preview(cog, preview_path, plan.class_names, plan.colors)
-                sidecars.append((tmp, preview_path))
-            for tmp, final in sidecars:
-                os.replace(tmp, final)
-            writer.commit()
-    except BaseException:
-        for tmp, _ in sidecars:
-            tmp.unlink(missing_ok=True)
-        raise
+            summary["run_id"] = run_id
+            write_json(files.tmp[files.areas], summary)
+            write_qgis_style(files.tmp[files.style], plan.class_names, plan.colors, run_id)
+            if files.preview is not None:
+                write_preview(
+                    cog,
+                    files.tmp[files.preview],
+                    files.preview,
+                    plan.class_names,
+                    plan.colors,
+                    run_id=run_id,
+                )
+            # one group: sidecars first, the GeoTIFF last, interrupts held in between
+            commit_renames([*files.sidecar_pairs(), *writer.pending()])
+            log.info("wrote %s", out)
+    finally:
+        files.cleanup()
+    area_path, preview_path = files.areas, files.preview
     seconds = time.perf_counter() - start
     n = len(plan.grid)
     log.info("%d windows in %.1f s (%.2f windows/s)", n, seconds, n / max(seconds, 1e-9))
     return MapResult(
         out, area_path, preview_path, [s.name for s in specs], len(plan.grid), seconds, summary
     )
+
+
+def _check_map_outputs(
+    files: MapFiles, scene: str | os.PathLike[str], members: list[BundleLike], overwrite: bool
+) -> None:
+    """Refuse unsafe output paths before any work (:mod:`landlearn.safety`)."""
+    if files.tif.suffix.lower() not in (".tif", ".tiff"):
+        raise LandlearnError("a map is a GeoTIFF; give an output path ending in .tif", files.tif)
+    inputs = [scene, *(m for m in members if not isinstance(m, Predictor))]
+    check_outputs(files.outputs(), inputs, overwrite=overwrite)
 
 
 def _tags(

@@ -64,9 +64,10 @@ def temp_path(target: Path, suffix: str) -> Path:
     return target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}{suffix}")
 
 
-def pam_colortable(colors: list[list[int]], count: int = 1) -> str:
+def pam_colortable(colors: list[list[int]], count: int = 1, run_id: str = "") -> str:
     """GDAL PAM XML giving band 1 a 256-entry colour table (no-data 255 transparent); bands
-    2..``count`` are declared plain data (not green / blue / alpha)."""
+    2..``count`` are declared plain data (not green / blue / alpha). The map's run id goes in
+    a ``LANDLEARN`` metadata domain (not the default one, whose items would mask the COG's)."""
     entries = []
     for i in range(256):
         r, g, b = (int(v) for v in colors[i][:3]) if i < len(colors) else (0, 0, 0)
@@ -78,8 +79,13 @@ def pam_colortable(colors: list[list[int]], count: int = 1) -> str:
         "  </PAMRasterBand>\n"
         for i in range(2, count + 1)
     )
+    meta = (
+        f'  <Metadata domain="LANDLEARN">\n    <MDI key="RUN_ID">{run_id}</MDI>\n  </Metadata>\n'
+        if run_id
+        else ""
+    )
     return (
-        '<PAMDataset>\n  <PAMRasterBand band="1">\n    <ColorInterp>Palette</ColorInterp>\n'
+        f'<PAMDataset>\n{meta}  <PAMRasterBand band="1">\n    <ColorInterp>Palette</ColorInterp>\n'
         f"    <ColorTable>\n{body}\n    </ColorTable>\n  </PAMRasterBand>\n{others}"
         "</PAMDataset>\n"
     )
@@ -213,13 +219,19 @@ class MapWriter:
             BIGTIFF="IF_SAFER",
         )
         self.stage.unlink(missing_ok=True)
-        self.pam.write_text(pam_colortable(self.colors, len(self.bands)))
+        run_id = self.tags.get("LANDLEARN_RUN_ID", "")
+        self.pam.write_text(pam_colortable(self.colors, len(self.bands), run_id))
         return self.cog
+
+    def pending(self) -> list[tuple[Path, Path]]:
+        """(temporary, target) pairs to commit: the colour-table sidecar, then the COG."""
+        return [(self.pam, Path(f"{self.target}.aux.xml")), (self.cog, self.target)]
 
     def commit(self) -> Path:
         """Rename the colour-table sidecar, then the finished COG, over the targets."""
-        os.replace(self.pam, Path(f"{self.target}.aux.xml"))
-        os.replace(self.cog, self.target)
+        from landlearn.atomic import commit_renames
+
+        commit_renames(self.pending())
         log.info("wrote %s", self.target)
         return self.target
 
