@@ -59,7 +59,8 @@ class MapFiles:
     def outputs(self) -> list[Output]:
         """What :func:`landlearn.safety.check_outputs` checks before the map starts."""
         out = [Output(self.tif, "map"), Output(self.aux, "map_aux", self.tif)]
-        out += [Output(self.areas, "map_areas", self.tif), Output(self.style, "map_style", self.tif)]
+        out.append(Output(self.areas, "map_areas", self.tif))
+        out.append(Output(self.style, "map_style", self.tif))
         if self.preview is not None:
             out.append(Output(self.preview, "map_preview", self.tif))
         return out
