@@ -67,12 +67,12 @@ def deferred_signals() -> Iterator[None]:
     def hold(signum: int, frame: FrameType | None) -> None:
         got.append(signum)
 
-    previous = {s: signal.signal(s, hold) for s in _DEFERRED}
+    previous: dict[int, object] = {int(s): signal.signal(s, hold) for s in _DEFERRED}
     try:
         yield
     finally:
         for s, handler in previous.items():
-            signal.signal(s, handler)
+            signal.signal(s, handler)  # type: ignore[arg-type]
         if got:
             signum = got[0]
             handler = previous[signum]

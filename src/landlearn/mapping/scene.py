@@ -226,7 +226,8 @@ def map_scene(
     Beside ``out``: ``<stem>.qml`` (QGIS style: paletted classes with names, loaded by QGIS
     as the map's default style), ``<stem>.areas.json`` (pixels and area per class) and, with
     ``preview``, ``<stem>.preview.png``. Everything is written under temporary names and
-    committed as a group at the end (sidecars first, the GeoTIFF last; each file carries the run's ``LANDLEARN_RUN_ID``).
+    committed as a group at the end (sidecars first, the GeoTIFF last; each file carries the
+    run's ``LANDLEARN_RUN_ID``).
 
     Args:
         bundle: bundle path(s) or loaded :class:`~landlearn.bundle.Predictor` (moved to
