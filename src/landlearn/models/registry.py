@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -12,7 +13,15 @@ from landlearn.registry import Registry
 ModelBuilder = Callable[..., nn.Module]
 MODELS: Registry[ModelBuilder] = Registry("model")
 
-__all__ = ["MODELS", "ModelBuilder", "build_model", "list_models", "model_task", "register_model"]
+__all__ = [
+    "MODELS",
+    "ModelBuilder",
+    "build_model",
+    "builder_signature",
+    "list_models",
+    "model_task",
+    "register_model",
+]
 
 
 def register_model(name: str, task: str) -> Callable[[ModelBuilder], ModelBuilder]:
@@ -54,3 +63,18 @@ def model_task(name: str) -> str:
 def list_models() -> list[str]:
     """Sorted registered model names."""
     return MODELS.names()
+
+
+def builder_signature(name: str) -> inspect.Signature:
+    """The signature of a registered builder, with its annotations resolved.
+
+    ``landlearn.bundle`` checks a bundle's ``model_kwargs`` against it before building anything.
+
+    Raises:
+        LandlearnError: unknown name (with the nearest known one).
+    """
+    builder = MODELS.get(name)
+    try:
+        return inspect.signature(builder, eval_str=True)
+    except (NameError, TypeError, SyntaxError):  # an annotation that does not resolve here
+        return inspect.signature(builder)
