@@ -24,11 +24,18 @@ __all__ = [
 ]
 
 
-def register_model(name: str, task: str) -> Callable[[ModelBuilder], ModelBuilder]:
-    """Register a builder under ``name``; ``task`` is ``classification`` or ``segmentation``."""
+def register_model(
+    name: str, task: str, *, kwargs_from: Callable[..., Any] | None = None
+) -> Callable[[ModelBuilder], ModelBuilder]:
+    """Register a builder under ``name``; ``task`` is ``classification`` or ``segmentation``.
+
+    ``kwargs_from``: for a builder that passes ``**kwargs`` on (to an smp or timm class), the
+    callable that receives them; its named parameters are then the extra keys the builder takes
+    (:func:`builder_signature`), so a bundle's misspelt key is refused instead of ignored.
+    """
     if task not in ("classification", "segmentation"):
         raise RuntimeError(f"bad task {task!r} for model {name!r}")
-    return MODELS.register(name, task=task)
+    return MODELS.register(name, task=task, kwargs_from=kwargs_from)
 
 
 def build_model(
@@ -66,15 +73,32 @@ def list_models() -> list[str]:
 
 
 def builder_signature(name: str) -> inspect.Signature:
-    """The signature of a registered builder, with its annotations resolved.
+    """The keyword parameters a registered builder takes, with annotations resolved.
 
-    ``landlearn.bundle`` checks a bundle's ``model_kwargs`` against it before building anything.
+    A builder registered with ``kwargs_from`` gets that callable's named parameters in place of
+    its ``**kwargs``. ``landlearn.bundle`` checks a bundle's ``model_kwargs`` against the result
+    before building anything.
 
     Raises:
         LandlearnError: unknown name (with the nearest known one).
     """
-    builder = MODELS.get(name)
+    sig = _signature(MODELS.get(name))
+    target = MODELS.tags(name).get("kwargs_from")
+    if target is None:
+        return sig
+    own = [p for p in sig.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    names = {p.name for p in own}
+    extra = [
+        p.replace(kind=p.KEYWORD_ONLY)
+        for p in _signature(target).parameters.values()
+        if p.name not in names and p.name != "self"
+        and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]  # fmt: skip
+    return sig.replace(parameters=[*own, *extra])
+
+
+def _signature(fn: Callable[..., Any]) -> inspect.Signature:
     try:
-        return inspect.signature(builder, eval_str=True)
+        return inspect.signature(fn, eval_str=True)
     except (NameError, TypeError, SyntaxError):  # an annotation that does not resolve here
-        return inspect.signature(builder)
+        return inspect.signature(fn)
