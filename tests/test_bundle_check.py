@@ -95,6 +95,11 @@ HEADERS: list[tuple[str, Edit | str, str]] = [
     ("classes int", _set(class_names=[0, 1]), r"class_names\[0\] must be a non-empty string"),
     ("classes empty", _set(class_names=[]), r"class_names is empty"),
     ("classes dup", _set(class_names=["a", "a"]), r"class_names name 'a' more than once"),
+    (
+        "classes ctrl",
+        _set(class_names=["a", "b\nerror: x"]),
+        r"class_names\[1\] 'b\\nerror: x' holds a control character",
+    ),
     ("bands null", _set(band_names=None), r"band_names must be a list of names, got null"),
     ("bands int", _set(band_names=[1, 2, 3]), r"band_names\[0\] must be a non-empty string"),
     ("bands empty", _set(band_names=[]), r"band_names is empty"),
