@@ -322,11 +322,18 @@ def _load_checkpoint(
 
 
 def _open_checkpoint(path: Path) -> object:
-    """``torch.load`` with ``weights_only=True``, memory-mapped (tensors are read on use)."""
+    """``torch.load`` with ``weights_only=True``, memory-mapped (tensors are read on use).
+
+    Memory-mapping keeps a checkpoint whose weights will be refused from being read into RAM;
+    files torch cannot map (older writers) are read the usual way.
+    """
     if not zipfile.is_zipfile(path):
         raise LandlearnError("not a PyTorch checkpoint (expected a zip archive)", path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except (RuntimeError, ValueError, OSError):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         found = re.search(r"GLOBAL ([\w.]+)", str(exc))
         what = f" (the Python global {found.group(1)})" if found else " (Python objects)"
