@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import pickle
+import re
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,13 @@ import torch
 from torch import nn
 
 from landlearn.atomic import atomic_path
+from landlearn.bundle_check import (
+    build_skeleton,
+    check_model_kwargs,
+    check_state_shapes,
+    type_name,
+    validate_meta,
+)
 from landlearn.conventions import BUNDLE_FORMAT_VERSION, IGNORE_INDEX
 from landlearn.d4 import d4_mean
 from landlearn.errors import LandlearnError
@@ -70,23 +78,18 @@ class BundleMeta:
 
     @classmethod
     def from_json(cls, text: str, path: str | os.PathLike[str] | None = None) -> BundleMeta:
-        """Parse the header JSON; raises ``LandlearnError`` when fields are missing."""
+        """Parse and check the header JSON (:func:`landlearn.bundle_check.validate_meta`).
+
+        Raises:
+            LandlearnError: not JSON, or a field of the wrong type, range or length.
+        """
         try:
             raw = json.loads(text)
         except json.JSONDecodeError as exc:
             raise LandlearnError(f"bundle metadata is not valid JSON ({exc.msg})", path) from None
-        version = raw.get("format_version", 0)
-        if version > BUNDLE_FORMAT_VERSION:
-            raise LandlearnError(
-                f"bundle format {version} is newer than this landlearn understands "
-                f"({BUNDLE_FORMAT_VERSION}); upgrade landlearn",
-                path,
-            )
-        known = set(cls.__dataclass_fields__)
-        missing = [k for k in ("task", "model_name", "band_names", "class_names") if k not in raw]
-        if missing:
-            raise LandlearnError(f"bundle metadata lacks {', '.join(missing)}", path)
-        return cls(**{k: v for k, v in raw.items() if k in known})
+        except RecursionError:
+            raise LandlearnError("bundle metadata is nested too deeply to be read", path) from None
+        return cls(**validate_meta(raw, path, palette=default_colors))
 
 
 def default_colors(n: int) -> list[list[int]]:
@@ -177,72 +180,170 @@ def _check_file(path: str | os.PathLike[str]) -> Path:
     return path
 
 
-def load_bundle(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> Predictor:
+def load_bundle(
+    path: str | os.PathLike[str],
+    device: str | torch.device = "cpu",
+    *,
+    max_params: int | float | None = None,
+) -> Predictor:
     """Load a bundle (or a Lightning ``.ckpt``) for inference.
 
+    The header is checked, the model is built on the ``meta`` device to count its parameters
+    (refused above ``max_params``, default ``$LANDLEARN_MAX_PARAMS`` or 2e8) and the file's tensor
+    names and shapes are compared with it, all before a tensor is read or a weight allocated.
+
     Raises:
-        LandlearnError: missing, corrupt, pickled or foreign file.
+        LandlearnError: missing, corrupt, pickled or foreign file; a bad header; a model over
+            the parameter cap; weights that do not fit the model.
     """
     from safetensors.torch import load_file
 
     path = _check_file(path)
     if path.suffix == ".ckpt":
-        return _load_checkpoint(path, device)
+        return _load_checkpoint(path, device, max_params)
     meta = read_meta(path)
+    skeleton = _skeleton(meta, path, max_params)
+    check_state_shapes(meta.model_name, _file_shapes(path), _shapes(skeleton), path)
     try:
         state = load_file(str(path))
     except Exception as exc:
         raise LandlearnError(f"corrupt bundle tensors ({type(exc).__name__})", path) from None
+    return Predictor(_with_weights(meta, state, path), meta, device=device)
+
+
+def _file_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor names and shapes from the safetensors header (no tensor is read)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as exc:  # safetensors raises its own error types for corrupt headers
+        raise LandlearnError(f"corrupt bundle tensors ({type(exc).__name__})", path) from None
+
+
+def _shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def _build_kwargs(meta: BundleMeta) -> dict[str, Any]:
+    kwargs = dict(meta.model_kwargs)
+    kwargs.setdefault("in_channels", meta.in_channels)
+    kwargs.setdefault("num_classes", meta.num_classes)
+    kwargs["pretrained"] = False
+    return kwargs
+
+
+def _skeleton(meta: BundleMeta, path: Path, max_params: int | float | None) -> nn.Module:
+    """The bundle's model on the ``meta`` device, after its name, arguments and size are checked."""
+    from landlearn.models import build_model, model_task
+    from landlearn.models.registry import builder_signature
+
+    name = meta.model_name
+    try:
+        signature = builder_signature(name)
+        task = model_task(name)
+    except LandlearnError as exc:  # unknown model: the registry names the nearest one
+        raise LandlearnError(exc.message, path) from None
+    if task != meta.task:
+        raise LandlearnError(
+            f"model {name!r} is a {task} model but the bundle's task is {meta.task!r}", path
+        )
+    check_model_kwargs(name, meta.model_kwargs, signature, path)
+    kwargs = _build_kwargs(meta)
+    return build_skeleton(lambda: build_model(name, **kwargs), name, kwargs, path, max_params)
+
+
+def _with_weights(meta: BundleMeta, state: dict[str, torch.Tensor], path: Path) -> nn.Module:
+    """Build the model for real and load ``state`` (names and shapes already checked)."""
     model = build_bundle_model(meta)
     try:
         model.load_state_dict(state)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
+    except RuntimeError as exc:  # e.g. a dtype that cannot be copied into the parameter
+        lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
         raise LandlearnError(
-            f"weights do not fit model {meta.model_name!r}: {first}", path
+            f"weights do not fit model {meta.model_name!r}: {' '.join(lines[1:3] or lines)[:300]}",
+            path,
         ) from None
-    return Predictor(model, meta, device=device)
+    return model
 
 
 def build_bundle_model(meta: BundleMeta) -> nn.Module:
     """Rebuild the bundle's architecture (random weights) from its metadata."""
     from landlearn.models import build_model
 
-    kwargs = dict(meta.model_kwargs)
-    kwargs.setdefault("in_channels", meta.in_channels)
-    kwargs.setdefault("num_classes", meta.num_classes)
-    kwargs["pretrained"] = False
-    return build_model(meta.model_name, **kwargs)
+    return build_model(meta.model_name, **_build_kwargs(meta))
 
 
-def _load_checkpoint(path: Path, device: str | torch.device) -> Predictor:
+def _load_checkpoint(
+    path: Path, device: str | torch.device, max_params: int | float | None = None
+) -> Predictor:
     """A Lightning checkpoint, opened without unpickling arbitrary objects."""
-    if not zipfile.is_zipfile(path):
-        raise LandlearnError("not a PyTorch checkpoint (expected a zip archive)", path)
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0][:160]
+    ckpt = _open_checkpoint(path)
+    if not isinstance(ckpt, dict):
         raise LandlearnError(
-            f"checkpoint holds pickled objects and was refused (weights_only=True): {first}", path
-        ) from None
-    except Exception as exc:
-        raise LandlearnError(f"corrupt checkpoint ({type(exc).__name__})", path) from None
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+            f"checkpoint holds {type_name(ckpt)}, expected a Lightning checkpoint (a dict)", path
+        )
+    if "state_dict" not in ckpt:
         raise LandlearnError("checkpoint has no state_dict", path)
-    raw_meta = ckpt.get("landlearn_bundle_meta")
-    if not isinstance(raw_meta, str):
+    raw_state = ckpt["state_dict"]
+    if not isinstance(raw_state, dict):
+        raise LandlearnError(
+            f"checkpoint's state_dict is {type_name(raw_state)}, expected a mapping of names to "
+            "tensors",
+            path,
+        )
+    if "landlearn_bundle_meta" not in ckpt:
         raise LandlearnError(
             "checkpoint was not written by a landlearn task; export a bundle with `landlearn fit`",
             path,
         )
+    raw_meta = ckpt["landlearn_bundle_meta"]
+    if not isinstance(raw_meta, str):
+        raise LandlearnError(
+            f"checkpoint's landlearn_bundle_meta is {type_name(raw_meta)}, expected the JSON text "
+            "a landlearn task writes",
+            path,
+        )
     meta = BundleMeta.from_json(raw_meta, path)
-    state = {
-        k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")
-    }
-    model = build_bundle_model(meta)
-    model.load_state_dict(state)
-    return Predictor(model, meta, device=device)
+    state: dict[str, torch.Tensor] = {}
+    for k, v in raw_state.items():
+        if not (isinstance(k, str) and k.startswith("model.")):
+            continue
+        if not isinstance(v, torch.Tensor):
+            raise LandlearnError(
+                f"checkpoint's state_dict[{k!r}] is {type_name(v)}, not a tensor", path
+            )
+        state[k.removeprefix("model.")] = v
+    skeleton = _skeleton(meta, path, max_params)
+    have = {k: tuple(v.shape) for k, v in state.items()}
+    check_state_shapes(meta.model_name, have, _shapes(skeleton), path)
+    return Predictor(_with_weights(meta, state, path), meta, device=device)
+
+
+def _open_checkpoint(path: Path) -> object:
+    """``torch.load`` with ``weights_only=True``, memory-mapped (tensors are read on use).
+
+    Memory-mapping keeps a checkpoint whose weights will be refused from being read into RAM;
+    files torch cannot map (older writers) are read the usual way.
+    """
+    if not zipfile.is_zipfile(path):
+        raise LandlearnError("not a PyTorch checkpoint (expected a zip archive)", path)
+    try:
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except (RuntimeError, ValueError, OSError):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        what = f" (the Python global {found.group(1)})" if found else " (Python objects)"
+        raise LandlearnError(
+            f"checkpoint holds pickled objects besides weights{what}; landlearn loads weights "
+            "only (torch.load weights_only=True) and refused it",
+            path,
+        ) from None
+    except Exception as exc:
+        raise LandlearnError(f"corrupt checkpoint ({type(exc).__name__})", path) from None
 
 
 class MetaView:

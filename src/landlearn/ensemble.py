@@ -107,11 +107,29 @@ class Ensemble(MetaView):
 
 
 def load_ensemble(
-    paths: Sequence[str | os.PathLike[str]], device: str | torch.device = "cpu"
+    paths: Sequence[str | os.PathLike[str]],
+    device: str | torch.device = "cpu",
+    *,
+    max_params: int | float | None = None,
 ) -> Ensemble:
     """Load bundles (or landlearn ``.ckpt`` files) as one :class:`Ensemble`.
+
+    Each member is checked as :func:`~landlearn.bundle.load_bundle` checks a bundle
+    (``max_params`` is its parameter cap); a member's problem names that member's file.
 
     Raises:
         LandlearnError: a missing or corrupt file, or members that do not match.
     """
-    return Ensemble([load_bundle(p, device=device) for p in paths], paths)
+    return Ensemble([_member(p, device, max_params) for p in paths], paths)
+
+
+def _member(
+    path: str | os.PathLike[str], device: str | torch.device, max_params: int | float | None
+) -> Predictor:
+    """Load one member; an error about it names that member's file, never "the bundle"."""
+    try:
+        return load_bundle(path, device=device, max_params=max_params)
+    except LandlearnError as exc:
+        if exc.path is not None:
+            raise
+        raise LandlearnError(f"ensemble member: {exc.message}", path) from None

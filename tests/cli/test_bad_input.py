@@ -191,3 +191,141 @@ def test_remap_on_class_folders_is_refused(
     root = _class_folder(tmp_path / "data")
     code, _, err = run_cli(["evaluate", str(cls_bundle), str(root), "--remap", "1:0"], capsys)
     _assert_one_line_error(code, err, "--remap applies to masks")
+
+
+# ---- hostile bundle headers and checkpoints (issue 21): one line, exit 2, via evaluate and map --
+
+
+def _hostile_bundle(good: Path, **fields: object) -> Path:
+    """``good``'s tensors under a header with ``fields`` replaced (``_raw`` = the whole text)."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(good), framework="pt") as f:
+        raw = json.loads((f.metadata() or {})["landlearn"])
+    text = fields.pop("_raw", None)
+    raw.update(fields)
+    out = good.with_name("hostile.safetensors")
+    save_file(load_file(str(good)), str(out), metadata={"landlearn": text or json.dumps(raw)})
+    return out
+
+
+HOSTILE_HEADERS: list[tuple[dict[str, object], str]] = [
+    ({"_raw": "[1, 2]"}, "is a list, expected a JSON object"),
+    ({"_raw": "null"}, "is null, expected a JSON object"),
+    ({"format_version": "1"}, "format_version must be an integer >= 0, got '1'"),
+    ({"task": "bogus"}, "unknown bundle task 'bogus'; known: classification, segmentation"),
+    ({"class_names": None}, "class_names must be a list of names, got null"),
+    ({"class_names": [0, 1]}, "class_names[0] must be a non-empty string"),
+    ({"mean": [1.0]}, "mean has 1 values but band_names has 3"),
+    ({"mean": "big"}, "mean must be a list of numbers"),
+    ({"chip_size": 0}, "chip_size must be between 1 and 65536, got 0"),
+    ({"chip_size": "32"}, "chip_size must be an integer, got '32'"),
+    ({"class_colors": [[0, 0, 300]]}, "class_colors[0] must be 3 or 4 integers 0-255"),
+    ({"model_kwargs": [1]}, "model_kwargs must be a JSON object"),
+    ({"model_kwargs": {"widht": 8}}, "does not take model_kwargs key 'widht'; did you mean"),
+    ({"model_kwargs": {"width": 2500}}, "would have 5.6e8 parameters (2.3 GB); limit 2e8"),
+    ({"model_name": "small_cn"}, "unknown model 'small_cn'; did you mean 'small_cnn'?"),
+]
+
+
+@pytest.mark.parametrize("command", ["evaluate", "map"])
+@pytest.mark.parametrize(("fields", "needle"), HOSTILE_HEADERS)
+def test_hostile_bundle_header_is_one_line(
+    cls_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str,
+    fields: dict[str, object], needle: str,
+) -> None:  # fmt: skip
+    bad = _hostile_bundle(cls_bundle, **fields)
+    if command == "evaluate":
+        args = ["evaluate", str(bad), str(_class_folder(tmp_path / "data"))]
+    else:
+        scene = write_tif(tmp_path / "scene.tif", bands=3)
+        args = ["map", str(bad), str(scene), "-o", str(tmp_path / "out.tif")]
+    code, _, err = run_cli(args, capsys)
+    _assert_one_line_error(code, err, "hostile.safetensors", needle)
+    assert not (tmp_path / "out.tif").exists()
+
+
+def _many_classes_bundle(tmp_path: Path, k: int) -> Path:
+    import torch
+
+    from landlearn.bundle import BundleMeta, save_bundle
+    from landlearn.models import build_model
+
+    torch.manual_seed(0)
+    names = ["water", "forest", *(f"c{i}" for i in range(k - 2))]
+    meta = BundleMeta(
+        task="classification", model_name="small_cnn", model_kwargs={"width": 4, "depth": 1},
+        band_names=["red", "green", "blue"], mean=[100.0] * 3, std=[50.0] * 3,
+        class_names=names, chip_size=32,
+    )  # fmt: skip
+    model = build_model("small_cnn", in_channels=3, num_classes=k, width=4, depth=1)
+    return save_bundle(tmp_path / "many.safetensors", model, meta)
+
+
+def test_map_refuses_more_classes_than_the_class_band_holds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bundle = _many_classes_bundle(tmp_path, 256)
+    scene = write_tif(tmp_path / "scene.tif", bands=3)
+    capsys.readouterr()  # "wrote bundle" when an earlier test left the CLI's log handler
+    code, _, err = run_cli(["map", str(bundle), str(scene), "-o", str(tmp_path / "o.tif")], capsys)
+    _assert_one_line_error(
+        code, err, "many.safetensors", "map: 256 classes do not fit the uint8 class band"
+    )
+    assert not (tmp_path / "o.tif").exists()
+    # evaluate has no class band: the same bundle scores a class folder
+    out = tmp_path / "m.json"
+    args = ["evaluate", str(bundle), str(_class_folder(tmp_path / "data")), "--out", str(out)]
+    code, _, err = run_cli(args, capsys)
+    assert code == 0, err
+    assert "overall_accuracy" in out.read_text()
+
+
+@pytest.mark.parametrize("command", ["evaluate", "map"])
+@pytest.mark.parametrize(
+    ("kind", "needle"),
+    [
+        ("mismatch", "weights do not fit model 'small_cnn': shape of fc.1.weight is (5, 64) in the "
+                     "file, (2, 64) in the model"),
+        ("list", "checkpoint's state_dict is a list, expected a mapping"),
+        ("meta", "checkpoint's landlearn_bundle_meta is a list, expected the JSON text"),
+        ("pickle", "checkpoint holds pickled objects besides weights (the Python global print); "
+                   "landlearn loads weights only (torch.load weights_only=True) and refused it"),
+    ],
+)  # fmt: skip
+def test_hostile_checkpoint_is_one_line(
+    cls_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str,
+    kind: str, needle: str,
+) -> None:  # fmt: skip
+    import torch
+
+    from landlearn.bundle import read_meta
+    from landlearn.models import build_model
+
+    meta = read_meta(cls_bundle).to_json()
+    five = build_model("small_cnn", in_channels=3, num_classes=5)
+    state = {f"model.{k}": v for k, v in five.state_dict().items()}
+    ckpt: dict[str, object] = {
+        "mismatch": {"state_dict": state, "landlearn_bundle_meta": meta},
+        "list": {"state_dict": [1], "landlearn_bundle_meta": meta},
+        "meta": {"state_dict": state, "landlearn_bundle_meta": [meta]},
+        "pickle": {"state_dict": state, "callbacks": _PrintOnLoad()},
+    }[kind]
+    path = tmp_path / "last.ckpt"
+    torch.save(ckpt, path)
+    if command == "evaluate":
+        args = ["evaluate", str(path), str(_class_folder(tmp_path / "data"))]
+    else:
+        scene = write_tif(tmp_path / "scene.tif", bands=3)
+        args = ["map", str(path), str(scene), "-o", str(tmp_path / "out.tif")]
+    code, out, err = run_cli(args, capsys)
+    _assert_one_line_error(code, err, "last.ckpt", needle)
+    assert "code ran" not in out
+
+
+class _PrintOnLoad:
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (print, ("code ran",))

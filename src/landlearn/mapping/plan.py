@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from landlearn.bundle import Predictor, load_bundle
+from landlearn.bundle_check import check_map_classes
 from landlearn.ensemble import check_members
 from landlearn.errors import LandlearnError
 from landlearn.mapping.blend import BLENDS, TileGrid, weight_window
@@ -139,6 +140,7 @@ def make_plan(
     # Bands are matched to the scene per member below, so members may name them differently.
     where = [None if isinstance(b, Predictor) else b for b in bundles]
     check_members(preds, where, same_bands=False)
+    check_map_classes(first.meta.num_classes, where[0])
     src = open_scene(scene)
     with src:
         per_member = [select_bands(src, p.band_names, bands) for p in preds]

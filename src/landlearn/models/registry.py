@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -12,14 +13,29 @@ from landlearn.registry import Registry
 ModelBuilder = Callable[..., nn.Module]
 MODELS: Registry[ModelBuilder] = Registry("model")
 
-__all__ = ["MODELS", "ModelBuilder", "build_model", "list_models", "model_task", "register_model"]
+__all__ = [
+    "MODELS",
+    "ModelBuilder",
+    "build_model",
+    "builder_signature",
+    "list_models",
+    "model_task",
+    "register_model",
+]
 
 
-def register_model(name: str, task: str) -> Callable[[ModelBuilder], ModelBuilder]:
-    """Register a builder under ``name``; ``task`` is ``classification`` or ``segmentation``."""
+def register_model(
+    name: str, task: str, *, kwargs_from: Callable[..., Any] | None = None
+) -> Callable[[ModelBuilder], ModelBuilder]:
+    """Register a builder under ``name``; ``task`` is ``classification`` or ``segmentation``.
+
+    ``kwargs_from``: for a builder that passes ``**kwargs`` on (to an smp or timm class), the
+    callable that receives them; its named parameters are then the extra keys the builder takes
+    (:func:`builder_signature`), so a bundle's misspelt key is refused instead of ignored.
+    """
     if task not in ("classification", "segmentation"):
         raise RuntimeError(f"bad task {task!r} for model {name!r}")
-    return MODELS.register(name, task=task)
+    return MODELS.register(name, task=task, kwargs_from=kwargs_from)
 
 
 def build_model(
@@ -54,3 +70,35 @@ def model_task(name: str) -> str:
 def list_models() -> list[str]:
     """Sorted registered model names."""
     return MODELS.names()
+
+
+def builder_signature(name: str) -> inspect.Signature:
+    """The keyword parameters a registered builder takes, with annotations resolved.
+
+    A builder registered with ``kwargs_from`` gets that callable's named parameters in place of
+    its ``**kwargs``. ``landlearn.bundle`` checks a bundle's ``model_kwargs`` against the result
+    before building anything.
+
+    Raises:
+        LandlearnError: unknown name (with the nearest known one).
+    """
+    sig = _signature(MODELS.get(name))
+    target = MODELS.tags(name).get("kwargs_from")
+    if target is None:
+        return sig
+    own = [p for p in sig.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    names = {p.name for p in own}
+    extra = [
+        p.replace(kind=p.KEYWORD_ONLY)
+        for p in _signature(target).parameters.values()
+        if p.name not in names and p.name != "self"
+        and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]  # fmt: skip
+    return sig.replace(parameters=[*own, *extra])
+
+
+def _signature(fn: Callable[..., Any]) -> inspect.Signature:
+    try:
+        return inspect.signature(fn, eval_str=True)
+    except (NameError, TypeError, SyntaxError):  # an annotation that does not resolve here
+        return inspect.signature(fn)
