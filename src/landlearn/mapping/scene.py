@@ -30,7 +30,7 @@ from landlearn.errors import LandlearnError
 from landlearn.mapping.blend import StreamingBlender
 from landlearn.mapping.outputs import AreaCounter, write_json, write_preview, write_qgis_style
 from landlearn.mapping.plan import BundleLike, Plan, block_products, make_plan, quantized_bands
-from landlearn.mapping.reader import WindowReader
+from landlearn.mapping.reader import WindowReader, check_scene
 from landlearn.mapping.writer import MapWriter
 
 log = logging.getLogger(__name__)
@@ -237,6 +237,7 @@ def map_scene(
     """
     start = time.perf_counter()
     out = Path(out)
+    check_scene(scene)  # before anything resolves it: a symlink loop or a FIFO, by name
     if out.exists() and out.is_dir():
         raise LandlearnError("output is a folder; give a .tif path", out)
     if out.resolve() == Path(scene).resolve():
