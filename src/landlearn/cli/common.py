@@ -48,6 +48,9 @@ def setup_logging(quiet: bool = False, debug: bool = False) -> None:
     logging.getLogger("landlearn").setLevel(level)
     for noisy in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
         logging.getLogger(noisy).setLevel(logging.WARNING if quiet else logging.INFO)
+    # GDAL's own warnings (e.g. a truncated file's "Bogus StripByteCounts", twice) come before
+    # landlearn's one-line error about the same file; --debug shows them.
+    logging.getLogger("rasterio._env").setLevel(logging.WARNING if debug else logging.ERROR)
     if not debug:
         import warnings
 

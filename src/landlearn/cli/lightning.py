@@ -72,10 +72,11 @@ class LandlearnCLI(LightningCLI):
         self.argv = list(user_argv or [])
         super().__init__(*args, **kwargs)
 
-    def before_instantiate_classes(self) -> None:
-        """Range-check the parsed config before Lightning builds (or spawns) anything."""
-        cfg = self.config[self.subcommand] if self.subcommand else self.config
-        check_config_values(cfg, self.argv)
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse, then range-check the config before Lightning seeds, builds or spawns anything."""
+        super().parse_arguments(parser, args)
+        sub = self.config.get("subcommand")
+        check_config_values(self.config[sub] if sub else self.config, self.argv)
 
     def _run_subcommand(self, subcommand: str) -> None:
         """Run it; a failed run's folder goes when it holds only Lightning's start-up files."""

@@ -250,9 +250,7 @@ class ColorTable:
         Raises:
             LandlearnError: missing file, unknown columns or bad colours.
         """
-        p = Path(path)
-        if not p.is_file():
-            raise LandlearnError("colour table not found", p)
+        p = check_input_file(path, "colour table (CSV)", allow_empty=True, utf8_name=False)
         with p.open(newline="", encoding="utf-8-sig") as fh:
             rows = list(csv.DictReader(fh))
         cols = {c.strip().lower() for c in (rows[0].keys() if rows else [])}
