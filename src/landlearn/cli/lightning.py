@@ -42,8 +42,12 @@ __all__ = ["LandlearnCLI", "check_configs", "make_cli", "run_lightning"]
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
 
-class _ParseError(Exception):
-    """jsonargparse's error message, raised instead of printing the usage and exiting."""
+class _ParseError(BaseException):
+    """jsonargparse's error message, raised instead of printing the usage and exiting.
+
+    A ``BaseException`` like the ``SystemExit`` it replaces, so no ``except Exception`` inside
+    jsonargparse or Lightning swallows it on the way to :func:`make_cli`.
+    """
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
