@@ -39,7 +39,7 @@ data:
     [({"trainer": "max_epochs: -3"}, "c.yaml: trainer.max_epochs: must be >= 1 (or -1 for no "
       "limit), got -3"),
      ({"batch_size": 0}, "c.yaml: data.init_args.batch_size: must be >= 1, got 0"),
-     ({"model": ", lr: -1"}, "c.yaml: model.init_args.lr: must be a positive number, got -1"),
+     ({"model": ", lr: -1"}, "c.yaml: model.init_args.lr: must be a finite number >= 0, got -1"),
      ({"trainer": "fast_dev_run: 1, devices: 10000"},
       "c.yaml: trainer.devices: 10000 devices asked for, but this machine has"),
      ({"trainer": "fast_dev_run: 1, devices: 0"}, "c.yaml: trainer.devices: must be >= 1"),

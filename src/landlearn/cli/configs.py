@@ -292,7 +292,8 @@ def check_config_values(cfg: Any, argv: list[str]) -> None:
                  lambda v: v >= 0, "must be >= 0")  # fmt: skip
     _check_range(
         argv, "model.init_args.lr", _get(cfg, "model.init_args.lr"),
-        lambda v: v > 0 and math.isfinite(v), "must be a positive number",
+        # 0 is allowed, as torch allows it: weights stay put (a test of early stopping uses it)
+        lambda v: v >= 0 and math.isfinite(v), "must be a finite number >= 0",
     )  # fmt: skip
     _check_range(
         argv, "model.init_args.weight_decay", _get(cfg, "model.init_args.weight_decay"),
