@@ -170,14 +170,9 @@ def read_meta(path: str | os.PathLike[str]) -> BundleMeta:
 
 
 def _check_file(path: str | os.PathLike[str]) -> Path:
-    path = Path(path)
-    if not path.exists():
-        raise LandlearnError("no such file", path)
-    if path.is_dir():
-        raise LandlearnError("is a folder, expected a .safetensors bundle", path)
-    if path.stat().st_size == 0:
-        raise LandlearnError("file is empty (0 bytes)", path)
-    return path
+    from landlearn.inputs import check_input_file
+
+    return check_input_file(path, "bundle (.safetensors or .ckpt)")
 
 
 def load_bundle(

@@ -58,7 +58,7 @@ def test_bad_files_name_file_and_problem(
 
 
 def test_missing_file_and_bad_bands(pair: Path, tmp_path: Path) -> None:
-    with pytest.raises(LandlearnError, match="file not found"):
+    with pytest.raises(LandlearnError, match="not found"):
         read_raster(tmp_path / "nope.tif")
     with pytest.raises(LandlearnError, match="start at 1"):
         read_raster(pair / "scene.tif", bands=[0])

@@ -12,10 +12,18 @@ from pathlib import Path
 from typing import Any
 
 from landlearn.atomic import atomic_path
+from landlearn.errors import LandlearnError
 
-__all__ = ["atomic_path", "progress_bar", "setup_logging", "stderr_console", "write_json"]
+__all__ = [
+    "atomic_path",
+    "check_device",
+    "progress_bar",
+    "setup_logging",
+    "stderr_console",
+    "write_json",
+]
 
-_STATE = {"quiet": False}
+_STATE = {"quiet": False, "debug": False}
 
 
 def stderr_console() -> Any:
@@ -30,6 +38,7 @@ def setup_logging(quiet: bool = False, debug: bool = False) -> None:
     from rich.logging import RichHandler
 
     _STATE["quiet"] = quiet
+    _STATE["debug"] = debug
     level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
     handler = RichHandler(console=stderr_console(), show_path=debug, show_time=False)
     handler.addFilter(_drop_ads)
@@ -39,12 +48,28 @@ def setup_logging(quiet: bool = False, debug: bool = False) -> None:
     logging.getLogger("landlearn").setLevel(level)
     for noisy in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
         logging.getLogger(noisy).setLevel(logging.WARNING if quiet else logging.INFO)
+    # GDAL's own warnings (e.g. a truncated file's "Bogus StripByteCounts", twice) come before
+    # landlearn's one-line error about the same file; --debug shows them.
+    logging.getLogger("rasterio._env").setLevel(logging.WARNING if debug else logging.ERROR)
     if not debug:
         import warnings
 
         warnings.filterwarnings("ignore", category=UserWarning, module=r"lightning\..*")
         warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=r".*LeafSpec.*")  # inside Lightning
+        warnings.showwarning = _log_warning
+
+
+def _log_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    """A warning as one log line: no Python file name and source line (``--debug`` has them)."""
+    logging.getLogger("landlearn").warning("%s", " ".join(str(message).split()))
 
 
 def _drop_ads(record: logging.LogRecord) -> bool:
@@ -55,6 +80,11 @@ def _drop_ads(record: logging.LogRecord) -> bool:
 def is_quiet() -> bool:
     """Whether ``-q`` was given."""
     return _STATE["quiet"]
+
+
+def is_debug() -> bool:
+    """Whether ``--debug`` was given."""
+    return _STATE["debug"]
 
 
 @contextmanager
@@ -113,3 +143,35 @@ def eprint(message: str) -> None:
     """One line on stderr."""
     sys.stderr.write(message.rstrip("\n") + "\n")
     sys.stderr.flush()
+
+
+def check_device(device: str, option: str = "--device") -> str:
+    """``device`` if this machine has it (``auto`` → cuda when there is a GPU, else cpu).
+
+    Raises:
+        LandlearnError: an unknown device name, or a GPU that is not there.
+    """
+    import torch
+
+    name = device.strip().lower()
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    kind, _, index = name.partition(":")
+    if kind not in ("cpu", "cuda", "mps") or (index and not index.isdigit()):
+        raise LandlearnError(f"{option}: unknown device {device!r}; use cpu, cuda, cuda:N or auto")
+    if kind == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise LandlearnError(
+                f"{option}: device {device!r} asked for, but this machine has no CUDA GPU; use cpu"
+            )
+        if index and int(index) >= count:
+            raise LandlearnError(
+                f"{option}: device {device!r} asked for, but this machine has {count} GPU(s) "
+                f"(cuda:0..cuda:{count - 1})"
+            )
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise LandlearnError(f"{option}: device {device!r} asked for, but MPS is not available")
+    if kind == "cpu" and index:
+        raise LandlearnError(f"{option}: unknown device {device!r}; use cpu, cuda, cuda:N or auto")
+    return name

@@ -19,11 +19,11 @@ import argparse
 import logging
 import math
 import time
-from pathlib import Path
 from typing import Any
 
-from landlearn.cli.common import progress_bar, write_json
+from landlearn.cli.common import check_device, progress_bar, write_json
 from landlearn.errors import LandlearnError
+from landlearn.inputs import check_input, check_input_file
 
 log = logging.getLogger(__name__)
 
@@ -66,21 +66,48 @@ def parse_remap(text: str | None) -> dict[int, int] | None:
         raise LandlearnError(f"--remap must look like 1:0,2:1,0:255, got {text!r}") from None
 
 
+def check_options(args: argparse.Namespace) -> str:
+    """Options and input paths checked before any bundle or image is read; the device to use.
+
+    Raises:
+        LandlearnError: a batch or chip size below 1, a device this machine lacks, or an input
+            path that is missing, unreadable or not a regular file / folder.
+    """
+    if args.batch_size < 1:
+        raise LandlearnError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.chip_size is not None and args.chip_size < 1:
+        raise LandlearnError(f"--chip-size must be >= 1, got {args.chip_size}")
+    device = check_device(args.device)
+    for bundle in (args.bundle, *args.ensemble):
+        check_input_file(bundle, "bundle (.safetensors or .ckpt)")
+    check_input(args.data, "folder of labelled images, or an image GeoTIFF")
+    if args.label is not None:
+        check_input_file(args.label, "label raster")
+    if args.classes_csv is not None:
+        check_input_file(args.classes_csv, "colour table (CSV)", utf8_name=False)
+    return device
+
+
 def build_dataset(predictor: Any, args: argparse.Namespace) -> Any:
     """The labelled dataset DATA describes, checked against the bundle."""
     from landlearn.data.folders import ColorTable, ImageFolderDataset, MaskFolderDataset
     from landlearn.data.rasters import RasterPairDataset
 
     meta = predictor.meta
-    data = Path(args.data)
-    if not data.exists():
-        raise LandlearnError("no such file or folder", data)
+    data = check_input(args.data, "folder of labelled images, or an image GeoTIFF")
     chip = args.chip_size or meta.chip_size
     remap = parse_remap(args.remap)
     if data.is_file():
         if not args.label:
             raise LandlearnError("a GeoTIFF needs its label raster as the third argument", data)
-        return RasterPairDataset(data, args.label, chip_size=chip, sampler="grid", remap=remap)
+        if meta.task == "classification":
+            raise LandlearnError(
+                "a classification bundle scores a folder of class folders, not an image "
+                "GeoTIFF and a label raster",
+                data,
+            )
+        label = check_input_file(args.label, "label raster")
+        return RasterPairDataset(data, label, chip_size=chip, sampler="grid", remap=remap)
     if meta.task == "classification":
         if remap:
             raise LandlearnError("--remap applies to masks and label rasters, not class folders")
@@ -143,11 +170,12 @@ def run(args: argparse.Namespace) -> int:
     from landlearn.ensemble import load_ensemble
     from landlearn.report.markdown import metrics_markdown
 
+    device = check_options(args)
     members = [args.bundle, *args.ensemble]
     if args.ensemble:
-        predictor: Any = load_ensemble(members, device=args.device)
+        predictor: Any = load_ensemble(members, device=device)
     else:
-        predictor = load_bundle(args.bundle, device=args.device)
+        predictor = load_bundle(args.bundle, device=device)
     dataset = build_dataset(predictor, args)
     if len(dataset) == 0:
         raise LandlearnError("no samples found", args.data)

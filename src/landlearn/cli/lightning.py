@@ -26,19 +26,72 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from landlearn.bundle import save_bundle
-from landlearn.cli.common import atomic_path, is_quiet, write_json
-from landlearn.errors import LandlearnError
+from landlearn.cli.common import atomic_path, is_debug, is_quiet, write_json
+from landlearn.cli.configs import (
+    check_config_values,
+    check_configs,
+    parse_error,
+    remove_empty_run,
+)
 from landlearn.tasks import LandlearnTask
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LandlearnCLI", "make_cli", "run_lightning"]
+__all__ = ["LandlearnCLI", "check_configs", "make_cli", "run_lightning"]
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
 
+class _ParseError(BaseException):
+    """jsonargparse's error message, raised instead of printing the usage and exiting.
+
+    A ``BaseException`` like the ``SystemExit`` it replaces, so no ``except Exception`` inside
+    jsonargparse or Lightning swallows it on the way to :func:`make_cli`.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class _Parser(LightningArgumentParser):
+    """Raises :class:`_ParseError` where jsonargparse would print ~50 lines of usage and exit.
+
+    jsonargparse's inner parsers (``exit_on_error=False``) raise and catch their own errors
+    while trying types, so only the outer ones change; ``--debug`` keeps the full usage.
+    """
+
+    def error(self, message: str, ex: Exception | None = None) -> Any:
+        """Raise :class:`_ParseError`, or behave as jsonargparse does (inner parsers, --debug)."""
+        if not self.exit_on_error or is_debug():
+            return super().error(message, ex)
+        raise _ParseError(message) from ex
+
+
 class LandlearnCLI(LightningCLI):
     """LightningCLI whose model is any landlearn task and whose data is any datamodule."""
+
+    def __init__(self, *args: Any, user_argv: list[str] | None = None, **kwargs: Any) -> None:
+        """``user_argv``: the arguments as the user gave them, to name config files in errors."""
+        self.argv = list(user_argv or [])
+        super().__init__(*args, **kwargs)
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse, then range-check the config before Lightning seeds, builds or spawns anything."""
+        super().parse_arguments(parser, args)
+        sub = self.config.get("subcommand")
+        check_config_values(self.config[sub] if sub else self.config, self.argv)
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        """Run it; a failed run's folder goes when it holds only Lightning's start-up files."""
+        folder = run_dir(self.trainer)
+        existed = folder.exists()
+        try:
+            super()._run_subcommand(subcommand)
+        except BaseException:
+            if not existed and remove_empty_run(folder):
+                log.debug("removed the empty run folder %s", folder)
+            raise
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         """``--bundle PATH``: where ``fit`` writes the model bundle (default: the run folder)."""
@@ -226,31 +279,6 @@ def run_lightning(argv: list[str]) -> int:
     return 0
 
 
-def check_configs(argv: list[str]) -> None:
-    """Each ``--config`` / ``-c`` file exists and is a YAML mapping, else one clear error.
-
-    jsonargparse would print its whole usage (~50 lines) for a missing or broken config.
-    """
-    import itertools
-
-    import yaml
-
-    paths = [b for a, b in itertools.pairwise(argv) if a in ("--config", "-c")]
-    paths += [a.split("=", 1)[1] for a in argv if a.startswith(("--config=", "-c="))]
-    for path in paths:
-        f = Path(path)
-        if not f.is_file():
-            raise LandlearnError("no such config file", f)
-        try:
-            data = yaml.safe_load(f.read_text(encoding="utf-8"))
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            where = getattr(exc, "problem_mark", None)
-            line = f" (line {where.line + 1})" if where is not None else ""
-            raise LandlearnError(f"not valid YAML{line}", f) from None
-        if data is not None and not isinstance(data, dict):
-            raise LandlearnError("a config must be a YAML mapping of sections", f)
-
-
 def _one_log_handler() -> None:
     """Lightning adds its own stream handlers; ours (rich, on the root logger) is enough."""
     for name, lg in list(logging.root.manager.loggerDict.items()):
@@ -262,9 +290,15 @@ def _one_log_handler() -> None:
 
 
 def make_cli(argv: list[str], run: bool = True) -> LandlearnCLI:
-    """Build (and with ``run``, execute) the LightningCLI for ``argv``."""
+    """Build (and with ``run``, execute) the LightningCLI for ``argv``.
+
+    Raises:
+        LandlearnError: a missing, broken or empty config, a key jsonargparse refuses, or a
+            value out of range (one line naming the config file and the key).
+    """
     check_configs(argv)
     _one_log_handler()
+    given = list(argv)
     argv = _translate(argv)
     name = _run_name(argv)
     defaults: dict[str, Any] = {
@@ -276,16 +310,21 @@ def make_cli(argv: list[str], run: bool = True) -> LandlearnCLI:
         },
         "log_every_n_steps": 10,
     }
-    return LandlearnCLI(
-        model_class=LandlearnTask,
-        subclass_mode_model=True,
-        datamodule_class=LightningDataModule,
-        subclass_mode_data=True,
-        trainer_defaults=defaults,
-        seed_everything_default=0,
-        save_config_kwargs={"overwrite": True},
-        parser_kwargs={"parser_mode": "omegaconf"},
-        args=argv,
-        auto_configure_optimizers=False,
-        run=run,
-    )
+    try:
+        return LandlearnCLI(
+            model_class=LandlearnTask,
+            subclass_mode_model=True,
+            datamodule_class=LightningDataModule,
+            subclass_mode_data=True,
+            trainer_defaults=defaults,
+            seed_everything_default=0,
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={"parser_mode": "omegaconf"},
+            parser_class=_Parser,
+            args=argv,
+            auto_configure_optimizers=False,
+            run=run,
+            user_argv=given,
+        )
+    except _ParseError as err:
+        raise parse_error(err.message, given) from None

@@ -14,9 +14,17 @@ import torch
 from torch.utils.data import Dataset
 
 from landlearn.conventions import IGNORE_INDEX
-from landlearn.data.io import IMAGE_SUFFIXES, raster_info, read_mask, read_native, read_raster
+from landlearn.data.io import (
+    IMAGE_SUFFIXES,
+    RASTER_SUFFIXES,
+    raster_info,
+    read_mask,
+    read_native,
+    read_raster,
+)
 from landlearn.data.rasters import check_remap, grid_windows, pad_chip, remap_codes
 from landlearn.errors import LandlearnError
+from landlearn.inputs import check_input_dir, check_input_file
 
 __all__ = [
     "DEFAULT_IGNORE",
@@ -35,8 +43,27 @@ _MASK_SUFFIXES = ("_mask", "_label", "_labels", "_gt")
 _PAIR_SUFFIXES = ("_sat", "_image", "_img", *_MASK_SUFFIXES)
 
 
-def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+def _entries(folder: Path, what: str = "folder") -> list[Path]:
+    """The entries of ``folder``; a folder that cannot be listed is a one-line error."""
+    check_input_dir(folder, what)
+    try:
+        return list(folder.iterdir())
+    except PermissionError:
+        raise LandlearnError("permission denied", folder) from None
+    except OSError as err:
+        raise LandlearnError(
+            f"cannot list folder ({os.strerror(err.errno or 0)})", folder
+        ) from None
+
+
+def _images_in(folder: Path, what: str = "folder") -> list[Path]:
+    """Image files in ``folder``, sorted; FIFOs, devices, broken links named like images refused."""
+    found = []
+    for p in _entries(folder, what):
+        if p.suffix.lower() not in IMAGE_SUFFIXES or p.is_dir():
+            continue
+        found.append(check_input_file(p, "image", utf8_name=p.suffix.lower() in RASTER_SUFFIXES))
+    return sorted(found)
 
 
 class ImageFolderDataset(Dataset[dict[str, torch.Tensor]]):
@@ -100,6 +127,7 @@ class ImageFolderDataset(Dataset[dict[str, torch.Tensor]]):
                 )
             names = [names[b - 1] for b in self.bands]
         self.band_names: list[str] = names
+        self.size: tuple[int, int] = (info.height, info.width)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -111,6 +139,13 @@ class ImageFolderDataset(Dataset[dict[str, torch.Tensor]]):
             raise LandlearnError(
                 f"expected {len(self.band_names)} bands ({', '.join(self.band_names)}), "
                 f"got {image.shape[0]}",
+                path,
+            )
+        if image.shape[1:] != self.size:
+            # Batches stack images, so one odd size would fail deep inside the DataLoader.
+            raise LandlearnError(
+                f"image is {image.shape[1]}×{image.shape[2]} px but {_short(self.files[0])} is "
+                f"{self.size[0]}×{self.size[1]}; all images must have one size (resize them)",
                 path,
             )
         return {
@@ -131,9 +166,7 @@ class ImageFolderDataset(Dataset[dict[str, torch.Tensor]]):
 def _scan_class_folders(
     root: Path, classes: Sequence[str] | None
 ) -> tuple[list[str], list[Path], list[int]]:
-    if not root.is_dir():
-        raise LandlearnError("image folder not found", root)
-    folders = sorted(p.name for p in root.iterdir() if p.is_dir())
+    folders = sorted(p.name for p in _entries(root, "folder of class folders") if p.is_dir())
     if not folders:
         raise LandlearnError("no class sub-folders (expected root/<class>/<image>)", root)
     names = list(classes) if classes is not None else folders
@@ -146,7 +179,7 @@ def _scan_class_folders(
         if name not in folders:
             log.warning("%s: no folder for class %r", root, name)
             continue
-        found = _images_in(root / name)
+        found = _images_in(root / name, "class folder")
         if not found:
             raise LandlearnError(
                 f"class folder has no images ({', '.join(sorted(IMAGE_SUFFIXES))})", root / name
@@ -217,9 +250,7 @@ class ColorTable:
         Raises:
             LandlearnError: missing file, unknown columns or bad colours.
         """
-        p = Path(path)
-        if not p.is_file():
-            raise LandlearnError("colour table not found", p)
+        p = check_input_file(path, "colour table (CSV)", allow_empty=True, utf8_name=False)
         with p.open(newline="", encoding="utf-8-sig") as fh:
             rows = list(csv.DictReader(fh))
         cols = {c.strip().lower() for c in (rows[0].keys() if rows else [])}
@@ -331,9 +362,8 @@ class MaskFolderDataset(Dataset[dict[str, torch.Tensor]]):
         cache_files: int = 4,
     ) -> None:
         self.images_dir, self.masks_dir = Path(images_dir), Path(masks_dir)
-        for folder in (self.images_dir, self.masks_dir):
-            if not folder.is_dir():
-                raise LandlearnError("folder not found", folder)
+        check_input_dir(self.images_dir, "folder of images")
+        check_input_dir(self.masks_dir, "folder of masks")
         self.color_table = color_table
         self.remap = check_remap(remap)
         self.point_fraction = float(point_fraction)
@@ -352,6 +382,8 @@ class MaskFolderDataset(Dataset[dict[str, torch.Tensor]]):
             self.sizes.append((a.height, a.width))
         self.band_names: list[str] = raster_info(self.files[0]).band_names
         self.chip_size = None if chip_size is None else int(chip_size)
+        if self.chip_size is None:
+            _check_one_size(self.files, self.sizes)
         self.chips: list[tuple[int, tuple[int, int, int, int]]] = self._grid_chips()
         self._cache: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
 
@@ -430,11 +462,27 @@ class MaskFolderDataset(Dataset[dict[str, torch.Tensor]]):
         return counts
 
 
+def _short(path: Path) -> str:
+    """``folder/name``: enough to find a file named in a message about another one."""
+    return f"{path.parent.name}/{path.name}"
+
+
+def _check_one_size(files: Sequence[Path], sizes: Sequence[tuple[int, int]]) -> None:
+    """Whole images are stacked into batches: without chips every image needs one size."""
+    for path, (h, w) in zip(files, sizes, strict=True):
+        if (h, w) != sizes[0]:
+            raise LandlearnError(
+                f"image is {h}×{w} px but {_short(files[0])} is {sizes[0][0]}×{sizes[0][1]}; "
+                "give chip_size or resize the images to one size",
+                path,
+            )
+
+
 def _pair_files(
     images_dir: Path, masks_dir: Path, files: Sequence[str | os.PathLike[str]] | None
 ) -> tuple[list[Path], list[Path]]:
-    images = _images_in(images_dir)
-    candidates = _images_in(masks_dir)
+    images = _images_in(images_dir, "folder of images")
+    candidates = _images_in(masks_dir, "folder of masks")
     if images_dir.resolve() == masks_dir.resolve():
         # One folder holding both (DeepGlobe's <id>_sat.jpg beside <id>_mask.png).
         images = [p for p in images if not p.stem.lower().endswith(_MASK_SUFFIXES)]

@@ -21,6 +21,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
 from landlearn.errors import LandlearnError
+from landlearn.inputs import check_input_file, read_error
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -74,13 +75,8 @@ def generic_band_names(count: int) -> list[str]:
 
 def _check_file(path: str | os.PathLike[str]) -> Path:
     p = Path(path)
-    if not p.exists():
-        raise LandlearnError("file not found", p)
-    if not p.is_file():
-        raise LandlearnError("not a file (a folder?)", p)
-    if p.stat().st_size == 0:
-        raise LandlearnError("empty file (0 bytes)", p)
-    return p
+    # GDAL needs UTF-8 names; PIL opens any name the OS gives.
+    return check_input_file(p, "raster or image", utf8_name=_is_raster(p))
 
 
 def _is_raster(path: Path) -> bool:
@@ -166,7 +162,7 @@ def read_native(
             try:
                 return src.read(indexes, window=window)
             except RasterioError as err:
-                raise LandlearnError(f"corrupt raster ({err})", p) from err
+                raise read_error(err, p, window) from err
     arr = _pil_array(_open_pil(p))
     indexes = _band_indexes(bands, arr.shape[0], p)
     rows, cols = _window_slices(window)

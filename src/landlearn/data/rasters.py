@@ -18,6 +18,7 @@ from typing import Any, Literal, cast
 import numpy as np
 import rasterio
 import torch
+from rasterio.errors import RasterioError
 from rasterio.windows import Window
 from torch.utils.data import Dataset
 
@@ -25,6 +26,7 @@ from landlearn.conventions import IGNORE_INDEX
 from landlearn.data.io import raster_info
 from landlearn.data.splits import random_split_indices
 from landlearn.errors import LandlearnError
+from landlearn.inputs import read_error
 
 __all__ = [
     "RasterPairDataset",
@@ -245,7 +247,10 @@ class RasterPairDataset(Dataset[dict[str, torch.Tensor]]):
         return Window(col, row, self.chip_size, self.chip_size), self.regions[k]
 
     def _read_mask(self, label_src: Any, inner: Window) -> np.ndarray:
-        codes = label_src.read(1, window=inner)
+        try:
+            codes = label_src.read(1, window=inner)
+        except RasterioError as err:
+            raise read_error(err, self.label_path, inner) from err
         mask = remap_codes(codes, self.remap)
         if self.label_nodata is not None:
             mask[codes == self.label_nodata] = IGNORE_INDEX
@@ -264,7 +269,10 @@ class RasterPairDataset(Dataset[dict[str, torch.Tensor]]):
         inner, more = _intersect(inner, scene)
         pads = cast(Region, tuple(a + b for a, b in zip(pads, more, strict=True)))
         image_src, label_src = self._open()
-        image = image_src.read(self.bands, window=inner).astype(np.float32, copy=False)
+        try:
+            image = image_src.read(self.bands, window=inner).astype(np.float32, copy=False)
+        except RasterioError as err:
+            raise read_error(err, self.image_path, inner) from err
         mask = self._read_mask(label_src, inner)
         nan = np.isnan(image).any(axis=0)
         if nan.any():

@@ -152,8 +152,8 @@ def make_plan(
         }
         itemsize = np.dtype(src.dtypes[0]).itemsize * src.count
         if src.crs is None:
+            # Once: the CLI shows warnings as log lines (cli/common.py), the API as warnings.
             msg = f"{scene}: raster has no CRS; the map will have none"
-            log.warning(msg)
             warnings.warn(msg, UserWarning, stacklevel=3)
     union = list(dict.fromkeys(i for idx in per_member for i in idx))
     takes = [[union.index(i) for i in idx] for idx in per_member]

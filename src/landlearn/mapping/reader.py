@@ -21,15 +21,16 @@ from dataclasses import dataclass
 import numpy as np
 import rasterio
 from rasterio.enums import ColorInterp, MaskFlags
-from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+from rasterio.errors import NotGeoreferencedWarning, RasterioError, RasterioIOError
 from rasterio.windows import Window
 
 from landlearn.errors import LandlearnError
+from landlearn.inputs import check_input_file, read_error
 from landlearn.mapping.blend import TileGrid, reflect_index
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Batch", "WindowReader", "band_key", "open_scene", "select_bands"]
+__all__ = ["Batch", "WindowReader", "band_key", "check_scene", "open_scene", "select_bands"]
 
 # Sentinel-2 band ↔ common names; a name's key set is everything it is also called.
 _ALIASES: list[set[str]] = [
@@ -64,9 +65,12 @@ def _keys(name: str) -> set[str]:
 
 
 def open_scene(path: str | os.PathLike[str]) -> rasterio.DatasetReader:
-    """Open a raster; ``LandlearnError`` when it is missing or not a raster GDAL can read."""
-    if not os.path.exists(path):
-        raise LandlearnError("no such file", path)
+    """Open a raster; ``LandlearnError`` when it is missing or not a raster GDAL can read.
+
+    A local path must be a regular, readable file (a FIFO would block forever); GDAL's own
+    names (``/vsicurl/...``, ``DRIVER:file:subdataset``) go to GDAL as they are.
+    """
+    check_scene(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
@@ -80,6 +84,24 @@ def open_scene(path: str | os.PathLike[str]) -> rasterio.DatasetReader:
         src.close()
         raise LandlearnError(f"complex pixels ({src.dtypes[0]}) are not supported", path)
     return src
+
+
+def check_scene(path: str | os.PathLike[str]) -> None:
+    """A local scene path is a regular, readable file; GDAL's virtual names pass unchecked.
+
+    Raises:
+        LandlearnError: missing, a FIFO / device / folder, a symlink loop, unreadable.
+    """
+    if not _gdal_name(path):
+        check_input_file(path, "scene (a raster file)")
+
+
+def _gdal_name(path: str | os.PathLike[str]) -> bool:
+    """A GDAL virtual path or subdataset name rather than a file on disk."""
+    name = os.fspath(path)
+    if os.path.lexists(name):
+        return False
+    return name.startswith("/vsi") or re.match(r"^[A-Za-z][A-Za-z0-9_]+:", name) is not None
 
 
 def _scene_names(src: rasterio.DatasetReader) -> list[str | None]:
@@ -296,13 +318,16 @@ def read_window(
     xs = reflect_index(np.arange(x0, x0 + grid.tile_w), grid.width)
     ya, yb, xa, xb = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
     win = Window(xa, ya, xb - xa, yb - ya)
-    data = src.read(indexes, window=win, out_dtype="float32")  # (C, h, w)
-    ok = np.isfinite(data).all(axis=0)
-    nodata = src.nodata
-    if nodata is not None and not np.isnan(nodata):
-        ok &= ~(data == np.float32(nodata)).all(axis=0)
-    if _uses_mask(src):
-        ok &= src.dataset_mask(window=win) > 0
+    try:
+        data = src.read(indexes, window=win, out_dtype="float32")  # (C, h, w)
+        ok = np.isfinite(data).all(axis=0)
+        nodata = src.nodata
+        if nodata is not None and not np.isnan(nodata):
+            ok &= ~(data == np.float32(nodata)).all(axis=0)
+        if _uses_mask(src):
+            ok &= src.dataset_mask(window=win) > 0
+    except RasterioError as err:  # a truncated file opens fine and fails on a block past its end
+        raise read_error(err, src.name, win) from err
     iy, ix = np.ix_(ys - ya, xs - xa)
     out[...] = data[:, iy, ix]
     valid[...] = ok[iy, ix]

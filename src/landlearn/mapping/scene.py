@@ -38,7 +38,7 @@ from landlearn.mapping.outputs import (
     write_qgis_style,
 )
 from landlearn.mapping.plan import BundleLike, Plan, block_products, make_plan, quantized_bands
-from landlearn.mapping.reader import WindowReader
+from landlearn.mapping.reader import WindowReader, check_scene
 from landlearn.mapping.writer import MapWriter
 from landlearn.safety import check_outputs
 
@@ -253,6 +253,7 @@ def map_scene(
     """
     start = time.perf_counter()
     out = Path(out)
+    check_scene(scene)  # before anything resolves it: a symlink loop or a FIFO, by name
     members = _bundles(bundle, ensemble)
     files = MapFiles(out, preview)
     _check_map_outputs(files, scene, members, overwrite)
