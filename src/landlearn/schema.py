@@ -214,9 +214,8 @@ class InputSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (lists, floats; NaN no-data as ``"nan"``)."""
-        nodata: float | str | None = self.nodata
-        if nodata is not None and math.isnan(nodata):
-            nodata = "nan"
+        nan = self.nodata is not None and math.isnan(self.nodata)
+        nodata: float | str | None = "nan" if nan else self.nodata
         return {
             "name": self.name,
             "kind": self.kind,
