@@ -12,12 +12,24 @@ from landlearn.registry import Registry
 ModelBuilder = Callable[..., nn.Module]
 MODELS: Registry[ModelBuilder] = Registry("model")
 
-__all__ = ["MODELS", "ModelBuilder", "build_model", "list_models", "model_task", "register_model"]
+MODEL_TASKS = ("classification", "segmentation", "regression")
+"""What a registered model predicts: class logits per scene or per pixel, or scene regression
+targets (``num_classes`` is then the number of targets)."""
+
+__all__ = [
+    "MODELS",
+    "MODEL_TASKS",
+    "ModelBuilder",
+    "build_model",
+    "list_models",
+    "model_task",
+    "register_model",
+]
 
 
 def register_model(name: str, task: str) -> Callable[[ModelBuilder], ModelBuilder]:
-    """Register a builder under ``name``; ``task`` is ``classification`` or ``segmentation``."""
-    if task not in ("classification", "segmentation"):
+    """Register a builder under ``name``; ``task`` is one of ``MODEL_TASKS``."""
+    if task not in MODEL_TASKS:
         raise RuntimeError(f"bad task {task!r} for model {name!r}")
     return MODELS.register(name, task=task)
 
@@ -47,7 +59,7 @@ def build_model(
 
 
 def model_task(name: str) -> str:
-    """``classification`` or ``segmentation`` for a registered name."""
+    """``classification``, ``segmentation`` or ``regression`` for a registered name."""
     return str(MODELS.tags(name)["task"])
 
 
