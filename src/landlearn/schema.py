@@ -1,7 +1,7 @@
 """The data contract: what a model reads (``InputSpec``) and what it writes (``HeadSpec``).
 
-Both are frozen dataclasses holding plain values (tuples, floats, strings), validated on
-construction, with a JSON round trip (``to_dict`` / ``from_dict``) that the model bundle stores.
+Both are frozen dataclasses holding plain values, validated on construction (sequences given
+as lists are stored as tuples, so specs compare and hash by value), with a JSON round trip (``to_dict`` / ``from_dict``) that the model bundle stores.
 Datasets and datamodules expose them; tasks, bundles, predictors, maps and reports read them
 instead of branching on "classification or segmentation" (``DESIGN.md``, "named inputs, named
 heads").
@@ -164,9 +164,9 @@ class InputSpec:
 
     name: str
     kind: str = "raster"
-    bands: tuple[str, ...] = ()
-    mean: tuple[float, ...] | None = None
-    std: tuple[float, ...] | None = None
+    bands: Sequence[str] = ()
+    mean: Sequence[float] | None = None
+    std: Sequence[float] | None = None
     nodata: float | None = None
     chip_size: int | None = None
     resolution: float | None = None
@@ -287,12 +287,12 @@ class HeadSpec:
 
     name: str
     kind: str
-    classes: tuple[str, ...] = ()
-    colors: tuple[tuple[int, int, int], ...] = ()
-    targets: tuple[str, ...] = ()
-    units: tuple[str, ...] = ()
-    mean: tuple[float, ...] | None = None
-    std: tuple[float, ...] | None = None
+    classes: Sequence[str] = ()
+    colors: Sequence[Sequence[int]] = ()
+    targets: Sequence[str] = ()
+    units: Sequence[str] = ()
+    mean: Sequence[float] | None = None
+    std: Sequence[float] | None = None
     variance: bool = False
     target_key: str = ""
     ignore_index: int | None = field(default=None)
