@@ -48,7 +48,7 @@ from _common import (
     write_outputs,
 )
 
-from landlearn.data.presto import PrestoDataModule
+from landlearn.data.presto import FEATURE_GROUPS, PrestoDataModule
 from landlearn.metrics import RegressionMetrics
 from landlearn.models import build_model
 from landlearn.models.regressors import split_mean_logvar
@@ -68,6 +68,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--weight-decay", type=float, default=1e-2)
     p.add_argument("--hidden", nargs="+", type=int, default=[256, 256])
     p.add_argument("--dropout", type=float, default=0.5)
+    p.add_argument("--features", nargs="+", default=list(FEATURE_GROUPS), choices=FEATURE_GROUPS)
     p.add_argument("--eval-split", choices=("test", "val"), default="test")
     p.add_argument("--val-fraction", type=float, default=0.15, help="sites, with --eval-split val")
     p.add_argument("--limit-train", type=int, default=None, help="training rows, for smoke runs")
@@ -146,8 +147,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     val = args.val_fraction if args.eval_split == "val" else 0.0
     dm = PrestoDataModule(
-        args.data, task="fuel_moisture", val_fraction=val, limit_train=args.limit_train
-    )
+        args.data, task="fuel_moisture", features=args.features, val_fraction=val,
+        limit_train=args.limit_train,
+    )  # fmt: skip
     dm.setup()
     split = args.eval_split
     y_eval = dm.arrays(split)[1]
@@ -181,6 +183,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "split": split,
         "rows": {k: len(v) for k, v in dm.splits.items()},
         "features": len(dm.columns),
+        "feature_groups": list(args.features),
         "recipe": {
             k: getattr(args, k)
             for k in ("epochs", "batch_size", "lr", "weight_decay", "hidden", "dropout", "seeds")

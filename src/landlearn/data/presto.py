@@ -42,6 +42,7 @@ from landlearn.schema import HeadSpec, InputSpec
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "FEATURE_GROUPS",
     "PRESTO_BANDS",
     "PRESTO_TASKS",
     "FeatureDataset",
