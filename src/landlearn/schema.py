@@ -1,10 +1,10 @@
 """The data contract: what a model reads (``InputSpec``) and what it writes (``HeadSpec``).
 
 Both are frozen dataclasses holding plain values, validated on construction (sequences given
-as lists are stored as tuples, so specs compare and hash by value), with a JSON round trip (``to_dict`` / ``from_dict``) that the model bundle stores.
-Datasets and datamodules expose them; tasks, bundles, predictors, maps and reports read them
-instead of branching on "classification or segmentation" (``DESIGN.md``, "named inputs, named
-heads").
+as lists are stored as tuples, so specs compare and hash by value), with a JSON round trip
+(``to_dict`` / ``from_dict``) that the model bundle stores. Datasets and datamodules expose
+them; tasks, bundles, predictors, maps and reports read them instead of branching on
+"classification or segmentation" (``DESIGN.md``, "named inputs, named heads").
 
 - ``InputSpec``: the sample key (``name``), ``kind`` (``raster`` | ``table`` | ``photos``), band
   or column names, per-band statistics of the training split in raw units, the no-data value,
