@@ -84,3 +84,40 @@ def test_segmentation_full_and_sparse_on_a_tiny_budget(shared_data: Path, tmp_pa
     assert 0.0 <= record["ratios"]["dubai"]["miou_0.05_points_over_full"]
     md = (tmp_path / "s.md").read_text()
     assert "mIoU d4 TTA" in md and "brightness and contrast 1 ± 0.5" in md
+
+
+def test_fuel_moisture_on_a_tiny_fake_presto(tmp_path: Path) -> None:
+    import importlib.util
+
+    from tests.conftest import fixture_maker
+
+    data = fixture_maker("presto").make(tmp_path / "presto")
+    out = tmp_path / "fm.json"
+    # in-process: a subprocess would spend ~10 s importing torch and lightning again
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        spec = importlib.util.spec_from_file_location(
+            "_fm", ROOT / "benchmarks" / "fuel_moisture.py"
+        )
+        assert spec is not None and spec.loader is not None
+        fm = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(fm)
+        md_path = str(tmp_path / "m.md")
+        argv = ["--data", str(data), "--epochs", "2", "--seeds", "0", "1", "--hidden", "8",
+                "--batch-size", "16", "--json", str(out), "--md", md_path]  # fmt: skip
+        code = fm.main(argv)
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    assert code == 0
+    record = json.loads(out.read_text())
+    assert record["rows"] == {"train": 40, "val": 0, "test": 20} and record["features"] == 58
+    assert [(r["model"], r["seed"]) for r in record["runs"]] == [
+        (m, s) for m in ("mlp", "mlp_nll", "hgb", "rf") for s in (0, 1)
+    ]
+    for r in record["runs"]:
+        assert r["metrics"]["per_target"]["count"] == [20] and r["metrics"]["mae"] > 0
+        assert (r["metrics"]["nll"] is not None) == (r["model"] == "mlp_nll")
+    assert record["summary"]["hgb"]["r2"][1] == 0.0  # no randomness in the boosted trees
+    assert record["runs"][0]["metrics"] != record["runs"][1]["metrics"]  # seeds differ
+    md = (tmp_path / "m.md").read_text()
+    assert md.startswith("| model | R² | MAE (%) |") and "| mlp_nll |" in md

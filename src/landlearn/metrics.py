@@ -17,6 +17,11 @@ the exact-match ratio (a sample is right when all its labelled labels are), per-
 per label, ``kappa`` comes from the pooled 2×2 table of all label decisions, the confusion matrix
 is one ``[[tn, fp], [fn, tp]]`` per label, and calibration bins hold each label's decision with
 confidence ``max(p, 1 - p)``.
+
+:class:`RegressionMetrics` is the same kind of ``Metric`` for regression heads: MAE, RMSE and R²
+per target and averaged over targets, and the Gaussian negative log-likelihood when the head
+predicts a log-variance, from float64 sums (synced with ``dist_reduce_fx="sum"``). NaN targets
+are left out, target by target.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ MODES = ("multiclass", "binary", "multilabel")
 
 __all__ = [
     "LandCoverMetrics",
+    "RegressionMetrics",
     "expected_calibration_error",
     "mean_iou_present",
 ]
@@ -337,4 +343,123 @@ class LandCoverMetrics(Metric):
             "confusion_matrix": matrix,
             "reliability": self._reliability(),
             ("pixels" if self.task == "segmentation" else "samples"): int(count),
+        }
+
+
+_LOG_2PI = math.log(2 * math.pi)
+
+
+def _per_target(x: Tensor, t: int, what: str) -> Tensor:
+    """``(B,)`` (one target), ``(B, T)`` or ``(B, T, H, W)`` → rows ``(N, T)``."""
+    if x.dim() == 1 and t == 1:
+        x = x[:, None]
+    if x.dim() < 2 or x.shape[1] != t:
+        raise LandlearnError(
+            f"{what} has shape {tuple(x.shape)}; expected (B, {t}) or (B, {t}, H, W) "
+            f"for {t} targets"
+        )
+    return x.detach().movedim(1, -1).reshape(-1, t).double()
+
+
+class RegressionMetrics(Metric):
+    """MAE, RMSE, R² per target and averaged; Gaussian NLL when log-variances are given.
+
+    ``update(pred, target, log_var=None)`` with predictions and targets in the same units,
+    ``(B, T)`` (scene heads; ``(B,)`` for one target) or ``(B, T, H, W)`` (pixel heads). Entries
+    whose target is NaN are skipped, so each target counts its own labelled samples. ``log_var``
+    is the predicted log-variance (same shape, same units squared); the NLL is the full Gaussian
+    one, ``0.5 * (log 2π + log σ² + (y - μ)² / σ²)``, averaged over labelled entries.
+
+    Averages over targets are unweighted (scikit-learn's ``uniform_average``) over the targets
+    where the number is defined. R² is ``1 - SSE / SST`` with SST about the split's own mean,
+    undefined (None) with fewer than 2 labelled values or a constant target.
+    """
+
+    is_differentiable = False
+    higher_is_better = None  # mixed: R² is higher-better, the errors lower-better
+    full_state_update = False
+    count: Tensor
+    sum_abs: Tensor
+    sum_sq: Tensor
+    sum_y: Tensor
+    sum_y2: Tensor
+    nll_sum: Tensor
+    nll_count: Tensor
+
+    def __init__(self, targets: int | list[str], **kwargs: Any) -> None:
+        """``targets``: target names, or their number (named ``target_<i>``)."""
+        super().__init__(**kwargs)
+        names = [f"target_{i}" for i in range(targets)] if isinstance(targets, int) else targets
+        if not names:
+            raise LandlearnError("RegressionMetrics needs at least one target")
+        self.target_names = list(names)
+        t = len(self.target_names)
+        for name in ("sum_abs", "sum_sq", "sum_y", "sum_y2", "nll_sum"):
+            self.add_state(name, torch.zeros(t, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", torch.zeros(t, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("nll_count", torch.zeros(t, dtype=torch.long), dist_reduce_fx="sum")
+
+    @property
+    def num_targets(self) -> int:
+        """Number of targets."""
+        return len(self.target_names)
+
+    def update(self, pred: Tensor, target: Tensor, log_var: Tensor | None = None) -> None:
+        """Add a batch (see the class docstring for shapes).
+
+        Raises:
+            LandlearnError: shapes that do not match the number of targets or each other.
+        """
+        t = self.num_targets
+        p, y = _per_target(pred, t, "pred"), _per_target(target, t, "target")
+        if p.shape != y.shape:
+            raise LandlearnError(
+                f"pred {tuple(pred.shape)} and target {tuple(target.shape)} do not match"
+            )
+        valid = ~y.isnan()
+        err = torch.where(valid, p - y, 0.0)
+        y0 = torch.where(valid, y, 0.0)
+        self.count += valid.sum(0)
+        self.sum_abs += err.abs().sum(0)
+        self.sum_sq += (err**2).sum(0)
+        self.sum_y += y0.sum(0)
+        self.sum_y2 += (y0**2).sum(0)
+        if log_var is not None:
+            lv = _per_target(log_var, t, "log_var")
+            if lv.shape != y.shape:
+                raise LandlearnError(
+                    f"log_var {tuple(log_var.shape)} and target {tuple(target.shape)} do not match"
+                )
+            lv = torch.where(valid, lv, 0.0)
+            nll = 0.5 * (_LOG_2PI + lv + err**2 * torch.exp(-lv))
+            self.nll_sum += torch.where(valid, nll, 0.0).sum(0)
+            self.nll_count += valid.sum(0)
+
+    def compute(self) -> dict[str, Any]:
+        """JSON-ready report: averages, ``per_target`` lists, counts (undefined → None)."""
+        n = self.count.cpu().double()
+        mae = _ratio(self.sum_abs.cpu(), n)
+        rmse = _ratio(self.sum_sq.cpu(), n).sqrt()
+        sst = self.sum_y2.cpu() - _ratio(self.sum_y.cpu() ** 2, n).nan_to_num(0.0)
+        r2 = torch.where(
+            (n >= 2) & (sst > 1e-12 * self.sum_y2.cpu().clamp_min(1e-300)),
+            1 - self.sum_sq.cpu() / sst.clamp_min(1e-300),
+            torch.full_like(n, math.nan),
+        )
+        nll = _ratio(self.nll_sum.cpu(), self.nll_count.cpu().double())
+        return {
+            "task": "regression",
+            "targets": list(self.target_names),
+            "mae": _num(_nanmean(mae)),
+            "rmse": _num(_nanmean(rmse)),
+            "r2": _num(_nanmean(r2)),
+            "nll": _num(_nanmean(nll)),
+            "per_target": {
+                "mae": _nums(mae),
+                "rmse": _nums(rmse),
+                "r2": _nums(r2),
+                "nll": _nums(nll),
+                "count": [int(c) for c in self.count.cpu().tolist()],
+            },
+            "samples": int(self.count.max()) if self.num_targets else 0,
         }

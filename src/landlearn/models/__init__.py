@@ -1,4 +1,4 @@
-"""Models by name: timm classifiers, smp segmenters, a small CNN.
+"""Models by name: timm classifiers, smp segmenters, a small CNN, an MLP regressor.
 
 ``build_model(name, in_channels=..., num_classes=..., pretrained=False, dropout=0.0, **kwargs)``.
 Importing this package fills the registry.
@@ -7,7 +7,7 @@ Importing this package fills the registry.
 from __future__ import annotations
 
 # Builder modules register themselves on import.
-from landlearn.models import classifiers, segmenters  # noqa: F401
+from landlearn.models import classifiers, regressors, segmenters  # noqa: F401
 from landlearn.models.registry import (
     MODELS,
     build_model,

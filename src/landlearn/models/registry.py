@@ -13,8 +13,13 @@ from landlearn.registry import Registry
 ModelBuilder = Callable[..., nn.Module]
 MODELS: Registry[ModelBuilder] = Registry("model")
 
+MODEL_TASKS = ("classification", "segmentation", "regression")
+"""What a registered model predicts: class logits per scene or per pixel, or scene regression
+targets (``num_classes`` is then the number of targets)."""
+
 __all__ = [
     "MODELS",
+    "MODEL_TASKS",
     "ModelBuilder",
     "build_model",
     "builder_signature",
@@ -27,13 +32,13 @@ __all__ = [
 def register_model(
     name: str, task: str, *, kwargs_from: Callable[..., Any] | None = None
 ) -> Callable[[ModelBuilder], ModelBuilder]:
-    """Register a builder under ``name``; ``task`` is ``classification`` or ``segmentation``.
+    """Register a builder under ``name``; ``task`` is one of ``MODEL_TASKS``.
 
     ``kwargs_from``: for a builder that passes ``**kwargs`` on (to an smp or timm class), the
     callable that receives them; its named parameters are then the extra keys the builder takes
     (:func:`builder_signature`), so a bundle's misspelt key is refused instead of ignored.
     """
-    if task not in ("classification", "segmentation"):
+    if task not in MODEL_TASKS:
         raise RuntimeError(f"bad task {task!r} for model {name!r}")
     return MODELS.register(name, task=task, kwargs_from=kwargs_from)
 
@@ -63,7 +68,7 @@ def build_model(
 
 
 def model_task(name: str) -> str:
-    """``classification`` or ``segmentation`` for a registered name."""
+    """``classification``, ``segmentation`` or ``regression`` for a registered name."""
     return str(MODELS.tags(name)["task"])
 
 
