@@ -40,6 +40,7 @@ __all__ = [
     "input_files",
     "is_landlearn_map",
     "map_run_id",
+    "probe_writable",
 ]
 
 MARK = "landlearn"
@@ -185,7 +186,7 @@ def check_outputs(
                     out.path,
                 )
     for folder in {o.path.parent for o in outputs}:
-        _probe_writable(folder)
+        probe_writable(folder)
 
 
 def _reason(exc: OSError) -> str:
@@ -202,7 +203,7 @@ def _reason(exc: OSError) -> str:
     return exc.strerror or type(exc).__name__
 
 
-def _probe_writable(folder: Path) -> None:
+def probe_writable(folder: Path) -> None:
     """Create and remove a temporary file in ``folder`` (or its nearest existing ancestor)."""
     probe = folder
     while not probe.exists():

@@ -31,9 +31,28 @@ SIZE = 384  # training scene side (px); the second area is the same size
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``landlearn demo``."""
     parser.add_argument("--out", default="landlearn-demo", help="output folder")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="use --out even if it holds files of your own"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=5, help="training epochs")
     parser.add_argument("--size", type=int, default=SIZE, help="scene side in pixels")
+
+
+def _check_demo_folder(out: Path, overwrite: bool) -> None:
+    """The demo writes many files into ``out``: only an empty folder or an earlier demo's."""
+    from landlearn.errors import LandlearnError
+    from landlearn.safety import probe_writable
+
+    if out.exists() and not out.is_dir():
+        raise LandlearnError("is a file; give a folder for the demo's outputs", out)
+    if out.is_dir() and any(out.iterdir()) and not (out / "demo.yaml").is_file() and not overwrite:
+        raise LandlearnError(
+            "folder holds files that are not an earlier landlearn demo's; choose another --out "
+            "(or pass --overwrite)",
+            out,
+        )
+    probe_writable(out)
 
 
 def _config(out: Path, data: Path, epochs: int, seed: int, names: list[str]) -> dict[str, Any]:
@@ -83,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     out = Path(args.out).resolve()
+    _check_demo_folder(out, args.overwrite)
     data = out / "data"
     data.mkdir(parents=True, exist_ok=True)
     names = list(synthetic.CLASSES)

@@ -19,6 +19,7 @@ import argparse
 import logging
 import math
 import time
+from pathlib import Path
 from typing import Any
 
 from landlearn.cli.common import check_device, progress_bar, write_json
@@ -34,6 +35,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data", help="class folders, images/+masks/ folder, or an image GeoTIFF")
     parser.add_argument("label", nargs="?", help="label raster, when DATA is a GeoTIFF")
     parser.add_argument("--out", help="write the metrics as JSON here")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="let --out replace a file that is not a landlearn metrics file (never an input)",
+    )
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--chip-size", type=int, help="segmentation chip size (default: bundle's)")
     parser.add_argument("--classes-csv", help="colour table for RGB masks (name,r,g,b rows)")
@@ -85,6 +91,11 @@ def check_options(args: argparse.Namespace) -> str:
         check_input_file(args.label, "label raster")
     if args.classes_csv is not None:
         check_input_file(args.classes_csv, "colour table (CSV)", utf8_name=False)
+    if args.out:
+        from landlearn.safety import Output, check_outputs
+
+        inputs = [args.bundle, *args.ensemble, args.data, args.label, args.classes_csv]
+        check_outputs([Output(Path(args.out), "metrics")], inputs, overwrite=args.overwrite)
     return device
 
 
@@ -187,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
     result["class_colors"] = predictor.meta.class_colors
     print(metrics_markdown(result))
     if args.out:
-        write_json(args.out, result)
+        write_json(args.out, {"written_by": "landlearn", **result})
         print(f"metrics: {args.out}")
     oa = result.get("overall_accuracy")
     if oa is None or (isinstance(oa, float) and math.isnan(oa)):

@@ -10,6 +10,7 @@ and ``examples.npz`` into the run folder.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,10 @@ class LandlearnCLI(LightningCLI):
         """Parse, then range-check the config before Lightning seeds, builds or spawns anything."""
         super().parse_arguments(parser, args)
         sub = self.config.get("subcommand")
-        check_config_values(self.config[sub] if sub else self.config, self.argv)
+        config = self.config[sub] if sub else self.config
+        check_config_values(config, self.argv)
+        if sub == "fit" and config.get("bundle"):
+            _check_bundle_output(config, self.argv)
 
     def _run_subcommand(self, subcommand: str) -> None:
         """Run it; a failed run's folder goes when it holds only Lightning's start-up files."""
@@ -98,6 +102,12 @@ class LandlearnCLI(LightningCLI):
         parser.add_argument("--bundle", type=str | None, default=None, help="bundle output path")
         parser.add_argument(
             "--no_test", type=bool, default=False, help="fit: skip testing the best weights"
+        )
+        parser.add_argument(
+            "--overwrite",
+            type=bool,
+            default=False,
+            help="fit: let --bundle replace an existing file (never one of the run's inputs)",
         )
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Callback]) -> Trainer:
@@ -181,6 +191,31 @@ class LandlearnCLI(LightningCLI):
         path = save_bundle(target, model.model, model.bundle_meta(metrics=_headline(metrics)))
         log.info("bundle: %s", path)
         self.bundle_path = Path(path)
+
+
+def _data_paths(value: Any) -> list[str]:
+    """Strings in the data section that name existing files or folders (the run's inputs)."""
+    if isinstance(value, str):
+        return [value] if value and os.path.exists(value) else []
+    if isinstance(value, dict) or hasattr(value, "items"):
+        return [p for v in value.values() for p in _data_paths(v)]
+    if isinstance(value, list | tuple):
+        return [p for v in value for p in _data_paths(v)]
+    return []
+
+
+def _check_bundle_output(config: Any, argv: list[str]) -> None:
+    """``--bundle`` may not be an input (config, data) nor replace a file without --overwrite."""
+    import itertools
+
+    from landlearn.safety import Output, check_outputs
+
+    configs = [b for a, b in itertools.pairwise(argv) if a in ("--config", "-c")]
+    configs += [a.split("=", 1)[1] for a in argv if a.startswith(("--config=", "-c="))]
+    inputs = [*configs, *_data_paths(config.get("data"))]
+    check_outputs(
+        [Output(Path(config["bundle"]), "bundle")], inputs, overwrite=bool(config.get("overwrite"))
+    )
 
 
 def _headline(metrics: dict[str, Any]) -> dict[str, Any]:

@@ -89,7 +89,9 @@ def run(args: argparse.Namespace) -> int:
         ax.legend()
     ax.set_title("LR range test (steepest descent before the loss minimum)")
     with atomic_path(args.out) as tmp:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+        fig.savefig(
+            tmp, format="png", dpi=120, bbox_inches="tight", metadata={"Software": "landlearn"}
+        )
     print(f"suggested learning rate: {suggestion:.3g}" if suggestion else "no suggestion")
     print(f"plot: {args.out}")
     return 0

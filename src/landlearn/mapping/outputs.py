@@ -125,6 +125,7 @@ def _png_run_id(path: Path) -> str:
     except OSError:
         return ""
 
+
 _EARTH_RADIUS_M = 6371007.2  # authalic sphere
 
 

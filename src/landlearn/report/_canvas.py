@@ -24,5 +24,7 @@ def new_figure(width: float, height: float) -> Figure:
 def save_figure(fig: Figure, out: str | os.PathLike[str]) -> Path:
     """Render ``fig`` to PNG and write it atomically to ``out``."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI, facecolor="white")
+    fig.savefig(
+        buffer, format="png", dpi=DPI, facecolor="white", metadata={"Software": "landlearn"}
+    )
     return write_atomic(Path(out), buffer.getvalue())

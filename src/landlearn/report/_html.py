@@ -152,6 +152,7 @@ def render_page(content: PageContent) -> str:
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<meta name="generator" content="landlearn">'
         f"<title>{escape(content.title)}</title><style>{_CSS}</style></head>"
         f"<body><main>{''.join(parts)}</main></body></html>\n"
     )
