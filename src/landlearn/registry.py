@@ -64,7 +64,7 @@ def check_options(
         params = signature.parameters
         takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
         by_name = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-        named = {n for n, p in params.items() if p.kind in by_name}
+        named = [n for n, p in params.items() if p.kind in by_name]  # signature order
         unknown = [] if takes_any else [k for k in kwargs if k not in named]
         if unknown:
             options = [n for n in named if params[n].default is not params[n].empty]
@@ -79,6 +79,7 @@ class Registry(Generic[R]):
     """Name → builder returning ``R``. Unknown names raise ``LandlearnError`` naming the nearest."""
 
     def __init__(self, kind: str) -> None:
+        """An empty registry; ``kind`` names its entries in messages (``"loss"``)."""
         self.kind = kind
         self._items: dict[str, Callable[..., R]] = {}
         self._tags: dict[str, dict[str, Any]] = {}
@@ -125,7 +126,9 @@ class Registry(Generic[R]):
         return list(self._items)
 
     def __contains__(self, name: object) -> bool:
+        """Whether ``name`` is registered."""
         return name in self._items
 
     def __len__(self) -> int:
+        """How many entries are registered."""
         return len(self._items)

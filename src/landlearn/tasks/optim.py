@@ -41,8 +41,11 @@ def register_optimizer(name: str) -> Callable[[Callable[..., Any]], Callable[...
 
 
 def register_scheduler(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register a schedule builder ``(optimizer, *, lr, max_epochs, total_steps, monitor,
-    monitor_mode, **options)`` returning a Lightning ``lr_scheduler`` dict or ``None``."""
+    """Register a schedule builder returning a Lightning ``lr_scheduler`` dict or ``None``.
+
+    Its signature: ``(optimizer, *, lr, max_epochs, total_steps, monitor, monitor_mode,
+    **options)``, with each option a keyword that has a default.
+    """
     return SCHEDULERS.register(name)
 
 
