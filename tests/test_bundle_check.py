@@ -227,7 +227,7 @@ def test_zero_std_keeps_the_floor(good: Path) -> None:
 def test_class_colors_fill_and_cut_with_a_warning(
     good: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from landlearn.bundle import default_colors
+    from landlearn.colors import default_colors
 
     with caplog.at_level(logging.WARNING, logger="landlearn.bundle_check"):
         few = read_meta(_hostile(good, _set(class_colors=[[1, 2, 3, 255]])))

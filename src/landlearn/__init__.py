@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
-
 __all__ = [
     "IGNORE_INDEX",
     "Ensemble",
@@ -19,6 +17,7 @@ __all__ = [
 
 from landlearn.conventions import IGNORE_INDEX
 from landlearn.errors import LandlearnError
+from landlearn.version import __version__
 
 if TYPE_CHECKING:
     from landlearn.bundle import Predictor, load_bundle

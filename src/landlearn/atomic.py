@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import signal
 import tempfile
@@ -10,8 +12,16 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
-__all__ = ["atomic_path", "commit_renames", "deferred_signals", "write_atomic"]
+__all__ = [
+    "atomic_path",
+    "commit_renames",
+    "deferred_signals",
+    "dump_json",
+    "write_atomic",
+    "write_json",
+]
 
 _DEFERRED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -93,3 +103,35 @@ def commit_renames(pairs: Sequence[tuple[Path, Path]]) -> None:
         for tmp, target in pairs:
             os.chmod(tmp, 0o666 & ~mask)
             os.replace(tmp, target)
+
+
+def _key(key: Any) -> Any:
+    return key.tolist() if hasattr(key, "tolist") else key  # a numpy scalar key
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with arrays and tensors as lists, numpy scalars as Python ones, NaN/inf None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {_key(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if hasattr(value, "tolist") and callable(value.tolist):  # numpy array / scalar, torch tensor
+        return _plain(value.tolist())
+    return value
+
+
+def dump_json(data: Any) -> str:
+    """The JSON text the package writes: indented, a final newline, NaN and ±inf as ``null``.
+
+    Strict JSON has no NaN (``json.dumps`` would write ``NaN``, which most readers refuse).
+    Numpy and torch values become numbers or lists; anything else unknown (a ``Path``, a date)
+    is written as its ``str``.
+    """
+    return json.dumps(_plain(data), indent=2, default=str, allow_nan=False) + "\n"
+
+
+def write_json(path: str | os.PathLike[str], data: Any) -> Path:
+    """Write ``dump_json(data)`` to ``path`` through a temporary name."""
+    return write_atomic(path, dump_json(data))

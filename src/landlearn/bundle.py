@@ -14,7 +14,6 @@ import os
 import pickle
 import re
 import zipfile
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,9 +30,11 @@ from landlearn.bundle_check import (
     type_name,
     validate_meta,
 )
+from landlearn.colors import default_colors
 from landlearn.conventions import BUNDLE_FORMAT_VERSION, IGNORE_INDEX
 from landlearn.d4 import d4_mean
 from landlearn.errors import LandlearnError
+from landlearn.version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -92,23 +93,6 @@ class BundleMeta:
         return cls(**validate_meta(raw, path, palette=default_colors))
 
 
-def default_colors(n: int) -> list[list[int]]:
-    """A distinct colour per class (tab10, tab20 past 10 classes) when a data set names none.
-
-    One palette for bundles, maps and reports, so a class keeps its colour everywhere.
-    """
-    from matplotlib import colormaps
-
-    cmap = colormaps["tab10" if n <= 10 else "tab20"]
-    return [[round(255 * c) for c in cmap(i % cmap.N)[:3]] for i in range(n)]
-
-
-def hex_color(rgb: Sequence[int]) -> str:
-    """``#rrggbb`` from the first three values of an RGB(A) colour (matplotlib, QGIS)."""
-    r, g, b = (int(v) for v in rgb[:3])
-    return f"#{r:02x}{g:02x}{b:02x}"
-
-
 def _json_default(obj: Any) -> Any:
     if isinstance(obj, np.generic):
         return obj.item()
@@ -120,8 +104,6 @@ def _json_default(obj: Any) -> Any:
 
 
 def _versions() -> dict[str, str]:
-    from landlearn import __version__
-
     return {"landlearn": __version__, "torch": torch.__version__}
 
 

@@ -35,12 +35,12 @@ from torch import Tensor, nn
 
 from landlearn.conventions import IGNORE_INDEX
 from landlearn.errors import LandlearnError
-from landlearn.registry import Registry
+from landlearn.registry import Registry, check_options
 
 log = logging.getLogger(__name__)
 
 LossBuilder = Callable[..., nn.Module]
-LOSSES: Registry[LossBuilder] = Registry("loss")
+LOSSES: Registry[nn.Module] = Registry("loss")
 MODES = ("multiclass", "multilabel", "binary")
 
 __all__ = [
@@ -281,6 +281,7 @@ def _focal(
 
 
 def _overlap(
+    name: str,
     loss_cls: type[nn.Module],
     mode: str,
     ignore_index: int,
@@ -289,7 +290,10 @@ def _overlap(
 ) -> nn.Module:
     """An smp Dice-family loss; it masks ignored pixels itself, and nothing labelled gives 0."""
     weights = None if mode == "binary" else _weights_list(class_weights)
-    return loss_cls(mode, ignore_index=ignore_index, class_weights=weights, **options)
+    fixed = {"ignore_index": ignore_index, "class_weights": weights}
+    # the builders take **options for smp: check the user's against smp's own signature
+    check_options(loss_cls, f"loss {name!r}", (mode,), {**fixed, **options})
+    return loss_cls(mode, **fixed, **options)
 
 
 @register_loss("dice")
@@ -302,7 +306,7 @@ def _dice(
     **options: Any,
 ) -> nn.Module:
     """smp ``DiceLoss``; options: ``smooth``, ``log_loss``, ``eps``, ``classes``."""
-    return _overlap(smp.losses.DiceLoss, mode, ignore_index, class_weights, options)
+    return _overlap("dice", smp.losses.DiceLoss, mode, ignore_index, class_weights, options)
 
 
 @register_loss("jaccard")
@@ -315,7 +319,7 @@ def _jaccard(
     **options: Any,
 ) -> nn.Module:
     """smp ``JaccardLoss``; options: ``smooth``, ``log_loss``, ``eps``, ``classes``."""
-    return _overlap(smp.losses.JaccardLoss, mode, ignore_index, class_weights, options)
+    return _overlap("jaccard", smp.losses.JaccardLoss, mode, ignore_index, class_weights, options)
 
 
 @register_loss("tversky")
@@ -328,7 +332,7 @@ def _tversky(
     **options: Any,
 ) -> nn.Module:
     """smp ``TverskyLoss``; options: ``alpha`` (FP weight), ``beta`` (FN weight), ``gamma``."""
-    return _overlap(smp.losses.TverskyLoss, mode, ignore_index, class_weights, options)
+    return _overlap("tversky", smp.losses.TverskyLoss, mode, ignore_index, class_weights, options)
 
 
 @register_loss("lovasz")
@@ -368,12 +372,12 @@ class WeightedSumLoss(nn.Module):
 
 
 def _build_one(name: str, kwargs: dict[str, Any], common: dict[str, Any]) -> nn.Module:
-    builder = LOSSES.get(name)
-    try:
-        return builder(**common, **kwargs)
-    except TypeError as exc:
-        known = ", ".join(sorted(kwargs)) or "none"
-        raise LandlearnError(f"bad options for loss {name!r} ({known}): {exc}") from exc
+    clash = sorted(set(kwargs) & set(common))
+    if clash:
+        raise LandlearnError(
+            f"bad options for loss {name!r}: {', '.join(clash)} is set by the task, not the loss"
+        )
+    return LOSSES.build(name, **common, **kwargs)
 
 
 def build_loss(

@@ -27,7 +27,7 @@ from landlearn.errors import LandlearnError
 from landlearn.registry import Registry
 
 RegressionLossBuilder = Callable[..., nn.Module]
-REGRESSION_LOSSES: Registry[RegressionLossBuilder] = Registry("regression loss")
+REGRESSION_LOSSES: Registry[nn.Module] = Registry("regression loss")
 
 __all__ = [
     "REGRESSION_LOSSES",

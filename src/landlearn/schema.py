@@ -22,7 +22,6 @@ A NaN ``nodata`` is written to JSON as the string ``"nan"`` (JSON has no NaN).
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -31,6 +30,7 @@ from typing import Any
 
 from landlearn.conventions import IGNORE_INDEX
 from landlearn.errors import LandlearnError
+from landlearn.registry import did_you_mean
 
 __all__ = [
     "CLASS_HEAD_KINDS",
@@ -63,8 +63,7 @@ def _choose(value: Any, allowed: Sequence[str], owner: str) -> str:
     """``value`` if it is one of ``allowed``; else an error naming the nearest allowed one."""
     if isinstance(value, str) and value in allowed:
         return value
-    near = difflib.get_close_matches(str(value), list(allowed), n=1)
-    tip = f"did you mean {near[0]!r}?" if near else f"expected one of {', '.join(allowed)}"
+    tip = did_you_mean(str(value), allowed, otherwise=f"expected one of {', '.join(allowed)}")
     raise LandlearnError(f"{owner}: unknown kind {value!r}; {tip}")
 
 
@@ -131,8 +130,7 @@ def _check_keys(cls: type, data: Any, where: Where) -> dict[str, Any]:
     fields = [f.name for f in dataclasses.fields(cls)]
     for key in data:
         if key not in fields:
-            near = difflib.get_close_matches(str(key), fields, n=1)
-            tip = f"did you mean {near[0]!r}?" if near else f"known: {', '.join(fields)}"
+            tip = did_you_mean(str(key), fields)
             raise LandlearnError(f"unknown {title} key {key!r}; {tip}", where)
     missing = [k for k in ("name", "kind") if k not in data]
     if missing:

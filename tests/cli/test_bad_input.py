@@ -329,3 +329,21 @@ def test_hostile_checkpoint_is_one_line(
 class _PrintOnLoad:
     def __reduce__(self) -> tuple[object, tuple[str]]:
         return (print, ("code ran",))
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [("scheduler: step, scheduler_kwargs: {gama: 0.5}", "did you mean 'gamma'"),
+     ("scheduler: cosin", "did you mean 'cosine'"), ("optimizer: adamww", "did you mean 'adamw'"),
+     ("loss: {name: focal, gama: 2}", "unknown option 'gama'; did you mean 'gamma'")],
+)  # fmt: skip
+def test_bad_optimiser_schedule_or_loss_option_in_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: str, needle: str
+) -> None:
+    cfg = _yaml(tmp_path, "small_cnn", "ce")
+    cfg.write_text(cfg.read_text().replace("loss: ce}", f"loss: ce, {extra}}}"))
+    if extra.startswith("loss:"):
+        cfg.write_text(cfg.read_text().replace("loss: ce, ", ""))
+    code, _, err = run_cli(["fit", "--config", str(cfg)], capsys)
+    _assert_one_line_error(code, err, needle, logs=True)
+    assert not list(tmp_path.rglob("*.safetensors"))

@@ -6,14 +6,19 @@ import pytest
 import torch
 
 from landlearn.errors import LandlearnError
-from landlearn.tasks.optim import OPTIMIZERS, SCHEDULERS, build_optimizer, build_scheduler
+from landlearn.tasks.optim import (
+    build_optimizer,
+    build_scheduler,
+    list_optimizers,
+    list_schedulers,
+)
 
 
 def _params() -> list[torch.nn.Parameter]:
     return [torch.nn.Parameter(torch.zeros(3))]
 
 
-@pytest.mark.parametrize("name", OPTIMIZERS)
+@pytest.mark.parametrize("name", list_optimizers())
 def test_optimizers_build_with_lr(name: str) -> None:
     opt = build_optimizer(_params(), name, lr=0.01, weight_decay=1e-4)
     assert opt.param_groups[0]["lr"] == pytest.approx(0.01)
@@ -35,9 +40,10 @@ def test_unknown_optimizer_names_nearest() -> None:
 
 def _lrs(name: str, epochs: int = 6, steps_per_epoch: int = 4) -> list[float]:
     opt = build_optimizer(_params(), "sgd", lr=0.1)
+    options = {"step_size": 2} if name == "step" else {}  # another schedule refuses step_size
     cfg = build_scheduler(
         opt, name, lr=0.1, max_epochs=epochs, total_steps=epochs * steps_per_epoch,
-        monitor="val_loss", monitor_mode="min", step_size=2,
+        monitor="val_loss", monitor_mode="min", **options,
     )  # fmt: skip
     if cfg is None:
         return [0.1] * epochs
@@ -81,7 +87,7 @@ def test_plateau_reduces_when_stuck() -> None:
     assert lrs[-1] < lrs[0]
 
 
-@pytest.mark.parametrize("name", SCHEDULERS)
+@pytest.mark.parametrize("name", list_schedulers())
 def test_every_schedule_builds(name: str) -> None:
     assert len(_lrs(name)) == 6
 

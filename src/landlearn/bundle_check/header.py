@@ -8,7 +8,6 @@ hold control characters; unknown keys are dropped (a newer minor writer may add 
 
 from __future__ import annotations
 
-import difflib
 import logging
 import math
 import os
@@ -17,6 +16,7 @@ from typing import Any
 
 from landlearn.conventions import BUNDLE_FORMAT_VERSION
 from landlearn.errors import LandlearnError
+from landlearn.registry import did_you_mean
 
 log = logging.getLogger(__name__)
 
@@ -160,10 +160,10 @@ def _dict_field(raw: Mapping[str, Any], key: str, path: PathLike) -> dict[str, A
 def _choice(value: object, key: str, known: Sequence[str], path: PathLike) -> str:
     if isinstance(value, str) and value in known:
         return value
-    near = difflib.get_close_matches(value, known, n=1) if isinstance(value, str) else []
-    tip = f"did you mean {near[0]!r}? " if near else ""
+    tip = did_you_mean(value, known, otherwise="") if isinstance(value, str) else ""
+    listed = f"known: {', '.join(known)}"
     raise LandlearnError(
-        f"unknown bundle {key} {_show(value)}; {tip}known: {', '.join(known)}", path
+        f"unknown bundle {key} {_show(value)}; " + " ".join(p for p in (tip, listed) if p), path
     )
 
 

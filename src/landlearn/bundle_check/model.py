@@ -8,7 +8,6 @@ shapes are compared with that model's before a tensor is read. A map's class ban
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import logging
 import os
@@ -21,6 +20,7 @@ from torch import nn
 from landlearn.bundle_check.header import PathLike, _is_int, _is_number, _show, type_name
 from landlearn.conventions import IGNORE_INDEX
 from landlearn.errors import LandlearnError
+from landlearn.registry import did_you_mean
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +66,11 @@ def check_model_kwargs(
         if key not in known:
             if open_ended:
                 continue
-            near = difflib.get_close_matches(key, known, n=1)
-            tip = f"did you mean {near[0]!r}? " if near else ""
+            tip = did_you_mean(key, known, otherwise="")
+            takes = f"it takes {', '.join(k for k in known if k not in ('pretrained',))}"
             raise LandlearnError(
-                f"model {name!r} does not take model_kwargs key {key!r}; {tip}"
-                f"it takes {', '.join(k for k in known if k not in ('pretrained',))}",
+                f"model {name!r} does not take model_kwargs key {key!r}; "
+                + " ".join(part for part in (tip, takes) if part),
                 path,
             )
         want = params[key].annotation if key in params else inspect.Parameter.empty

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
-from landlearn.atomic import atomic_path
+from landlearn.atomic import atomic_path, write_json
 from landlearn.errors import LandlearnError
 
 __all__ = [
@@ -120,23 +117,6 @@ def progress_bar(description: str = "working") -> Iterator[Any]:
         except BaseException:
             progress.live.transient = True
             raise
-
-
-def write_json(path: str | os.PathLike[str], data: Any) -> Path:
-    """Write JSON atomically (NaN becomes null)."""
-
-    def clean(v: Any) -> Any:
-        if isinstance(v, float) and v != v:
-            return None
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, list | tuple):
-            return [clean(x) for x in v]
-        return v
-
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(clean(data), indent=2, default=str) + "\n")
-    return Path(path)
 
 
 def eprint(message: str) -> None:

@@ -13,9 +13,10 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from landlearn import __version__
 from landlearn.cli.common import eprint, setup_logging
 from landlearn.errors import LandlearnError
+from landlearn.registry import unknown_name
+from landlearn.version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -112,11 +113,7 @@ def _user_error(exc: BaseException) -> LandlearnError | None:
 def _run_command(args: list[str]) -> int:
     name = args[0]
     if name not in COMMANDS:
-        import difflib
-
-        near = difflib.get_close_matches(name, [*COMMANDS, *LIGHTNING], n=1)
-        tip = f"; did you mean {near[0]!r}?" if near else ""
-        raise LandlearnError(f"unknown command {name!r}{tip} (see `landlearn --help`)")
+        raise unknown_name("command", name, [*COMMANDS, *LIGHTNING], "see `landlearn --help`")
     module = importlib.import_module(COMMANDS[name][0])
     parser = argparse.ArgumentParser(
         prog=f"landlearn {name}",

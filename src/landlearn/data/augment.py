@@ -10,10 +10,9 @@ image's geometry with nearest resampling; pixels that a transform pads in become
 
 from __future__ import annotations
 
-import difflib
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import kornia.augmentation as K
@@ -23,30 +22,47 @@ from torch import Tensor, nn
 
 from landlearn.conventions import IGNORE_INDEX
 from landlearn.errors import LandlearnError
+from landlearn.registry import Registry, did_you_mean, unknown_name
 
-__all__ = ["AUGMENTATIONS", "TASKS", "BatchAugment", "build_augment"]
+__all__ = [
+    "AUGMENTATIONS",
+    "TASKS",
+    "BatchAugment",
+    "augmentation_defaults",
+    "build_augment",
+    "list_augmentations",
+    "register_augmentation",
+]
 
 log = logging.getLogger(__name__)
 
 TASKS = ("classification", "multilabel", "regression", "segmentation", "fusion", "jem")
 """Tasks ``build_augment`` accepts; only a batch's ``image`` and ``mask`` are ever transformed."""
 
-# name -> default parameters; a config value is a probability or a dict of these keys
-AUGMENTATIONS: dict[str, dict[str, Any]] = {
-    "hflip": {"p": 0.5},
-    "vflip": {"p": 0.5},
-    "rot90": {"p": 0.5},
-    "crop": {"p": 0.5, "scale": [0.5, 1.0]},
-    "brightness": {"p": 0.3, "limit": 0.1},
-    "contrast": {"p": 0.3, "limit": 0.1},
-    "blur": {"p": 0.1, "sigma": [0.1, 1.0]},
-}
-"""Known config keys, in the order they are applied, with their default parameters."""
+AUGMENTATIONS: Registry[nn.Module] = Registry("augmentation")
+"""Config key → kornia op builder ``(size, *, p, **options)``; they apply in registration order."""
 
 
-def _near(name: str, known: list[str]) -> str:
-    near = difflib.get_close_matches(name, known, n=1)
-    return f"did you mean {near[0]!r}?" if near else f"known: {', '.join(known)}"
+def register_augmentation(
+    name: str, **defaults: Any
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register an op builder ``(size, *, p, **options) -> nn.Module`` under config key ``name``.
+
+    ``defaults`` hold ``p`` and every option: a config may set only these keys.
+    """
+    if "p" not in defaults:
+        raise RuntimeError(f"augmentation {name!r} registered without a default p")
+    return AUGMENTATIONS.register(name, defaults=defaults)
+
+
+def list_augmentations() -> list[str]:
+    """Config keys in the order they are applied."""
+    return AUGMENTATIONS.in_order()
+
+
+def augmentation_defaults() -> dict[str, dict[str, Any]]:
+    """Config key → its default parameters, in the order they are applied."""
+    return {name: dict(AUGMENTATIONS.tags(name)["defaults"]) for name in list_augmentations()}
 
 
 def _range(value: Any, name: str, low: float, high: float) -> tuple[float, float]:
@@ -59,19 +75,18 @@ def _range(value: Any, name: str, low: float, high: float) -> tuple[float, float
 
 
 def _parse(cfg: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Validated parameters of each configured augmentation, in ``AUGMENTATIONS`` order."""
+    """Validated parameters of each configured augmentation, in the order they apply."""
     parsed: dict[str, dict[str, Any]] = {}
+    order = list_augmentations()
     for name, value in cfg.items():
         if name not in AUGMENTATIONS:
-            raise LandlearnError(
-                f"unknown augmentation {name!r}; {_near(name, list(AUGMENTATIONS))}"
-            )
-        params = dict(AUGMENTATIONS[name])
+            raise unknown_name("augmentation", name, order)
+        params = dict(AUGMENTATIONS.tags(name)["defaults"])
         if isinstance(value, Mapping):
             for key in value:
                 if key not in params:
                     raise LandlearnError(
-                        f"unknown option {key!r} of {name}; {_near(key, list(params))}"
+                        f"unknown option {key!r} of {name}; {did_you_mean(key, list(params))}"
                     )
             params.update(value)
         elif isinstance(value, int | float) and not isinstance(value, bool):
@@ -89,7 +104,7 @@ def _parse(cfg: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
             )
         if p > 0:
             parsed[name] = params
-    return {name: parsed[name] for name in AUGMENTATIONS if name in parsed}
+    return {name: parsed[name] for name in order if name in parsed}
 
 
 class RandomMeanContrast(K.IntensityAugmentationBase2D):
@@ -116,29 +131,53 @@ class RandomMeanContrast(K.IntensityAugmentationBase2D):
         return mean + (input - mean) * factor
 
 
-def _build_op(name: str, params: dict[str, Any], size: tuple[int, int]) -> nn.Module:
-    p = float(params["p"])
-    if name == "hflip":
-        return K.RandomHorizontalFlip(p=p)
-    if name == "vflip":
-        return K.RandomVerticalFlip(p=p)
-    if name == "rot90":
-        # kornia rounds a uniform draw on [1, 3]: 90° and 270° a quarter of the time, 180° half.
-        return K.RandomRotation90(times=(1, 3), resample="nearest", p=p)
-    if name == "crop":
-        # kornia crops the whole batch or none of it: p is per batch here, not per sample.
-        return K.RandomResizedCrop(
-            size, scale=_range(params["scale"], "crop scale", 1e-3, 1.0), p=p
-        )
-    if name == "brightness":
-        limit = float(params["limit"])  # one gain in [1 - limit, 1 + limit] on every band
-        return K.RandomContrast((1.0 - limit, 1.0 + limit), clip_output=False, p=p)
-    if name == "contrast":
-        limit = float(params["limit"])  # deviations from each band's mean × [1 - limit, 1 + limit]
-        return RandomMeanContrast((1.0 - limit, 1.0 + limit), p=p)
-    sigma = _range(params["sigma"], "blur sigma", 1e-3, 10.0)
-    kernel = 2 * math.ceil(3.0 * sigma[1]) + 1
-    return K.RandomGaussianBlur((kernel, kernel), sigma, p=p)
+Size = tuple[int, int]
+
+
+@register_augmentation("hflip", p=0.5)
+def _hflip(size: Size, *, p: float) -> nn.Module:
+    return K.RandomHorizontalFlip(p=p)
+
+
+@register_augmentation("vflip", p=0.5)
+def _vflip(size: Size, *, p: float) -> nn.Module:
+    return K.RandomVerticalFlip(p=p)
+
+
+@register_augmentation("rot90", p=0.5)
+def _rot90(size: Size, *, p: float) -> nn.Module:
+    # kornia rounds a uniform draw on [1, 3]: 90° and 270° a quarter of the time, 180° half.
+    return K.RandomRotation90(times=(1, 3), resample="nearest", p=p)
+
+
+@register_augmentation("crop", p=0.5, scale=[0.5, 1.0])
+def _crop(size: Size, *, p: float, scale: Any) -> nn.Module:
+    # kornia crops the whole batch or none of it: p is per batch here, not per sample.
+    return K.RandomResizedCrop(size, scale=_range(scale, "crop scale", 1e-3, 1.0), p=p)
+
+
+@register_augmentation("brightness", p=0.3, limit=0.1)
+def _brightness(size: Size, *, p: float, limit: float) -> nn.Module:
+    limit = float(limit)  # one gain in [1 - limit, 1 + limit] on every band
+    return K.RandomContrast((1.0 - limit, 1.0 + limit), clip_output=False, p=p)
+
+
+@register_augmentation("contrast", p=0.3, limit=0.1)
+def _contrast(size: Size, *, p: float, limit: float) -> nn.Module:
+    limit = float(limit)  # deviations from each band's mean × [1 - limit, 1 + limit]
+    return RandomMeanContrast((1.0 - limit, 1.0 + limit), p=p)
+
+
+@register_augmentation("blur", p=0.1, sigma=[0.1, 1.0])
+def _blur(size: Size, *, p: float, sigma: Any) -> nn.Module:
+    low, high = _range(sigma, "blur sigma", 1e-3, 10.0)
+    kernel = 2 * math.ceil(3.0 * high) + 1
+    return K.RandomGaussianBlur((kernel, kernel), (low, high), p=p)
+
+
+def _build_op(name: str, params: dict[str, Any], size: Size) -> nn.Module:
+    options = {**params, "p": float(params["p"])}
+    return AUGMENTATIONS.build(name, size, **options)
 
 
 class BatchAugment(nn.Module):
@@ -196,14 +235,15 @@ class BatchAugment(nn.Module):
 def build_augment(cfg: dict | None, task: str) -> nn.Module:
     """The batch augmentation described by ``cfg``, e.g. ``{"hflip": 0.5, "crop": {"p": 0.5}}``.
 
-    ``None`` or ``{}`` gives the identity. Keys are those of ``AUGMENTATIONS``; a value is a
-    probability or a dict of the key's options. Operations run in ``AUGMENTATIONS`` order.
+    ``None`` or ``{}`` gives the identity. Keys are ``list_augmentations()``; a value is a
+    probability or a dict of the key's options (``augmentation_defaults()``). Operations run in
+    ``list_augmentations()`` order.
 
     Raises:
         LandlearnError: An unknown key, option or task, or a value out of range.
     """
     if task not in TASKS:
-        raise LandlearnError(f"unknown task {task!r}; {_near(task, list(TASKS))}")
+        raise unknown_name("task", task, TASKS)
     if cfg is not None and not isinstance(cfg, Mapping):
         raise LandlearnError(f"augmentation config must be a mapping, got {type(cfg).__name__}")
     params = _parse(cfg or {})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -13,6 +12,7 @@ from torch.utils.data import WeightedRandomSampler
 
 from landlearn.conventions import IGNORE_INDEX
 from landlearn.errors import LandlearnError
+from landlearn.registry import unknown_name
 
 __all__ = [
     "WEIGHT_MODES",
@@ -89,9 +89,7 @@ def class_weights(counts: np.ndarray, mode: str = "inverse") -> torch.Tensor:
         LandlearnError: Unknown ``mode``, negative counts, or no class present.
     """
     if mode not in WEIGHT_MODES:
-        near = difflib.get_close_matches(mode, WEIGHT_MODES, n=1)
-        tip = f"did you mean {near[0]!r}?" if near else f"known: {', '.join(WEIGHT_MODES)}"
-        raise LandlearnError(f"unknown class weight mode {mode!r}; {tip}")
+        raise unknown_name("class weight mode", mode, WEIGHT_MODES)
     c = _to_numpy(counts).astype(np.float64).reshape(-1)
     if (c < 0).any():
         raise LandlearnError("class counts must not be negative")

@@ -21,6 +21,7 @@ import numpy as np
 
 from landlearn.conventions import IGNORE_INDEX
 from landlearn.errors import LandlearnError
+from landlearn.registry import check_options
 
 __all__ = [
     "CLASSES",
@@ -340,10 +341,8 @@ def write_scene(
 
     if block < 16 or block % 16:
         raise LandlearnError(f"block must be a positive multiple of 16, got {block}")
-    try:
-        scene = _Scene(height, width, **kw)
-    except TypeError as err:  # an unknown keyword
-        raise LandlearnError(f"write_scene: {err}; see make_scene for the arguments") from err
+    check_options(_Scene, "write_scene (see make_scene)", (height, width), kw)
+    scene = _Scene(height, width, **kw)
     profile = scene.profile()
     tiling = {"tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "deflate"}
     label_profile = {**profile, "dtype": "uint8", "count": 1, "nodata": IGNORE_INDEX}

@@ -16,7 +16,8 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
 
-from landlearn.bundle import hex_color
+from landlearn.atomic import dump_json
+from landlearn.colors import hex_color
 from landlearn.conventions import IGNORE_INDEX
 from landlearn.mapping.writer import temp_path
 from landlearn.safety import MARK, Output, map_run_id
@@ -202,7 +203,7 @@ class AreaCounter:
 
 def write_json(tmp: Path, data: dict[str, Any]) -> Path:
     """Write ``data`` as JSON to ``tmp`` (a temporary name), marked as landlearn's."""
-    tmp.write_text(json.dumps({"written_by": MARK, **data}, indent=2) + "\n")
+    tmp.write_text(dump_json({"written_by": MARK, **data}), encoding="utf-8")
     return tmp
 
 

@@ -54,7 +54,7 @@ class Plan:
         meta = self.predictors[0].meta
         if len(meta.class_colors) >= meta.num_classes:
             return meta.class_colors
-        from landlearn.bundle import default_colors
+        from landlearn.colors import default_colors
 
         return default_colors(meta.num_classes)
 

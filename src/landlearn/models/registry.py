@@ -8,10 +8,10 @@ from typing import Any
 
 from torch import nn
 
-from landlearn.registry import Registry
+from landlearn.registry import Registry, check_options
 
 ModelBuilder = Callable[..., nn.Module]
-MODELS: Registry[ModelBuilder] = Registry("model")
+MODELS: Registry[nn.Module] = Registry("model")
 
 MODEL_TASKS = ("classification", "segmentation", "regression")
 """What a registered model predicts: class logits per scene or per pixel, or scene regression
@@ -54,17 +54,22 @@ def build_model(
 ) -> nn.Module:
     """Build a model by name.
 
+    Options are checked against :func:`builder_signature` (so also against ``kwargs_from``);
+    a ``TypeError`` from inside the builder is a bug and keeps its traceback.
+
     Raises:
-        LandlearnError: unknown name (with the nearest known one), or weights not available.
+        LandlearnError: unknown name (with the nearest known one), an option the builder does
+            not take, or weights not available.
     """
-    builder = MODELS.get(name)
-    return builder(
-        in_channels=in_channels,
-        num_classes=num_classes,
-        pretrained=pretrained,
-        dropout=dropout,
+    options = {
+        "in_channels": in_channels,
+        "num_classes": num_classes,
+        "pretrained": pretrained,
+        "dropout": dropout,
         **kwargs,
-    )
+    }
+    check_options(builder_signature(name), f"model {name!r}", (), options)
+    return MODELS.get(name)(**options)
 
 
 def model_task(name: str) -> str:

@@ -19,7 +19,6 @@ cyclically and scale by ``3 / C``. Weights come from the Hugging Face hub cache;
 
 from __future__ import annotations
 
-import difflib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -29,6 +28,7 @@ from torch import nn
 
 from landlearn.errors import LandlearnError
 from landlearn.models.registry import register_model
+from landlearn.registry import unknown_name
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +39,7 @@ def _check_encoder(encoder: str) -> None:
     names = smp.encoders.get_encoder_names()
     if encoder.startswith("tu-") or encoder in names:  # "tu-<timm name>": any timm backbone
         return
-    near = difflib.get_close_matches(encoder, names, n=1)
-    tip = f"did you mean {near[0]!r}?" if near else "see smp.encoders.get_encoder_names()"
-    raise LandlearnError(f"unknown encoder {encoder!r}; {tip}")
+    raise unknown_name("encoder", encoder, names, "see smp.encoders.get_encoder_names()")
 
 
 def _smp(

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.patches import Patch
 
-from landlearn.bundle import default_colors, hex_color
+from landlearn.colors import default_colors, hex_color
 from landlearn.conventions import IGNORE_INDEX
 from landlearn.errors import LandlearnError
 from landlearn.report._canvas import new_figure, save_figure

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from landlearn.errors import LandlearnError
@@ -127,28 +126,6 @@ def read_metrics_json(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise LandlearnError("expected a JSON object of metrics", path)
     return data
-
-
-def parse_colors(raw: Any, num_classes: int, source: Path | str) -> list[tuple[int, int, int]]:
-    """``[[r, g, b], …]`` (0–255 or 0–1) or ``{name: rgb}`` → RGB tuples, one per class.
-
-    Raises:
-        LandlearnError: the colours are not a list of ``num_classes`` RGB triples.
-    """
-    if isinstance(raw, dict):
-        raw = raw.get("class_colors", list(raw.values()))
-    try:
-        arr = np.asarray(raw, dtype=float)
-    except (TypeError, ValueError) as err:
-        raise LandlearnError("class colours must be a list of [r, g, b]", source) from err
-    if arr.ndim != 2 or arr.shape[1] not in (3, 4) or len(arr) < num_classes:
-        raise LandlearnError(
-            f"expected {num_classes} class colours as [r, g, b], got shape {arr.shape}", source
-        )
-    if arr.size and arr.max() <= 1.0 and not np.all(arr == arr.round()):
-        arr = arr * 255.0
-    arr = np.clip(arr[:num_classes, :3].round(), 0, 255).astype(int)
-    return [(int(r), int(g), int(b)) for r, g, b in arr]
 
 
 def load_hparams(path: Path) -> dict[str, Any]:

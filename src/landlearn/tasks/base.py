@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from landlearn.bundle import BundleMeta, default_colors
+from landlearn.bundle import BundleMeta
+from landlearn.colors import default_colors
 from landlearn.conventions import IGNORE_INDEX
 from landlearn.d4 import d4_mean, tta_transforms
 from landlearn.errors import LandlearnError
