@@ -169,7 +169,8 @@ def check_outputs(
             inside = next((f for f in folders if real.is_relative_to(f)), None)
             if inside is not None:
                 raise LandlearnError(
-                    f"is a file inside the input folder {inside}; refusing to overwrite it",
+                    f"is an input of this command (a file in the input folder {inside}); "
+                    "refusing to overwrite it",
                     out.path,
                 )
             what = _describe(st.st_mode)

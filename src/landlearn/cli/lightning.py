@@ -292,6 +292,8 @@ def _translate(argv: list[str]) -> list[str]:
     for a in it:
         if a == "--seed":
             out += ["--seed_everything", next(it, "0")]
+        elif a == "--overwrite":  # a flag, as in the other commands
+            out.append("--overwrite=true")
         elif a.startswith("--seed="):
             out.append("--seed_everything=" + a.split("=", 1)[1])
         else:
