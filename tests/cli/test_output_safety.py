@@ -27,7 +27,9 @@ def test_evaluate_out_onto_the_bundle_is_refused(
 ) -> None:
     data = _class_folder(tmp_path / "data")
     before = _hashes(tmp_path)
-    code, _, err = run_cli(["evaluate", str(cls_bundle), str(data), "--out", str(cls_bundle)], capsys)
+    code, _, err = run_cli(
+        ["evaluate", str(cls_bundle), str(data), "--out", str(cls_bundle)], capsys
+    )
     _assert_one_line_error(code, err, "cls.safetensors", "is an input")
     assert _hashes(tmp_path) == before
 
