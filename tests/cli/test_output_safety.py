@@ -130,3 +130,29 @@ def test_demo_refuses_a_folder_of_the_users_files(
     _assert_one_line_error(code, err, "work", "not an earlier landlearn demo")
     assert (mine / "thesis.tex").read_text() == "years of work"
     assert [p.name for p in mine.iterdir()] == ["thesis.tex"]
+
+
+def test_report_out_refuses_the_users_index_html(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.json").write_text(json.dumps({"overall_accuracy": 0.5}))
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "index.html").write_text("<html>my homepage</html>")
+    before = _hashes(tmp_path)
+    code, _, err = run_cli(["report", str(run), "--out", str(site)], capsys)
+    _assert_one_line_error(code, err, "index.html", "--overwrite")
+    assert _hashes(tmp_path) == before
+    fresh = tmp_path / "fresh"
+    assert run_cli(["report", str(run), "--out", str(fresh)], capsys)[0] == 0
+    assert run_cli(["report", str(run), "--out", str(fresh)], capsys)[0] == 0  # its own files
+
+
+def test_lr_find_out_refuses_the_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = _config(tmp_path)
+    before = _hashes(tmp_path)
+    code, _, err = run_cli(["lr-find", "--config", str(cfg), "--out", str(cfg)], capsys)
+    _assert_one_line_error(code, err, "c.yaml", "is an input")
+    assert _hashes(tmp_path) == before

@@ -246,7 +246,7 @@ def write_outputs(model: LandlearnTask, out: Path) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "metrics.json", metrics)
     with atomic_path(out / "metrics.md") as tmp:
-        tmp.write_text(metrics_markdown(metrics))
+        tmp.write_text(metrics_markdown(metrics) + "\n<!-- written by landlearn -->\n")
     ex = model.test_examples
     if ex.get("image"):
         with atomic_path(out / "examples.npz") as tmp:

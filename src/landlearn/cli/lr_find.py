@@ -27,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-training", type=int, default=100, help="steps to try")
     parser.add_argument("--out", default="lr_find.png", help="plot path (PNG)")
     parser.add_argument(
+        "--overwrite", action="store_true", help="let --out replace a PNG landlearn did not write"
+    )
+    parser.add_argument(
         "overrides",
         nargs="*",
         help="extra LightningCLI options, e.g. --data.init_args.batch_size=8",
@@ -65,6 +68,9 @@ def run(args: argparse.Namespace) -> int:
 
     if not Path(args.config).is_file():
         raise LandlearnError("no such config file", args.config)
+    from landlearn.safety import Output, check_outputs
+
+    check_outputs([Output(Path(args.out), "plot")], [args.config], overwrite=args.overwrite)
     cli = make_cli(["--config", args.config, *args.overrides], run=False)
     # the range test runs --num-training steps, however few batches an epoch has
     cli.trainer.fit_loop.max_epochs = 10**6

@@ -19,6 +19,15 @@ in its latest version_N/ subfolder; class_colors.json, examples.npz and hparams.
 present."""
 
 
+REPORT_PNGS = (
+    "training_curves.png",
+    "confusion_matrix.png",
+    "per_class.png",
+    "reliability.png",
+    "examples.png",
+)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``RUN_DIR`` and ``--out`` to the ``report`` subcommand's parser."""
     parser.description = HELP
@@ -27,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="run folder written by landlearn fit")
     parser.add_argument(
         "--out", metavar="DIR", default=None, help="output folder (default: RUN_DIR/report)"
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace files in --out landlearn did not write"
     )
 
 
@@ -38,6 +50,20 @@ def run(args: argparse.Namespace) -> int:
     """
     from landlearn.report import build_report  # matplotlib loads only for this command
 
+    from pathlib import Path
+
+    from landlearn.safety import Output, check_outputs
+
+    out = Path(args.out) if args.out is not None else None
+    if out is not None:
+        if out.exists() and not out.is_dir():
+            from landlearn.errors import LandlearnError
+
+            raise LandlearnError("is a file; --out takes a folder", out)
+        files = [Output(out / "index.html", "text")]
+        files += [Output(out / n, "plot") for n in REPORT_PNGS]
+        files += [Output(out / "metrics.md", "text")]
+        check_outputs(files, overwrite=args.overwrite)
     index = build_report(args.run_dir, args.out)
     log.info("report: %s", index)
     return 0

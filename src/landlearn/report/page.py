@@ -191,7 +191,7 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
         content.per_class_header, content.per_class_rows = per_class_rows(metrics)
         _metric_figures(content, metrics, names, out)
         markdown = metrics_markdown(metrics, title=f"Test metrics — {files.run_dir.resolve().name}")
-        write_atomic(out / "metrics.md", markdown)
+        write_atomic(out / "metrics.md", markdown + "\n<!-- written by landlearn -->\n")
     else:
         content.notes.append("Test metrics skipped: no metrics.json (run `landlearn test` first).")
 
