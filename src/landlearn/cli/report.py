@@ -48,10 +48,9 @@ def run(args: argparse.Namespace) -> int:
     Raises:
         LandlearnError: no metrics in ``args.run_dir`` or an unreadable metrics file.
     """
-    from landlearn.report import build_report  # matplotlib loads only for this command
-
     from pathlib import Path
 
+    from landlearn.report import build_report  # matplotlib loads only for this command
     from landlearn.safety import Output, check_outputs
 
     out = Path(args.out) if args.out is not None else None
