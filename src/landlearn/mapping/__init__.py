@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from landlearn.mapping.outputs import stale_sidecars
 from landlearn.mapping.scene import map_scene
 
-__all__ = ["map_scene"]
+__all__ = ["map_scene", "stale_sidecars"]
