@@ -15,6 +15,7 @@ import rasterio
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
+from rasterio.errors import CRSError
 
 from landlearn.atomic import dump_json
 from landlearn.colors import hex_color
@@ -176,7 +177,10 @@ class AreaCounter:
             note = "geographic CRS; areas on a sphere of radius 6371007.2 m (approximate)"
             areas = self.area
         else:
-            name, factor = self.crs.linear_units_factor
+            try:
+                name, factor = self.crs.linear_units_factor
+            except CRSError:  # an engineering / local CRS: neither projected nor geographic
+                name, factor = "unknown units", 0.0
             if factor and factor > 0:
                 unit, note = "km2", f"projected CRS in {name}"
                 areas = self.pixels * pixel_area * factor**2 / 1e6
