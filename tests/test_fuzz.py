@@ -5,8 +5,10 @@ many more and records its counts in RESULTS.md."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,8 +29,11 @@ OUTCOMES: Counter[str] = Counter()
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return fz.make_world(tmp_path_factory.mktemp("fuzz"))
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
+    yield fz.make_world(tmp_path_factory.mktemp("fuzz"))
+    counts = os.environ.get("LANDLEARN_FUZZ_COUNTS")  # benchmarks/fuzz.py reads them
+    if counts:
+        Path(counts).write_text(json.dumps(dict(OUTCOMES), indent=2, sort_keys=True))
 
 
 def _guarded(world: dict[str, Path], case: str, args: list[str], *inputs: Path) -> None:
