@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -22,6 +24,21 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+_LOGGERS = ("", "landlearn", "lightning.pytorch", "lightning.fabric", "pytorch_lightning")
+
+
+@pytest.fixture(autouse=True)
+def _logging_state() -> Iterator[None]:
+    """A CLI test's ``setup_logging(quiet=True)`` must not silence the next test's log."""
+    saved = {name: logging.getLogger(name).level for name in _LOGGERS}
+    root = logging.getLogger()
+    handlers = list(root.handlers)
+    yield
+    for name, level in saved.items():
+        logging.getLogger(name).setLevel(level)
+    root.handlers[:] = handlers
 
 
 @pytest.fixture(autouse=True)
