@@ -8,4 +8,8 @@ IGNORE_INDEX = 255
 BUNDLE_FORMAT_VERSION = 1
 """Version of the model bundle's JSON metadata (see ``landlearn.bundle``)."""
 
-__all__ = ["BUNDLE_FORMAT_VERSION", "IGNORE_INDEX"]
+MIN_STD = 1e-6
+"""Floor of every standard deviation used to normalise, so a constant band does not divide by
+zero: training statistics, the datamodules' and the predictor's normalisation all use it."""
+
+__all__ = ["BUNDLE_FORMAT_VERSION", "IGNORE_INDEX", "MIN_STD"]

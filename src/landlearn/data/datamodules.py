@@ -1,8 +1,11 @@
 """LightningDataModules for image folders, image + mask folders and GeoTIFF scene pairs.
 
 Batches leave the loaders in raw units. ``on_after_batch_transfer`` augments training batches on the
-device (``build_augment``) and then normalises every batch with the train split's per-band mean and
-std, so the numbers a bundle stores are exactly the ones training used.
+device (``build_augment``) and then normalises every input of every batch with that input's
+train-split per-band mean and std (``landlearn.data.normalize``), so the numbers a bundle stores are
+exactly the ones training used. After ``setup("fit")`` a datamodule describes what it yields as
+``input_specs`` (one ``InputSpec`` per input, with those statistics) and ``head_specs`` (one
+``HeadSpec`` per target).
 """
 
 from __future__ import annotations
@@ -22,10 +25,11 @@ from landlearn.data.augment import build_augment
 from landlearn.data.balance import class_counts_from_targets, class_weights, oversampling_sampler
 from landlearn.data.folders import DEFAULT_IGNORE, ColorTable, ImageFolderDataset, MaskFolderDataset
 from landlearn.data.io import generic_band_names, raster_info
-from landlearn.data.normalize import compute_stats
-from landlearn.data.rasters import RasterPairDataset, check_remap, grid_windows, spatial_split
+from landlearn.data.normalize import compute_stats, normalize, normalize_batch
+from landlearn.data.rasters import RasterPairDataset, check_remap, split_scene
 from landlearn.data.splits import label_subset, random_split_indices, stratified_split
 from landlearn.errors import LandlearnError
+from landlearn.schema import HeadSpec, InputSpec
 
 __all__ = [
     "ImageFolderDataModule",
@@ -40,11 +44,29 @@ log = logging.getLogger(__name__)
 Sample = dict[str, torch.Tensor]
 
 
+class WithoutTargets(Dataset[Sample]):
+    """A dataset's samples with their targets (``label``, ``mask``, ``target``) removed."""
+
+    TARGET_KEYS = ("label", "mask", "target")
+
+    def __init__(self, dataset: Dataset[Sample]) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> Sample:
+        sample = self.dataset[index]
+        return {k: v for k, v in sample.items() if k not in self.TARGET_KEYS}
+
+
 class LandlearnDataModule(LightningDataModule):
     """What our datamodules share: names, train-split statistics, loaders, the transfer hook.
 
     Subclasses implement ``_build`` (set the three datasets, ``band_names``, ``class_names``,
-    ``chip_size``) and ``_train_class_counts``.
+    ``chip_size``) and ``_train_class_counts``. A datamodule of several inputs also overrides
+    ``_input_bands`` (input name → band names, in order) and may give ``_given_stats``; ``mean``
+    / ``std`` / ``band_names`` always describe the first input.
 
     Args:
         batch_size: samples per batch.
@@ -85,8 +107,11 @@ class LandlearnDataModule(LightningDataModule):
         self.train_dataset: Dataset[Sample] | None = None
         self.val_dataset: Dataset[Sample] | None = None
         self.test_dataset: Dataset[Sample] | None = None
+        self.unlabelled_dataset: Dataset[Sample] | None = None
         self.train_aug: nn.Module | None = None
         self._class_weights: torch.Tensor | None = None
+        self.input_stats: dict[str, tuple[list[float], list[float]]] = {}
+        """Input name → (mean, std) of the train split in raw units, filled by ``setup``."""
 
     @property
     def num_classes(self) -> int:
@@ -111,17 +136,68 @@ class LandlearnDataModule(LightningDataModule):
                 len(self.val_dataset or []),
                 len(self.test_dataset or []),
             )
-        if self.mean is None or self.std is None:
-            self.mean, self.std = compute_stats(self.train_dataset, seed=self.seed)
-        if len(self.mean) != len(self.band_names) or len(self.std) != len(self.band_names):
-            raise LandlearnError(
-                f"mean / std have {len(self.mean)} / {len(self.std)} values but the data has "
-                f"{len(self.band_names)} bands ({', '.join(self.band_names)})"
-            )
-        if any(s <= 0 for s in self.std):
-            raise LandlearnError(f"std must be positive, got {self.std}")
+        given = self._given_stats()
+        for name, bands in self._input_bands().items():
+            if name not in given:
+                given[name] = compute_stats(self._stats_dataset(), seed=self.seed, key=name)
+            mean, std = given[name]
+            if len(mean) != len(bands) or len(std) != len(bands):
+                where = "" if name == "image" else f"input {name!r}: "
+                raise LandlearnError(
+                    f"{where}mean / std have {len(mean)} / {len(std)} values but the data has "
+                    f"{len(bands)} bands ({', '.join(bands)})"
+                )
+            if any(s <= 0 for s in std):
+                raise LandlearnError(f"std must be positive, got {std}")
+            self.input_stats[name] = (list(mean), list(std))
+        self.mean, self.std = self.input_stats[self.input_names[0]]
         if self.train_aug is None:
-            self.train_aug = build_augment(self.augment, self.task)
+            self.train_aug = build_augment(self.augment, self.task, self.input_names)
+
+    # ---- inputs and heads -----------------------------------------------------------------
+    def _input_bands(self) -> dict[str, list[str]]:
+        """Input name → band names, in sample order (one input, ``image``, by default)."""
+        return {"image": list(self.band_names)}
+
+    def _given_stats(self) -> dict[str, tuple[list[float], list[float]]]:
+        """Statistics given in the config (or computed before), by input name."""
+        out = dict(self.input_stats)
+        if self.mean is not None and self.std is not None:
+            out.setdefault(self.input_names[0], (list(self.mean), list(self.std)))
+        return out
+
+    def _stats_dataset(self) -> Dataset[Sample]:
+        """The training-split samples the statistics are computed on."""
+        assert self.train_dataset is not None
+        return self.train_dataset
+
+    def _input_spec(
+        self, name: str, bands: list[str], mean: list[float], std: list[float]
+    ) -> InputSpec:
+        """The spec of one input; subclasses add no-data and resolution where they know them."""
+        return InputSpec(name, "raster", bands=bands, mean=mean, std=std,
+                         chip_size=self.chip_size or None)  # fmt: skip
+
+    @property
+    def input_names(self) -> list[str]:
+        """Sample keys of the inputs, in the order models receive them."""
+        return list(self._input_bands())
+
+    @property
+    def input_specs(self) -> list[InputSpec]:
+        """One ``InputSpec`` per input, with its train-split mean / std (runs ``setup``)."""
+        if not self.input_stats:
+            self.setup("fit")
+        bands = self._input_bands()
+        return [self._input_spec(n, bands[n], *self.input_stats[n]) for n in bands]
+
+    @property
+    def head_specs(self) -> list[HeadSpec]:
+        """One class head named after the task (``classification`` / ``segmentation``)."""
+        if not self.input_stats:
+            self.setup("fit")
+        colors = self.class_colors or ()
+        return [HeadSpec(self.task, self.task, classes=self.class_names, colors=colors)]
 
     @property
     def class_weights(self) -> torch.Tensor:
@@ -133,22 +209,28 @@ class LandlearnDataModule(LightningDataModule):
             self._class_weights = class_weights(counts)
         return self._class_weights
 
-    def normalize(self, image: torch.Tensor) -> torch.Tensor:
-        """``(image - mean) / std`` per band; ``image`` is ``(B, C, H, W)`` in raw units."""
-        if self.mean is None or self.std is None:
+    def normalize(self, image: torch.Tensor, name: str | None = None) -> torch.Tensor:
+        """Input ``name`` (default the first) ``(B, C, H, W)`` in raw units, normalised."""
+        name = name or self.input_names[0]
+        if name not in self.input_stats:
+            if name == self.input_names[0] and self.mean is not None and self.std is not None:
+                return normalize(image.float(), self.mean, self.std)
             raise LandlearnError("mean / std unknown; call setup() first")
-        mean = torch.as_tensor(self.mean, dtype=image.dtype, device=image.device)
-        std = torch.as_tensor(self.std, dtype=image.dtype, device=image.device)
-        return (image - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+        return normalize(image.float(), *self.input_stats[name])
 
     def on_after_batch_transfer(self, batch: Sample, dataloader_idx: int) -> Sample:
-        """Augment training batches on the device, then normalise every batch."""
+        """Augment training batches on the device, then normalise every input of every batch."""
         trainer = self.trainer
+        names = self.input_names
         if trainer is not None and trainer.training and self.train_aug is not None:
-            batch = self.train_aug.to(batch["image"].device)(batch)
-        if "image" in batch:
-            batch["image"] = self.normalize(batch["image"].float())
-        return batch
+            first = next((batch[n] for n in names if n in batch), None)
+            if first is not None:
+                batch = self.train_aug.to(first.device)(batch)
+        if not self.input_stats:  # statistics given, setup not run (a loader built by hand)
+            if names[0] in batch:
+                batch[names[0]] = self.normalize(batch[names[0]])
+            return batch
+        return normalize_batch(batch, self.input_specs)
 
     def _loader(self, dataset: Dataset[Sample], train: bool = False) -> DataLoader[Sample]:
         sampler = self._train_sampler() if train else None
@@ -190,6 +272,31 @@ class LandlearnDataModule(LightningDataModule):
     def predict_dataloader(self) -> DataLoader[Sample]:
         """The test set."""
         return self.test_dataloader()
+
+    def unlabelled_dataloader(self) -> DataLoader[Sample]:
+        """Shuffled, seeded batches of the train samples that ``label_fraction`` left unlabelled.
+
+        Their samples hold the inputs only (no ``label`` / ``mask`` / ``target``).
+
+        Raises:
+            LandlearnError: every train sample keeps its label (``label_fraction`` is 1).
+        """
+        if self.train_dataset is None:
+            self.setup("fit")
+        if self.unlabelled_dataset is None or len(self.unlabelled_dataset) == 0:  # type: ignore[arg-type]
+            raise LandlearnError(
+                "no unlabelled samples: set label_fraction below 1 to keep the rest of the "
+                "train split as unlabelled data"
+            )
+        generator = torch.Generator().manual_seed(self.seed + 1)
+        return DataLoader(
+            self.unlabelled_dataset,
+            batch_size=self.batch_size,
+            shuffle=True,
+            num_workers=self.num_workers,
+            generator=generator,
+            persistent_workers=self.num_workers > 0,
+        )
 
 
 class ImageFolderDataModule(LandlearnDataModule):
@@ -235,8 +342,10 @@ class ImageFolderDataModule(LandlearnDataModule):
         train, val, test = stratified_split(
             full.targets, self.val_fraction, test_fraction, self.seed
         )
-        train = label_subset(train, full.targets, self.label_fraction, self.seed)
-        self.train_dataset = full.subset(train)
+        kept = label_subset(train, full.targets, self.label_fraction, self.seed)
+        rest = sorted(set(train) - set(kept))
+        self.unlabelled_dataset = WithoutTargets(full.subset(rest)) if rest else None
+        self.train_dataset = full.subset(kept)
         self.val_dataset = full.subset(val) if val else None
         if self.test_root:
             self.test_dataset = ImageFolderDataset(
@@ -430,6 +539,8 @@ class RasterPairDataModule(LandlearnDataModule):
         self.class_colors = [list(map(int, c))[:3] for c in class_colors] if class_colors else None
         self.crs: Any = None
         self.transform: Any = None
+        self.nodata: float | None = None
+        self.resolution: float | None = None
 
     def _grid(self, files: tuple[str, str], windows: list[Any] | None) -> RasterPairDataset:
         return RasterPairDataset(
@@ -440,15 +551,11 @@ class RasterPairDataModule(LandlearnDataModule):
         info = raster_info(self.image)
         val_fraction = 0.0 if self.val_files else self.val_fraction
         test_fraction = 0.0 if self.test_files else self.test_fraction
-        block = self.block_size or self.chip_size
-        if self.block_size is None and len(grid_windows(info.height, info.width, 2 * block)) >= 5:
-            block *= 2
-        if val_fraction or test_fraction:
-            train, val, test = spatial_split(
-                info.height, info.width, block, val_fraction, test_fraction, self.seed
-            )
-        else:
-            train, val, test = [], [], []
+        block, train, val, test = split_scene(
+            info.height, info.width, self.chip_size, self.block_size, val_fraction,
+            test_fraction, self.seed,
+        )  # fmt: skip
+        self.nodata, self.resolution = info.nodata, _resolution(info.transform)
         scene = (self.image, self.label)
         self.train_dataset = RasterPairDataset(
             *scene, self.chip_size, "random", self.samples_per_epoch, self.remap,
@@ -472,6 +579,21 @@ class RasterPairDataModule(LandlearnDataModule):
     def _train_class_counts(self) -> np.ndarray:
         assert isinstance(self.train_dataset, RasterPairDataset)
         return self.train_dataset.label_counts()
+
+    def _input_spec(
+        self, name: str, bands: list[str], mean: list[float], std: list[float]
+    ) -> InputSpec:
+        """The image's spec, with the file's no-data value and pixel size."""
+        return InputSpec(name, "raster", bands=bands, mean=mean, std=std, nodata=self.nodata,
+                         chip_size=self.chip_size, resolution=self.resolution)  # fmt: skip
+
+
+def _resolution(transform: Any) -> float | None:
+    """Pixel width in CRS units, or None without a geotransform."""
+    if transform is None or getattr(transform, "is_identity", False):
+        return None
+    res = abs(float(transform.a))
+    return res if res > 0 else None
 
 
 def _label_colors(

@@ -1,4 +1,11 @@
-"""Per-band statistics (NaN- and no-data-aware) and the ``Normalize`` module that applies them."""
+"""Per-band statistics (NaN- and no-data-aware) and the one normalisation of landlearn.
+
+:func:`normalize` is ``(x - mean) / max(std, MIN_STD)`` per channel; every place that normalises
+an input calls it (the datamodules after transfer, ``Normalize``, the table datamodules), with
+the statistics of that input's training split (:func:`normalize_input` takes an ``InputSpec``,
+:func:`normalize_batch` every input of a batch). ``landlearn.bundle``, below ``data/`` in the
+layers, uses the same floor (``landlearn.conventions.MIN_STD``).
+"""
 
 from __future__ import annotations
 
@@ -6,20 +13,104 @@ import logging
 import math
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from landlearn.conventions import MIN_STD
 from landlearn.errors import LandlearnError
+from landlearn.schema import InputSpec
 
-__all__ = ["Normalize", "compute_raster_stats", "compute_stats"]
+__all__ = [
+    "MIN_STD",
+    "Normalize",
+    "compute_raster_stats",
+    "compute_stats",
+    "normalize",
+    "normalize_batch",
+    "normalize_input",
+]
 
 log = logging.getLogger(__name__)
 
-MIN_STD = 1e-6
-"""Floor of every standard deviation, so a constant band does not divide by zero."""
+ArrayT = TypeVar("ArrayT", Tensor, np.ndarray)
+
+
+def normalize(
+    x: ArrayT,
+    mean: Sequence[float] | Tensor,
+    std: Sequence[float] | Tensor,
+    *,
+    channel_dim: int = -3,
+    nan_value: float | None = None,
+) -> ArrayT:
+    """``(x - mean) / max(std, MIN_STD)`` per channel: the one normalisation of landlearn.
+
+    A tensor comes back as float32 (float64 stays float64) on its device; a numpy array as an
+    array of its float dtype, computed the same way.
+
+    Args:
+        x: raw values; rasters ``(..., C, H, W)`` (``channel_dim=-3``), tables ``(..., F)``
+            (``channel_dim=-1``).
+        mean: one value per channel, raw units.
+        std: one value per channel; floored at ``MIN_STD``.
+        channel_dim: the channel axis, counted from the end (negative).
+        nan_value: if set, NaN values become this after normalising (0 is the mean).
+
+    Raises:
+        LandlearnError: ``x`` has not one channel per statistic.
+    """
+    if isinstance(x, np.ndarray):
+        arr = x if x.dtype.kind == "f" else x.astype(np.float32)
+        out = normalize(
+            torch.from_numpy(arr), mean, std, channel_dim=channel_dim, nan_value=nan_value
+        )
+        return out.numpy()
+    if channel_dim >= 0:
+        raise ValueError(f"channel_dim counts from the end and must be negative, got {channel_dim}")
+    if x.dtype != torch.float64:
+        x = x.float()
+    m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).flatten()
+    s = torch.as_tensor(std, dtype=x.dtype, device=x.device).flatten()
+    n = m.numel()
+    if s.numel() != n or n == 0:
+        raise LandlearnError(f"mean and std need one value per band, got {n} and {s.numel()}")
+    if x.ndim < -channel_dim or x.shape[channel_dim] != n:
+        raise LandlearnError(f"expected {n} bands, got shape {tuple(x.shape)}; check band_names")
+    shape = (n,) + (1,) * (-channel_dim - 1)
+    out = (x - m.view(shape)) / s.clamp_min(MIN_STD).view(shape)
+    if nan_value is not None:
+        out = torch.where(torch.isnan(out), torch.full_like(out, nan_value), out)
+    return out
+
+
+def normalize_input(x: ArrayT, spec: InputSpec, *, nan_value: float | None = None) -> ArrayT:
+    """Normalise one input with its spec's training-split statistics (tables: last axis).
+
+    Raises:
+        LandlearnError: the spec has no statistics, or ``x`` has the wrong number of bands.
+    """
+    if spec.mean is None or spec.std is None:
+        raise LandlearnError(f"input {spec.name!r} has no mean / std; call setup() first")
+    dim = -1 if spec.kind == "table" else -3
+    return normalize(x, spec.mean, spec.std, channel_dim=dim, nan_value=nan_value)
+
+
+def normalize_batch(
+    batch: dict[str, Any], specs: Sequence[InputSpec], *, nan_value: float | None = None
+) -> dict[str, Any]:
+    """The batch with every input of ``specs`` that it holds normalised (other keys as they are).
+
+    Raises:
+        LandlearnError: a spec without statistics, or an input with the wrong number of bands.
+    """
+    out = dict(batch)
+    for spec in specs:
+        if spec.name in out:
+            out[spec.name] = normalize_input(out[spec.name], spec, nan_value=nan_value)
+    return out
 
 
 class _BandMoments:
@@ -70,15 +161,16 @@ def _as_bands(image: Any) -> np.ndarray:
 
 
 def compute_stats(
-    dataset: Any, max_samples: int = 512, seed: int = 0
+    dataset: Any, max_samples: int = 512, seed: int = 0, key: str = "image"
 ) -> tuple[list[float], list[float]]:
-    """Per-band mean and std of ``dataset[i]["image"]`` over a seeded subset of samples.
+    """Per-band mean and std of ``dataset[i][key]`` over a seeded subset of samples.
 
     NaN pixels are skipped; the std (population) is floored at ``MIN_STD``.
 
     Args:
-        dataset: Has ``len`` and ``__getitem__`` returning a dict with ``image`` (C, H, W).
+        dataset: Has ``len`` and ``__getitem__`` returning a dict with ``key`` (C, H, W).
         max_samples: At most this many samples, drawn without replacement.
+        key: the input (sample key) to describe.
 
     Raises:
         LandlearnError: Empty dataset, band count changing between samples, or an all-NaN band.
@@ -90,10 +182,10 @@ def compute_stats(
     index = np.sort(rng.choice(n, size=min(n, max_samples), replace=False))
     moments = _BandMoments()
     for i in index:
-        values = _as_bands(dataset[int(i)]["image"])
+        values = _as_bands(dataset[int(i)][key])
         moments.add(values, np.isfinite(values))
     mean, std = moments.result()
-    log.debug("band stats over %d of %d samples: mean=%s std=%s", len(index), n, mean, std)
+    log.debug("%s stats over %d of %d samples: mean=%s std=%s", key, len(index), n, mean, std)
     return mean, std
 
 
@@ -134,7 +226,9 @@ def compute_raster_stats(
 
 
 class Normalize(nn.Module):
-    """``(x - mean) / std`` per band, on a tensor ``(B, C, H, W)`` / ``(C, H, W)`` or a batch dict.
+    """:func:`normalize` as a module (statistics as buffers), on tensors or a batch dict.
+
+    Tensors are ``(B, C, H, W)`` or ``(C, H, W)``.
 
     Args:
         mean: One value per band.
@@ -166,15 +260,8 @@ class Normalize(nn.Module):
         self.key = key
 
     def normalize(self, x: Tensor) -> Tensor:
-        """Normalise one tensor whose channel axis is third from last."""
-        if x.ndim < 3 or x.shape[-3] != self.mean.shape[0]:
-            raise LandlearnError(
-                f"expected {self.mean.shape[0]} bands, got shape {tuple(x.shape)}; check band_names"
-            )
-        out = (x.float() - self.mean) / self.std
-        if self.nan_value is not None:
-            out = torch.where(torch.isnan(out), torch.full_like(out, self.nan_value), out)
-        return out
+        """Normalise one tensor whose channel axis is third from last (:func:`normalize`)."""
+        return normalize(x.float(), self.mean, self.std, nan_value=self.nan_value)
 
     def forward(self, x: Tensor | dict[str, Any]) -> Tensor | dict[str, Any]:
         """Normalise a tensor, or return a new batch dict with ``key`` normalised."""

@@ -34,7 +34,8 @@ from lightning.pytorch import LightningDataModule
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from landlearn.data.normalize import MIN_STD
+from landlearn.conventions import MIN_STD
+from landlearn.data.normalize import normalize_input
 from landlearn.data.splits import random_split_indices
 from landlearn.errors import LandlearnError
 from landlearn.schema import HeadSpec, InputSpec
@@ -264,12 +265,21 @@ class PrestoDataModule(LightningDataModule):
         assert self.input_spec is not None
         return self.input_spec
 
+    @property
+    def input_specs(self) -> list[InputSpec]:
+        """The feature table's spec (training-split statistics), after ``setup``."""
+        return [self._spec()]
+
+    @property
+    def head_specs(self) -> list[HeadSpec]:
+        """The regression head (target name, unit, training-split statistics)."""
+        self._spec()
+        assert self.head_spec is not None
+        return [self.head_spec]
+
     def normalize(self, x: Tensor) -> Tensor:
         """``(x - mean) / std`` per column ``(B, F)`` with training-split statistics; NaN → 0."""
-        spec = self._spec()
-        mean = torch.as_tensor(spec.mean, dtype=torch.float32, device=x.device)
-        std = torch.as_tensor(spec.std, dtype=torch.float32, device=x.device)
-        return torch.nan_to_num((x.float() - mean) / std, nan=0.0)
+        return normalize_input(x.float(), self._spec(), nan_value=0.0)
 
     def arrays(self, split: str, normalized: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """``(X (N, F) float32, y (N,) float64)`` of ``train``, ``val`` or ``test`` (for sklearn).
@@ -284,7 +294,7 @@ class PrestoDataModule(LightningDataModule):
         idx = self.splits[split]
         x = self._x[idx]
         if normalized:
-            x = np.nan_to_num((x - np.asarray(spec.mean)) / np.asarray(spec.std), nan=0.0)
+            x = normalize_input(x, spec, nan_value=0.0)
         return x.astype(np.float32), self._y[idx]
 
     def dataset(self, split: str) -> FeatureDataset:

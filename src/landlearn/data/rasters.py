@@ -29,12 +29,14 @@ from landlearn.errors import LandlearnError
 from landlearn.inputs import read_error
 
 __all__ = [
+    "ChipSampler",
     "RasterPairDataset",
     "check_remap",
     "grid_windows",
     "pad_chip",
     "remap_codes",
     "spatial_split",
+    "split_scene",
 ]
 
 log = logging.getLogger(__name__)
@@ -80,6 +82,32 @@ def spatial_split(
         )
     train, val, test = random_split_indices(len(blocks), val_fraction, test_fraction, seed)
     return [blocks[i] for i in train], [blocks[i] for i in val], [blocks[i] for i in test]
+
+
+def split_scene(
+    height: int,
+    width: int,
+    chip_size: int,
+    block_size: int | None,
+    val_fraction: float,
+    test_fraction: float,
+    seed: int = 0,
+) -> tuple[int, list[Window], list[Window], list[Window]]:
+    """The block side and the train / val / test blocks of a scene (``spatial_split``).
+
+    ``block_size`` defaults to twice the chip size when the scene is large enough for five such
+    blocks, else the chip size. No val and no test fraction: no blocks (the whole scene trains).
+
+    Raises:
+        LandlearnError: too few blocks for the requested splits.
+    """
+    block = block_size or chip_size
+    if block_size is None and len(grid_windows(height, width, 2 * block)) >= 5:
+        block *= 2
+    if not (val_fraction or test_fraction):
+        return block, [], [], []
+    train, val, test = spatial_split(height, width, block, val_fraction, test_fraction, seed)
+    return block, train, val, test
 
 
 def remap_codes(codes: np.ndarray, remap: Mapping[int, int] | None) -> np.ndarray:
@@ -146,7 +174,96 @@ def _intersect(window: Window, region: Region) -> tuple[Window, tuple[int, int, 
     return inner, (top, bottom, left, right)
 
 
-class RasterPairDataset(Dataset[dict[str, torch.Tensor]]):
+class ChipSampler:
+    """Where the chips of a scene lie: seeded random chips, or a grid, inside regions of it.
+
+    Chip ``i`` of the random sampler is the same for a given seed; a region is drawn with a
+    probability proportional to its area. Chips reaching past their region or the scene are read
+    clipped and padded back (:meth:`read_window`).
+
+    Args:
+        height: scene height in pixels.
+        width: scene width in pixels.
+        chip_size: chip height and width in pixels.
+        sampler: ``"random"`` or ``"grid"``.
+        length: number of random chips; defaults to the number of grid chips.
+        windows: regions (rasterio windows) to take chips from; default the whole scene.
+        seed: seed of the random chips.
+
+    Raises:
+        LandlearnError: bad sampler, chip size or length.
+    """
+
+    def __init__(
+        self,
+        height: int,
+        width: int,
+        chip_size: int,
+        sampler: str = "random",
+        length: int | None = None,
+        windows: Sequence[Window] | None = None,
+        seed: int = 0,
+    ) -> None:
+        if sampler not in ("random", "grid"):
+            raise LandlearnError(f"sampler must be 'random' or 'grid', got {sampler!r}")
+        if chip_size < 1:
+            raise LandlearnError(f"chip_size must be positive, got {chip_size}")
+        self.chip_size = int(chip_size)
+        self.sampler = sampler
+        self.seed = int(seed)
+        self.height, self.width = int(height), int(width)
+        self.regions: list[Region] = [
+            (int(w.row_off), int(w.col_off), int(w.height), int(w.width))
+            for w in (windows or [Window(0, 0, self.width, self.height)])
+        ]
+        self.chips: list[tuple[Window, int]] = [
+            (Window(c + w.col_off, r + w.row_off, w.width, w.height), k)
+            for k, (r, c, h, wd) in enumerate(self.regions)
+            for w in grid_windows(h, wd, self.chip_size)
+        ]
+        areas = np.array([h * w for _, _, h, w in self.regions], dtype=np.float64)
+        self._region_p = areas / areas.sum()
+        self.length = int(length) if length is not None else len(self.chips)
+        if self.length < 1:
+            raise LandlearnError(f"length must be positive, got {self.length}")
+
+    def __len__(self) -> int:
+        return len(self.chips) if self.sampler == "grid" else self.length
+
+    def window(self, index: int) -> tuple[Window, Region]:
+        """Chip window of sample ``index`` (in scene pixels) and the region it belongs to."""
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        if self.sampler == "grid":
+            window, k = self.chips[index]
+            return window, self.regions[k]
+        rng = np.random.default_rng([self.seed, index])
+        k = int(rng.choice(len(self.regions), p=self._region_p))
+        r0, c0, h, w = self.regions[k]
+        row = r0 + int(rng.integers(0, max(h - self.chip_size, 0) + 1))
+        col = c0 + int(rng.integers(0, max(w - self.chip_size, 0) + 1))
+        return Window(col, row, self.chip_size, self.chip_size), self.regions[k]
+
+    def read_window(self, index: int) -> tuple[Window, tuple[int, int, int, int]]:
+        """The part of chip ``index`` to read (inside its region and the scene) and the padding
+        ``(top, bottom, left, right)`` that restores the chip's size."""
+        window, region = self.window(index)
+        scene: Region = (0, 0, self.height, self.width)
+        inner, pads = _intersect(window, region)
+        inner, more = _intersect(inner, scene)
+        return inner, cast(Region, tuple(a + b for a, b in zip(pads, more, strict=True)))
+
+    def grid_read_windows(self) -> list[Window]:
+        """The clipped read window of every grid chip (to count labels over the regions)."""
+        out = []
+        for window, k in self.chips:
+            inner, _ = _intersect(window, self.regions[k])
+            inner, _ = _intersect(inner, (0, 0, self.height, self.width))
+            out.append(inner)
+        return out
+
+
+class RasterPairDataset(ChipSampler, Dataset[dict[str, torch.Tensor]]):
     """Chips of an aligned GeoTIFF image and label raster, as ``{"image", "mask"}`` samples.
 
     Args:
@@ -180,13 +297,9 @@ class RasterPairDataset(Dataset[dict[str, torch.Tensor]]):
         self.label_path = Path(label_path)
         image, label = raster_info(self.image_path), raster_info(self.label_path)
         _check_alignment(image, label)
-        if sampler not in ("random", "grid"):
-            raise LandlearnError(f"sampler must be 'random' or 'grid', got {sampler!r}")
-        if chip_size < 1:
-            raise LandlearnError(f"chip_size must be positive, got {chip_size}")
-        self.chip_size = int(chip_size)
-        self.sampler = sampler
-        self.seed = int(seed)
+        ChipSampler.__init__(
+            self, image.height, image.width, chip_size, sampler, length, windows, seed
+        )
         self.remap = check_remap(remap)
         self.bands = None if bands is None else [int(b) for b in bands]
         if self.bands is not None and not all(1 <= b <= image.count for b in self.bands):
@@ -198,27 +311,10 @@ class RasterPairDataset(Dataset[dict[str, torch.Tensor]]):
         self.band_names: list[str] = [image.band_names[b - 1] for b in picked]
         self.crs = image.crs
         self.transform = image.transform
-        self.height, self.width = image.height, image.width
+        self.nodata = image.nodata
         self.label_nodata = label.nodata
-        self.regions: list[Region] = [
-            (int(w.row_off), int(w.col_off), int(w.height), int(w.width))
-            for w in (windows or [Window(0, 0, self.width, self.height)])
-        ]
-        self.chips: list[tuple[Window, int]] = [
-            (Window(c + w.col_off, r + w.row_off, w.width, w.height), k)
-            for k, (r, c, h, wd) in enumerate(self.regions)
-            for w in grid_windows(h, wd, self.chip_size)
-        ]
-        areas = np.array([h * w for _, _, h, w in self.regions], dtype=np.float64)
-        self._region_p = areas / areas.sum()
-        self.length = int(length) if length is not None else len(self.chips)
-        if self.length < 1:
-            raise LandlearnError(f"length must be positive, got {self.length}")
         self._handles: tuple[Any, Any] | None = None
         self._pid = -1
-
-    def __len__(self) -> int:
-        return len(self.chips) if self.sampler == "grid" else self.length
 
     def __getstate__(self) -> dict[str, Any]:
         # Open GDAL handles cannot cross process boundaries; each worker reopens its own.
@@ -231,20 +327,6 @@ class RasterPairDataset(Dataset[dict[str, torch.Tensor]]):
             self._handles = (rasterio.open(self.image_path), rasterio.open(self.label_path))
             self._pid = os.getpid()
         return self._handles
-
-    def window(self, index: int) -> tuple[Window, Region]:
-        """Chip window of sample ``index`` (in scene pixels) and the region it belongs to."""
-        if not 0 <= index < len(self):
-            raise IndexError(index)
-        if self.sampler == "grid":
-            window, k = self.chips[index]
-            return window, self.regions[k]
-        rng = np.random.default_rng([self.seed, index])
-        k = int(rng.choice(len(self.regions), p=self._region_p))
-        r0, c0, h, w = self.regions[k]
-        row = r0 + int(rng.integers(0, max(h - self.chip_size, 0) + 1))
-        col = c0 + int(rng.integers(0, max(w - self.chip_size, 0) + 1))
-        return Window(col, row, self.chip_size, self.chip_size), self.regions[k]
 
     def _read_mask(self, label_src: Any, inner: Window) -> np.ndarray:
         try:
@@ -263,11 +345,7 @@ class RasterPairDataset(Dataset[dict[str, torch.Tensor]]):
         return mask
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        window, region = self.window(index)
-        scene: Region = (0, 0, self.height, self.width)
-        inner, pads = _intersect(window, region)
-        inner, more = _intersect(inner, scene)
-        pads = cast(Region, tuple(a + b for a, b in zip(pads, more, strict=True)))
+        inner, pads = self.read_window(index)
         image_src, label_src = self._open()
         try:
             image = image_src.read(self.bands, window=inner).astype(np.float32, copy=False)
@@ -292,9 +370,7 @@ class RasterPairDataset(Dataset[dict[str, torch.Tensor]]):
         """
         counts = np.zeros(IGNORE_INDEX, dtype=np.int64)
         _, label_src = self._open()
-        for window, k in self.chips:
-            inner, _ = _intersect(window, self.regions[k])
-            inner, _ = _intersect(inner, (0, 0, self.height, self.width))
+        for inner in self.grid_read_windows():
             mask = self._read_mask(label_src, inner)
             counts += np.bincount(mask[mask != IGNORE_INDEX].ravel(), minlength=IGNORE_INDEX)[
                 :IGNORE_INDEX
