@@ -142,3 +142,49 @@ def test_pretrained_extra_bands_repeat_rgb_kernels(tmp_path: Path) -> None:
     torch.testing.assert_close(model.layer1[0].conv1.weight, rgb.layer1[0].conv1.weight)
     with torch.no_grad():
         assert model.eval()(torch.randn(1, 13, 32, 32)).shape == (1, 10)
+
+
+# ---- any timm classifier as "timm:<name>" ---------------------------------------------------
+
+
+def test_timm_prefix_builds_any_timm_classifier() -> None:
+    torch.manual_seed(0)
+    model = build_model("timm:convnext_atto", in_channels=13, num_classes=5, dropout=0.2).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 13, 64, 64))
+    assert out.shape == (2, 5) and torch.isfinite(out).all()
+    assert model_task("timm:convnext_atto") == "classification"
+    assert model.stem[0].in_channels == 13
+    head = model.head.fc  # timm's pretrained_cfg["classifier"] is "head.fc" for ConvNeXt
+    assert isinstance(head, nn.Sequential) and isinstance(head[0], nn.Dropout)
+    assert head[0].p == pytest.approx(0.2)
+    assert "timm:convnext_atto" not in list_models()  # timm's thousand names are not listed
+
+
+def test_timm_prefix_unknown_names_say_the_nearest() -> None:
+    with pytest.raises(LandlearnError, match="unknown timm model 'convnext_ato'; did you mean "
+                       "'convnext_atto'"):  # fmt: skip
+        build_model("timm:convnext_ato", in_channels=3, num_classes=2)
+    with pytest.raises(LandlearnError, match="for the timm model write 'timm:convnext_atto'"):
+        build_model("convnext_atto", in_channels=3, num_classes=2)
+    with pytest.raises(LandlearnError, match="unknown model 'resnet81'; did you mean 'resnet18'"):
+        build_model("resnet81", in_channels=3, num_classes=2)
+    with pytest.raises(LandlearnError, match="has none"):
+        build_model("timm:convnext_atto", in_channels=3, num_classes=2, small_input=True)
+
+
+def test_timm_prefix_task_and_bundle_round_trip(tmp_path: Path) -> None:
+    from landlearn.bundle import BundleMeta, load_bundle, save_bundle
+    from landlearn.tasks import ClassificationTask
+
+    task = ClassificationTask(model="timm:resnet10t", num_classes=3, in_channels=4)
+    assert task.model is not None
+    meta = BundleMeta(task="classification", model_name="timm:resnet10t", model_kwargs={},
+                      band_names=["a", "b", "c", "d"], class_names=["x", "y", "z"],
+                      mean=[0.0] * 4, std=[1.0] * 4)  # fmt: skip
+    save_bundle(tmp_path / "m.safetensors", task.model.eval(), meta)
+    x = torch.randn(1, 4, 32, 32)
+    with torch.no_grad():
+        expected = torch.softmax(task.model(x), dim=1)
+    got = load_bundle(tmp_path / "m.safetensors").predict_proba(x)
+    torch.testing.assert_close(torch.as_tensor(got), expected)

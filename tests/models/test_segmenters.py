@@ -10,12 +10,15 @@ import torch
 from torch import nn
 
 from landlearn.errors import LandlearnError
-from landlearn.models import build_model, list_models, model_task
+from landlearn.models import build_model, is_multi_input, list_models, model_task
 from landlearn.models.segmenters import size_divisor
 
-# names starting with "test_" are tiny models other test folders register for themselves
+# names starting with "test_" are tiny models other test folders register for themselves;
+# multi-input models (in_channels per input) are tested in test_fusion.py
 SEGMENTERS = [
-    n for n in list_models() if model_task(n) == "segmentation" and not n.startswith("test_")
+    n
+    for n in list_models()
+    if model_task(n) == "segmentation" and not n.startswith("test_") and not is_multi_input(n)
 ]
 
 

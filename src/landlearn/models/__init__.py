@@ -1,4 +1,5 @@
-"""Models by name: timm classifiers, smp segmenters, a small CNN, an MLP regressor.
+"""Models by name: timm classifiers (any timm name as ``timm:<name>``), smp segmenters, the
+early-fusion U-Net of several inputs, a small CNN, an MLP regressor.
 
 ``build_model(name, in_channels=..., num_classes=..., pretrained=False, dropout=0.0, **kwargs)``.
 Importing this package fills the registry.
@@ -7,13 +8,14 @@ Importing this package fills the registry.
 from __future__ import annotations
 
 # Builder modules register themselves on import.
-from landlearn.models import classifiers, regressors, segmenters  # noqa: F401
+from landlearn.models import classifiers, fusion, regressors, segmenters  # noqa: F401
 from landlearn.models.registry import (
     MODELS,
     build_model,
+    is_multi_input,
     list_models,
     model_task,
     register_model,
 )
 
-__all__ = ["MODELS", "build_model", "list_models", "model_task", "register_model"]
+__all__ = ["MODELS", "build_model", "is_multi_input", "list_models", "model_task", "register_model"]

@@ -14,6 +14,12 @@ the RGB kernels are repeated cyclically (R, G, B, R, G, B, ...) and scaled by ``
 activation scale stays that of ImageNet. ``tests/models/test_classifiers.py`` checks this with a
 local weights file.
 
+Any other timm classifier: the model name ``timm:<timm name>`` (e.g. ``timm:convnext_atto``,
+``timm:efficientnet_b0``) builds it through the same path (``in_chans``, dropout before the
+classifier, weight errors); the prefix keeps a misspelt registered name (``resnet81``) an error
+with a "did you mean" instead of a timm model, and ``timm:convnext_ato`` names the nearest timm
+model. ``landlearn.models.list_models()`` does not list them (``timm.list_models()`` does).
+
 Pretrained weights come from the Hugging Face hub cache (``HF_HOME``). Offline, set
 ``HF_HUB_OFFLINE=1`` so a missing file fails at once instead of after ~45 s of retries, or pass
 ``pretrained_cfg_overlay={"file": "/path/to/weights.safetensors"}`` to use a local file.
@@ -29,11 +35,20 @@ import timm
 from torch import Tensor, nn
 
 from landlearn.errors import LandlearnError
-from landlearn.models.registry import register_model
+from landlearn.models.registry import register_model, register_model_prefix
+from landlearn.registry import unknown_name
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SmallCNN", "resnet18", "resnet50", "small_cnn", "vit_small", "wide_resnet50_2"]
+__all__ = [
+    "SmallCNN",
+    "resnet18",
+    "resnet50",
+    "small_cnn",
+    "timm_classifier",
+    "vit_small",
+    "wide_resnet50_2",
+]
 
 
 def _weights_error(name: str) -> LandlearnError:
@@ -46,13 +61,14 @@ def _weights_error(name: str) -> LandlearnError:
 def _wrap_classifier(model: nn.Module, dropout: float) -> nn.Module:
     """Put ``nn.Dropout(dropout)`` in front of a timm model's final linear layer."""
     cfg = cast(dict[str, Any], model.pretrained_cfg)
-    attr = str(cfg["classifier"])  # "fc" (ResNets) or "head" (ViT)
-    parent: nn.Module = model
-    *path, last = attr.split(".")
-    for part in path:
-        parent = getattr(parent, part)
-    head = getattr(parent, last)
-    setattr(parent, last, nn.Sequential(nn.Dropout(dropout), head))
+    attrs = cfg["classifier"]  # "fc" (ResNets), "head" (ViT), "head.fc" (ConvNeXt) or a tuple
+    for attr in [attrs] if isinstance(attrs, str) else list(attrs):
+        parent: nn.Module = model
+        *path, last = str(attr).split(".")
+        for part in path:
+            parent = getattr(parent, part)
+        head = getattr(parent, last)
+        setattr(parent, last, nn.Sequential(nn.Dropout(dropout), head))
     return model
 
 
@@ -88,6 +104,10 @@ def _timm(
 
 
 def _timm_builder(name: str, title: str) -> Callable[..., nn.Module]:
+    return register_model(name, task="classification")(_make_timm_builder(name, title))
+
+
+def _make_timm_builder(name: str, title: str) -> Callable[..., nn.Module]:
     def build(
         *,
         in_channels: int,
@@ -106,18 +126,34 @@ def _timm_builder(name: str, title: str) -> Callable[..., nn.Module]:
             **kwargs,
         )
         if small_input:
+            if not isinstance(getattr(model, "maxpool", None), nn.Module):
+                raise LandlearnError(
+                    f"small_input drops a ResNet-style stem max-pool; {name!r} has none"
+                )
             # The ImageNet stem divides the side by 4 (stride-2 conv, stride-2 max-pool): a
             # 64x64 chip reaches the last stage as 2x2. Without the pool every stage keeps twice
             # the resolution (4x the compute); the weights are the same, pretrained ones too.
             model.maxpool = nn.Identity()
         return model
 
-    build.__name__ = build.__qualname__ = name
+    build.__name__ = build.__qualname__ = name.replace("-", "_").replace(".", "_")
     build.__doc__ = (
         f"timm {title}; ``small_input=True`` drops the stem's max-pool (for chips of about "
         "64 px and less); other ``kwargs`` go to ``timm.create_model``."
     )
-    return register_model(name, task="classification")(build)
+    return build
+
+
+@register_model_prefix("timm", task="classification")
+def timm_classifier(timm_name: str) -> Callable[..., nn.Module]:
+    """The builder of ``timm:<timm_name>``: any model ``timm.list_models()`` knows.
+
+    Raises:
+        LandlearnError: a name timm does not know (with the nearest one).
+    """
+    if not timm.is_model(timm_name):
+        raise unknown_name("timm model", timm_name, timm.list_models(), "see timm.list_models()")
+    return _make_timm_builder(timm_name, timm_name)
 
 
 resnet18 = _timm_builder("resnet18", "ResNet-18")

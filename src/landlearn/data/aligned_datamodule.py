@@ -1,0 +1,258 @@
+"""A datamodule of several named rasters on one grid (S2 + S1 ...) and an optional label raster.
+
+It is chipped like :class:`~landlearn.data.datamodules.RasterPairDataModule` (the same
+``split_scene`` blocks and ``ChipSampler`` windows): train draws ``samples_per_epoch`` random
+chips inside the train blocks, val and test read a grid of chips over their blocks or over
+separate ``val_*`` / ``test_*`` files. Each input is normalised with its own train-split
+statistics after transfer; ``input_specs`` lists them in ``inputs`` order.
+
+``label_fraction`` below 1 keeps the labels of that share of the train blocks (seeded, at least
+one) and turns the other train blocks into unlabelled chips (``unlabelled_dataloader()``), so
+semi-supervised methods see them instead of losing them. Statistics use every train block.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from rasterio.windows import Window
+from torch.utils.data import Dataset
+
+from landlearn.data.aligned import AlignedRasterDataset, RasterInput, parse_inputs
+from landlearn.data.datamodules import (
+    LandlearnDataModule,
+    Sample,
+    _label_colors,
+    _names_from_counts,
+    _names_from_remap,
+    _resolution,
+)
+from landlearn.data.rasters import check_remap, grid_windows, split_scene
+from landlearn.errors import LandlearnError
+from landlearn.schema import HeadSpec, InputSpec
+
+__all__ = ["AlignedRasterDataModule"]
+
+log = logging.getLogger(__name__)
+
+
+class AlignedRasterDataModule(LandlearnDataModule):
+    """Segmentation (or unlabelled chips) from named input rasters on the first one's grid.
+
+    Args:
+        inputs: ``{name: path}`` or ``{name: {path, bands, band_names, resampling, mean, std}}``,
+            in the order models receive them; the first one's grid is the reference, others
+            on another grid are resampled onto it (``resampling``, any rasterio name).
+        label: single-band class-code raster (resampled with ``nearest`` when needed), or None.
+        class_names: class names; default ``class_<k>``.
+        class_colors: ``[r, g, b]`` per class; default the label raster's colour table.
+        remap: ``{code: class}``; unmapped codes (such as a ``-1`` no-data) and label no-data
+            become ``IGNORE_INDEX``.
+        chip_size: chip size in pixels.
+        samples_per_epoch: random train chips per epoch (and unlabelled chips, if any).
+        val_inputs: separate validation rasters, same names and bands as ``inputs``.
+        val_label: their label.
+        test_inputs: separate test rasters, same names and bands as ``inputs``.
+        test_label: their label.
+        resampling: default resampling of inputs not on the reference grid.
+        label_fraction: share of the train blocks that keep their labels, in ``(0, 1]``.
+        block_size: side of the split blocks (see ``split_scene``).
+    """
+
+    task = "segmentation"
+
+    def __init__(
+        self,
+        inputs: dict[str, Any],
+        label: str | None = None,
+        class_names: list[str] | None = None,
+        class_colors: list[list[int]] | None = None,
+        remap: dict[int, int] | None = None,
+        chip_size: int = 64,
+        samples_per_epoch: int = 256,
+        val_fraction: float = 0.2,
+        test_fraction: float = 0.2,
+        val_inputs: dict[str, Any] | None = None,
+        val_label: str | None = None,
+        test_inputs: dict[str, Any] | None = None,
+        test_label: str | None = None,
+        resampling: str = "bilinear",
+        label_fraction: float = 1.0,
+        block_size: int | None = None,
+        batch_size: int = 16,
+        num_workers: int = 0,
+        seed: int = 0,
+        augment: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(batch_size, num_workers, seed, augment, False, None, None)
+        self.save_hyperparameters()
+        self.inputs = parse_inputs(inputs, resampling)
+        self.val_inputs = _other(val_inputs, self.inputs, resampling, "val_inputs")
+        self.test_inputs = _other(test_inputs, self.inputs, resampling, "test_inputs")
+        for files, lab, what in ((val_inputs, val_label, "val"), (test_inputs, test_label, "test")):
+            if files is not None and (lab is None) != (label is None):
+                raise LandlearnError(f"give {what}_label exactly when label is given")
+            if files is None and lab is not None:
+                raise LandlearnError(f"{what}_label needs {what}_inputs")
+        if not 0.0 < float(label_fraction) <= 1.0:
+            raise LandlearnError(f"label_fraction must be in (0, 1], got {label_fraction}")
+        if label is None and label_fraction != 1.0:
+            raise LandlearnError("label_fraction needs a label raster")
+        self.label, self.val_label, self.test_label = label, val_label, test_label
+        self.remap = check_remap(remap)
+        self.chip_size = int(chip_size)
+        self.samples_per_epoch = int(samples_per_epoch)
+        self.val_fraction, self.test_fraction = val_fraction, test_fraction
+        self.label_fraction = float(label_fraction)
+        self.block_size = block_size
+        self.class_names = list(class_names) if class_names else _names_from_remap(self.remap)
+        self.class_colors = [list(map(int, c))[:3] for c in class_colors] if class_colors else None
+        self.input_bands: dict[str, list[str]] = {}
+        self.nodata: dict[str, float | None] = {}
+        self.resolution: float | None = None
+        self.crs: Any = None
+        self.transform: Any = None
+        self._stats_windows: list[Window] = []
+
+    def _dataset(
+        self, inputs: list[RasterInput], label: str | None, sampler: str, windows: Any,
+        length: int | None = None, keep_nodata: bool = False,
+    ) -> AlignedRasterDataset:  # fmt: skip
+        return AlignedRasterDataset(
+            inputs, label, self.chip_size, sampler, length, self.remap, windows, self.seed,
+            keep_nodata,
+        )  # fmt: skip
+
+    def _build(self) -> None:
+        scene = self._dataset(self.inputs, self.label, "grid", None)
+        val_fraction = 0.0 if self.val_inputs else self.val_fraction
+        test_fraction = 0.0 if self.test_inputs else self.test_fraction
+        block, train, val, test = split_scene(
+            scene.height, scene.width, self.chip_size, self.block_size, val_fraction,
+            test_fraction, self.seed,
+        )  # fmt: skip
+        blocks = train or _blocks(scene.height, scene.width, block)
+        labelled, unlabelled = _deal(blocks, self.label_fraction, self.seed)
+        if self.label_fraction == 1.0:
+            labelled = train  # the whole scene when it is not split, as RasterPairDataModule
+        self.train_dataset = self._dataset(
+            self.inputs, self.label, "random", labelled or None, self.samples_per_epoch
+        )
+        self.unlabelled_dataset = (
+            self._dataset(self.inputs, None, "random", unlabelled, self.samples_per_epoch)
+            if unlabelled else None
+        )  # fmt: skip
+        self._stats_windows = blocks if (train or unlabelled) else []
+        self.val_dataset = self._split(self.val_inputs, self.val_label, val)
+        self.test_dataset = self._split(self.test_inputs, self.test_label, test)
+        for other in (self.val_dataset, self.test_dataset):
+            if isinstance(other, AlignedRasterDataset):
+                _check_bands(scene, other)
+        self.input_bands = dict(scene.band_names)
+        self.band_names = list(scene.band_names[self.inputs[0].name])
+        self.nodata = {i.name: scene.infos[i.name].nodata for i in self.inputs}
+        self.crs, self.transform = scene.crs, scene.transform
+        self.resolution = _resolution(scene.transform)
+        log.info(
+            "aligned rasters %s: %d px blocks, %d labelled + %d unlabelled train, %d val, %d test",
+            ", ".join(self.input_bands), block, len(labelled or blocks), len(unlabelled),
+            len(val), len(test),
+        )  # fmt: skip
+        if self.label is not None:
+            if not self.class_names:
+                self.class_names = _names_from_counts(self._train_class_counts())
+            if self.class_colors is None:
+                self.class_colors = _label_colors(self.label, self.remap, len(self.class_names))
+
+    def _split(
+        self, files: list[RasterInput] | None, label: str | None, blocks: list[Window]
+    ) -> AlignedRasterDataset | None:
+        if files:
+            return self._dataset(files, label, "grid", None)
+        return self._dataset(self.inputs, self.label, "grid", blocks) if blocks else None
+
+    def _train_class_counts(self) -> np.ndarray:
+        assert isinstance(self.train_dataset, AlignedRasterDataset)
+        return self.train_dataset.label_counts()
+
+    # ---- inputs, statistics and heads -------------------------------------------------------
+    def _input_bands(self) -> dict[str, list[str]]:
+        return dict(self.input_bands) if self.input_bands else {i.name: [] for i in self.inputs}
+
+    def _given_stats(self) -> dict[str, tuple[list[float], list[float]]]:
+        out = dict(self.input_stats)
+        for i in self.inputs:
+            if i.mean is not None and i.std is not None:
+                out.setdefault(i.name, (list(i.mean), list(i.std)))
+        return out
+
+    def _stats_dataset(self) -> Dataset[Sample]:
+        """Grid chips over every train block (labelled or not), no-data kept as NaN."""
+        windows = self._stats_windows or None
+        return self._dataset(self.inputs, None, "grid", windows, keep_nodata=True)
+
+    def _input_spec(
+        self, name: str, bands: list[str], mean: list[float], std: list[float]
+    ) -> InputSpec:
+        return InputSpec(name, "raster", bands=bands, mean=mean, std=std,
+                         nodata=self.nodata.get(name), chip_size=self.chip_size,
+                         resolution=self.resolution)  # fmt: skip
+
+    @property
+    def head_specs(self) -> list[HeadSpec]:
+        """The segmentation head; none without a label raster."""
+        return super().head_specs if self.label is not None else []
+
+
+def _other(
+    files: Mapping[str, Any] | None, inputs: list[RasterInput], resampling: str, what: str
+) -> list[RasterInput] | None:
+    """Separate val / test rasters: the same input names, in the same order."""
+    if files is None:
+        return None
+    parsed = parse_inputs(files, resampling, what)
+    names, want = [i.name for i in parsed], [i.name for i in inputs]
+    if names != want:
+        raise LandlearnError(f"{what} names {names} differ from the inputs' {want}")
+    by_name = {i.name: i for i in inputs}
+    # bands / band names given once for the training rasters hold for these files too
+    return [
+        RasterInput(p.name, p.path, p.bands or by_name[p.name].bands,
+                    p.band_names or by_name[p.name].band_names, p.resampling)
+        for p in parsed
+    ]  # fmt: skip
+
+
+def _check_bands(train: AlignedRasterDataset, other: AlignedRasterDataset) -> None:
+    for spec in other.inputs:
+        want, got = len(train.band_names[spec.name]), len(other.band_names[spec.name])
+        if want != got:
+            raise LandlearnError(
+                f"input {spec.name!r} has {got} bands here but {want} in the training raster "
+                f"({train.infos[spec.name].path}); give rasters of the same bands",
+                spec.path,
+            )
+
+
+def _blocks(height: int, width: int, block: int) -> list[Window]:
+    return [
+        Window(w.col_off, w.row_off, min(block, width - w.col_off), min(block, height - w.row_off))
+        for w in grid_windows(height, width, block)
+    ]
+
+
+def _deal(blocks: list[Window], fraction: float, seed: int) -> tuple[list[Window], list[Window]]:
+    """``fraction`` of the blocks (seeded, at least one; one left over below 1) and the rest."""
+    if fraction >= 1.0:
+        return list(blocks), []
+    n = len(blocks)
+    keep = max(1, round(fraction * n))
+    if keep == n and n > 1:
+        keep = n - 1
+    order = np.random.default_rng(seed).permutation(n)
+    chosen = sorted(order[:keep].tolist())
+    rest = sorted(order[keep:].tolist())
+    return [blocks[i] for i in chosen], [blocks[i] for i in rest]
