@@ -8,8 +8,17 @@ import numpy as np
 import pytest
 import torch
 
-from landlearn.data.normalize import Normalize, compute_raster_stats, compute_stats
+from landlearn.conventions import MIN_STD
+from landlearn.data.normalize import (
+    Normalize,
+    compute_raster_stats,
+    compute_stats,
+    normalize,
+    normalize_batch,
+    normalize_input,
+)
 from landlearn.errors import LandlearnError
+from landlearn.schema import InputSpec
 
 
 class _ListDataset:
@@ -104,3 +113,39 @@ def test_normalize_tensor_and_dict() -> None:
     with pytest.raises(LandlearnError, match="expected 2 bands"):
         norm(torch.zeros(1, 3, 4, 4))
     assert "mean" in dict(norm.named_buffers())
+
+
+def test_normalize_is_one_function_for_rasters_tables_and_arrays() -> None:
+    x = torch.tensor([[[[3.0]], [[10.0]]]])  # (1, 2, 1, 1)
+    out = normalize(x, [1.0, 10.0], [2.0, 0.0])  # a zero std is floored at MIN_STD
+    torch.testing.assert_close(out.flatten(), torch.tensor([1.0, 0.0]))
+    assert normalize(torch.tensor([[11.0]]), [10.0], [0.0], channel_dim=-1).item() == pytest.approx(
+        1.0 / MIN_STD
+    )
+    table = np.array([[1.0, np.nan], [3.0, 4.0]])  # (rows, columns), float64 stays float64
+    got = normalize(table, [2.0, 4.0], [1.0, 2.0], channel_dim=-1, nan_value=0.0)
+    assert got.dtype == np.float64
+    np.testing.assert_array_equal(got, [[-1.0, 0.0], [1.0, 0.0]])
+    assert normalize(torch.ones(2, 3, 4, 4, dtype=torch.uint8), [0.0] * 3, [1.0] * 3).dtype == (
+        torch.float32
+    )
+    with pytest.raises(LandlearnError, match="expected 3 bands, got shape"):
+        normalize(torch.zeros(1, 2, 4, 4), [0.0] * 3, [1.0] * 3)
+
+
+def test_normalize_input_and_batch_use_each_inputs_spec() -> None:
+    s2 = InputSpec("s2", bands=["a", "b"], mean=[10.0, 20.0], std=[2.0, 4.0])
+    s1 = InputSpec("s1", bands=["vv"], mean=[-10.0], std=[5.0])
+    meta = InputSpec("meta", "table", bands=["x", "y", "z"], mean=[1.0, 2.0, 3.0], std=[1.0] * 3)
+    batch = {
+        "s2": torch.full((2, 2, 3, 3), 14.0),
+        "s1": torch.full((2, 1, 3, 3), -5.0),
+        "meta": torch.tensor([[1.0, 3.0, 5.0]]),
+        "mask": torch.zeros(2, 3, 3, dtype=torch.long),
+    }
+    out = normalize_batch(batch, [s2, s1, meta])
+    torch.testing.assert_close(out["s2"][:, :, 0, 0], torch.tensor([[2.0, -1.5]] * 2))
+    assert out["s1"].eq(1.0).all() and out["mask"] is batch["mask"]
+    torch.testing.assert_close(out["meta"], torch.tensor([[0.0, 1.0, 2.0]]))
+    with pytest.raises(LandlearnError, match="no mean / std"):
+        normalize_input(batch["s1"], InputSpec("s1", bands=["vv"]))

@@ -100,12 +100,12 @@ def parse_inputs(
     out = []
     for name, value in inputs.items():
         entry: Any = {"path": value} if isinstance(value, str | os.PathLike) else value
-        if not isinstance(entry, Mapping) or "path" not in entry:
-            raise LandlearnError(f"{what}.{name}: give a path, or a mapping with a path")
-        for key in entry:
+        for key in entry if isinstance(entry, Mapping) else ():
             if key not in _INPUT_KEYS:
                 raise LandlearnError(f"{what}.{name}: unknown key {key!r}; "
                                      f"{did_you_mean(str(key), _INPUT_KEYS)}")  # fmt: skip
+        if not isinstance(entry, Mapping) or "path" not in entry:
+            raise LandlearnError(f"{what}.{name}: give a path, or a mapping with a path")
         method = str(entry.get("resampling") or resampling)
         resampling_method(method)
         if (entry.get("mean") is None) != (entry.get("std") is None):

@@ -1,0 +1,74 @@
+"""Every datamodule describes its inputs and heads (``input_specs`` / ``head_specs``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from landlearn.data.datamodules import (
+    ImageFolderDataModule,
+    MaskFolderDataModule,
+    RasterPairDataModule,
+)
+from landlearn.errors import LandlearnError
+from landlearn.schema import HeadSpec, InputSpec
+
+REMAP = {1: 0, 2: 1, 3: 2, 8: 3}
+
+
+def test_image_folder_specs_hold_the_train_statistics(images: Path) -> None:
+    dm = ImageFolderDataModule(str(images / "rgb"), val_fraction=0.2, test_fraction=0.2, seed=1)
+    dm.setup("fit")
+    (spec,) = dm.input_specs
+    assert isinstance(spec, InputSpec) and spec.name == "image" and spec.kind == "raster"
+    assert spec.bands == ("red", "green", "blue") and spec.chip_size == 16
+    assert spec.mean == tuple(dm.mean or []) and spec.std == tuple(dm.std or [])
+    (head,) = dm.head_specs
+    assert isinstance(head, HeadSpec) and head.name == head.kind == "classification"
+    assert head.classes == ("Forest", "River", "Urban") and head.target_key == "label"
+    assert dm.input_names == ["image"] and dm.input_stats == {"image": (dm.mean, dm.std)}
+
+
+def test_image_folder_label_fraction_keeps_the_rest_unlabelled(images: Path) -> None:
+    full = ImageFolderDataModule(str(images / "rgb"), val_fraction=0.1, test_fraction=0.1)
+    full.setup("fit")
+    few = ImageFolderDataModule(str(images / "rgb"), label_fraction=0.25, batch_size=4)
+    few.setup("fit")
+    assert few.unlabelled_dataset is not None
+    assert len(few.train_dataset) + len(few.unlabelled_dataset) == len(full.train_dataset)
+    batch = next(iter(few.unlabelled_dataloader()))
+    assert set(batch) == {"image"} and batch["image"].shape[1:] == (3, 16, 16)
+    with pytest.raises(LandlearnError, match="label_fraction below 1"):
+        full.unlabelled_dataloader()
+
+
+def test_mask_folder_specs(masks: Path) -> None:
+    root = masks / "deepglobe"
+    dm = MaskFolderDataModule(
+        str(root / "images"), str(root / "masks"), classes_csv=str(root / "classes.csv"),
+        chip_size=16, val_fraction=0.25, test_fraction=0.25,
+    )  # fmt: skip
+    dm.setup("fit")
+    (spec,) = dm.input_specs
+    assert spec.num_bands == len(dm.band_names) == 3 and spec.chip_size == 16
+    (head,) = dm.head_specs
+    assert head.kind == "segmentation" and head.target_key == "mask" and head.ignore_index == 255
+    assert head.classes == ("urban_land", "agriculture_land", "water")
+    assert head.colors == ((0, 255, 255), (255, 255, 0), (0, 0, 255))
+
+
+def test_raster_pair_specs_carry_nodata_and_resolution(pair: Path) -> None:
+    dm = RasterPairDataModule(str(pair / "scene.tif"), str(pair / "label.tif"), remap=REMAP,
+                              chip_size=16, samples_per_epoch=8)  # fmt: skip
+    (spec,) = dm.input_specs  # runs setup
+    assert spec.bands == ("B02", "B03", "B04", "B08") and spec.chip_size == 16
+    assert spec.resolution == pytest.approx(abs(dm.transform.a))
+    assert spec.mean == tuple(dm.mean or [])
+    assert dm.head_specs[0].classes == ("class_0", "class_1", "class_2", "class_3")
+    batch = next(iter(dm.train_dataloader()))
+    out = dm.on_after_batch_transfer(dict(batch), 0)
+    mean = torch.tensor(spec.mean).view(1, -1, 1, 1)
+    std = torch.tensor(spec.std).view(1, -1, 1, 1)
+    torch.testing.assert_close(out["image"], (batch["image"] - mean) / std)
