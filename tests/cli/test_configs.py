@@ -21,7 +21,20 @@ OVERRIDES: dict[str, list[str]] = {
     ],
     "eurosat_resnet18": ["--data.init_args.batch_size=8"],
     "dubai_unet": ["--data.init_args.batch_size=2", "--data.init_args.chip_size=128"],
+    **{f"sen1floods11_{v}": ["--data.init_args.batch_size=2",
+                             "--data.init_args.samples_per_epoch=4"] for v in ("s1s2", "s2", "s1")},
 }  # fmt: skip
+
+
+def _multi_input_tasks() -> bool:
+    """Whether the tasks hand multi-input models a dict of inputs and ``in_channels`` per input.
+
+    That is the tasks part of issue 15 (a supervised task over the specs with TorchGeo-style
+    hooks); until it lands, the configs of multi-input models cannot run end to end.
+    """
+    from landlearn.tasks import SegmentationTask
+
+    return hasattr(SegmentationTask, "configure_models")
 
 
 def _fake_eurosat(tmp_path: Path) -> Path:
@@ -31,7 +44,7 @@ def _fake_eurosat(tmp_path: Path) -> Path:
 def test_every_config_is_tested() -> None:
     assert {p.stem for p in CONFIGS} >= {
         "eurosat_resnet18", "eurosat_torchgeo", "dubai_unet", "slovenia_unet",
-        "deepglobe_deeplabv3plus",
+        "deepglobe_deeplabv3plus", "sen1floods11_s1s2", "sen1floods11_s2", "sen1floods11_s1",
     }  # fmt: skip
 
 
@@ -43,6 +56,8 @@ def test_config_fits_and_exports_a_bundle(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     text = config.read_text()
+    if "early_fusion_unet" in text and not _multi_input_tasks():
+        pytest.skip("needs the multi-input task of issue 15 (dict inputs, in_channels per input)")
     args = ["fit", "--config", str(config), "--trainer.fast_dev_run=1",
             f"--trainer.default_root_dir={tmp_path}", "--data.init_args.num_workers=0",
             "--trainer.accelerator=cpu", *OVERRIDES.get(config.stem, [])]  # fmt: skip

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
+from pathlib import Path
+
 import pytest
 import torch
+import yaml
+from tests.conftest import ROOT
 from torch import nn
 
 from landlearn.errors import LandlearnError
@@ -85,3 +90,41 @@ def test_bad_inputs_are_one_line_errors() -> None:
         model(torch.zeros(2, 13, 64, 64))
     with pytest.raises(LandlearnError, match="unknown option 'encodr'"):
         build_model("early_fusion_unet", in_channels={"s2": 13}, num_classes=2, encodr="x")
+
+
+# ---- real data: the Sen1Floods11 configs' datamodule and model, from Python -------------------
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("variant", ["s1s2", "s2", "s1"])
+def test_real_sen1floods11_config_batch_through_the_model(
+    variant: str, shared_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The config's datamodule and model: a normalised real batch, logits, a finite loss whose
+    gradient reaches the first convolution's weights of every input's bands."""
+    config = yaml.safe_load((ROOT / "configs" / f"sen1floods11_{variant}.yaml").read_text())
+    monkeypatch.chdir(ROOT)  # configs name ../shared/data relative to the checkout
+    data = config["data"]
+    module, _, name = data["class_path"].rpartition(".")
+    init = {**data["init_args"], "samples_per_epoch": 4, "batch_size": 4}
+    dm = getattr(importlib.import_module(module), name)(**init)
+    dm.setup("fit")
+    specs, (head,) = dm.input_specs, dm.head_specs
+    assert [s.name for s in specs] == list(data["init_args"]["inputs"])
+    task = config["model"]["init_args"]
+    torch.manual_seed(0)
+    model = build_model(
+        task["model"],
+        in_channels={s.name: s.num_bands for s in specs},
+        num_classes=len(head.classes),
+        **task["model_kwargs"],
+    )
+    batch = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)
+    logits = model({s.name: batch[s.name] for s in specs})
+    assert logits.shape == (4, 2, 64, 64)
+    loss = nn.functional.cross_entropy(logits, batch["mask"], ignore_index=head.ignore_index)
+    assert torch.isfinite(loss)
+    loss.backward()
+    grad = model.net.encoder.conv1.weight.grad  # (64, sum C, 7, 7)
+    assert grad is not None and grad.shape[1] == sum(s.num_bands for s in specs)
+    assert (grad.abs().sum(dim=(0, 2, 3)) > 0).all()
