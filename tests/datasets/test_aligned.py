@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -84,6 +85,42 @@ def test_an_input_on_another_grid_is_warped_onto_the_first(scene: dict[str, str]
     inner = bilinear[0]["c"][0, 2:-2, 2:-2].numpy()
     assert not np.array_equal(inner, coarse.repeat(2, 0).repeat(2, 1)[2:-2, 2:-2])
     assert np.abs(np.diff(inner, axis=1)).max() <= 1.0  # smooth, not blocky
+
+
+def test_label_on_another_grid_and_partial_cover_become_ignored(
+    scene: dict[str, str], tmp_path: Path
+) -> None:
+    half = SIZE // 2
+    coarse = (np.arange(half * half).reshape(half, half) % 2).astype(np.uint8)
+    label = _write(tmp_path / "coarse_label.tif", coarse, _grid(20.0))
+    east = np.ones((2, SIZE, half), dtype=np.float32)  # covers the eastern half only
+    shifted = _write(tmp_path / "east.tif", east, _grid(x0=500_000.0 + 10.0 * half))
+    ds = AlignedRasterDataset(parse_inputs({"a": scene["a"], "e": shifted}), label,
+                              chip_size=SIZE, sampler="grid")  # fmt: skip
+    sample = ds[0]
+    assert ds.warped == {"a": False, "e": True} and ds.label_warped
+    west = sample["mask"][:, :half]
+    assert (west == IGNORE_INDEX).all() and (sample["e"][:, :, :half] == 0).all()  # not covered
+    expected = torch.from_numpy(coarse.repeat(2, 0).repeat(2, 1)).long()[:, half:]
+    assert torch.equal(sample["mask"][:, half:], expected)  # nearest: the 20 m classes
+    assert (sample["e"][:, :, half:] == 1).all()
+
+
+def test_training_batches_move_every_input_and_the_mask_together(scene: dict[str, str]) -> None:
+    dm = AlignedRasterDataModule(inputs={"a": scene["a"], "b": scene["b"]}, label=scene["label"],
+                                 remap={0: 0, 1: 1}, chip_size=16, samples_per_epoch=4,
+                                 batch_size=4, augment={"hflip": 1.0})  # fmt: skip
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    dm.trainer = SimpleNamespace(training=True)  # type: ignore[assignment]
+    out = dm.on_after_batch_transfer(dict(batch), 0)
+    (a, b) = dm.input_specs
+    assert a.mean is not None and a.std is not None and b.mean is not None and b.std is not None
+    raw_a = out["a"][:, 0] * a.std[0] + a.mean[0]
+    raw_b = out["b"][:, 0] * b.std[0] + b.mean[0]
+    torch.testing.assert_close(raw_a, batch["a"][:, 0].flip(-1), rtol=0, atol=1e-2)
+    torch.testing.assert_close(raw_b, batch["b"][:, 0].flip(-1), rtol=0, atol=1e-2)
+    assert torch.equal(out["mask"], batch["mask"].flip(-1))
 
 
 def test_datamodule_specs_stats_and_unlabelled_remainder(scene: dict[str, str]) -> None:

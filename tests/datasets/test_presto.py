@@ -39,6 +39,7 @@ def test_split_specs_and_train_only_statistics(presto: Path) -> None:
     assert {k: len(v) for k, v in dm.splits.items()} == {"train": 40, "val": 0, "test": 20}
     spec, head = dm.input_spec, dm.head_spec
     assert spec is not None and head is not None
+    assert dm.input_specs == [spec] and dm.head_specs == [head]  # the contract's lists
     assert spec.kind == "table" and spec.name == "meta" and list(spec.bands) == dm.columns
     raw_train = dm.arrays("train", normalized=False)[0].astype(np.float64)
     assert spec.mean is not None and spec.mean[5] == pytest.approx(raw_train[:, 5].mean(), rel=1e-6)
