@@ -11,6 +11,7 @@ from landlearn.data.datamodules import (
     ImageFolderDataModule,
     MaskFolderDataModule,
     RasterPairDataModule,
+    datamodule_specs,
 )
 from landlearn.errors import LandlearnError
 from landlearn.schema import HeadSpec, InputSpec
@@ -72,3 +73,16 @@ def test_raster_pair_specs_carry_nodata_and_resolution(pair: Path) -> None:
     mean = torch.tensor(spec.mean).view(1, -1, 1, 1)
     std = torch.tensor(spec.std).view(1, -1, 1, 1)
     torch.testing.assert_close(out["image"], (batch["image"] - mean) / std)
+
+
+def test_datamodule_specs_of_ours_and_torchgeo(images: Path) -> None:
+    from torchgeo.datamodules import EuroSATDataModule
+
+    ours = ImageFolderDataModule(str(images / "rgb"))
+    assert datamodule_specs(ours) == (ours.input_specs, ours.head_specs)
+    dm = EuroSATDataModule(root=str(images / "eurosat"), batch_size=2, bands=("B04", "B03", "B02"))
+    dm.setup("fit")
+    (spec,), (head,) = datamodule_specs(dm, "classification")
+    assert spec.name == "image" and spec.bands == ("B04", "B03", "B02") and spec.chip_size == 16
+    assert spec.mean == pytest.approx([947.62620298, 1042.92983953, 1118.24399958])
+    assert head.kind == "classification" and len(head.classes) >= 2

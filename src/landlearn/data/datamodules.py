@@ -20,7 +20,7 @@ from lightning.pytorch import LightningDataModule
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from landlearn.conventions import IGNORE_INDEX
+from landlearn.conventions import IGNORE_INDEX, MIN_STD
 from landlearn.data.augment import build_augment
 from landlearn.data.balance import class_counts_from_targets, class_weights, oversampling_sampler
 from landlearn.data.folders import DEFAULT_IGNORE, ColorTable, ImageFolderDataset, MaskFolderDataset
@@ -36,6 +36,8 @@ __all__ = [
     "LandlearnDataModule",
     "MaskFolderDataModule",
     "RasterPairDataModule",
+    "WithoutTargets",
+    "datamodule_specs",
     "describe_datamodule",
 ]
 
@@ -694,3 +696,25 @@ def describe_datamodule(dm: LightningDataModule) -> dict[str, Any]:
         "std": _per_band(getattr(dm, "std", None), n_bands, 1.0),
         "chip_size": None if patch is None else int(patch),
     }
+
+
+def datamodule_specs(
+    dm: LightningDataModule, kind: str = "classification"
+) -> tuple[list[InputSpec], list[HeadSpec]]:
+    """``(input_specs, head_specs)`` of any datamodule, ours (their own) or TorchGeo's.
+
+    A datamodule without ``input_specs`` (TorchGeo's) is described by
+    :func:`describe_datamodule` as one input ``image`` and one head of ``kind`` named after it.
+
+    Raises:
+        LandlearnError: the datamodule names fewer than two classes for a class head.
+    """
+    if hasattr(dm, "input_specs") and hasattr(dm, "head_specs"):
+        return list(dm.input_specs), list(dm.head_specs)
+    info = describe_datamodule(dm)
+    chip = info["chip_size"]
+    spec = InputSpec("image", "raster", bands=info["band_names"], mean=info["mean"],
+                     std=[max(float(v), MIN_STD) for v in info["std"]],
+                     chip_size=chip if chip and chip > 0 else None)  # fmt: skip
+    colors = info["class_colors"] or ()
+    return [spec], [HeadSpec(kind, kind, classes=info["class_names"], colors=colors)]
