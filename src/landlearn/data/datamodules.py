@@ -309,7 +309,8 @@ class ImageFolderDataModule(LandlearnDataModule):
         test_root: separate test folder; ``root`` is then split into train / val only.
         val_fraction: share of each class for validation.
         test_fraction: share of each class for test (ignored with ``test_root``).
-        label_fraction: keep this share of the train labels per class (at least one each).
+        label_fraction: keep this share of the train labels per class (at least one each); the
+            other train images become ``unlabelled_dataloader()`` (images only).
         bands: band numbers starting at 1; default all.
     """
 
