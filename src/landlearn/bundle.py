@@ -34,11 +34,20 @@ from landlearn.colors import default_colors
 from landlearn.conventions import BUNDLE_FORMAT_VERSION, IGNORE_INDEX
 from landlearn.d4 import d4_mean
 from landlearn.errors import LandlearnError
+from landlearn.finite import FiniteCounts, screen, void_nonfinite
 from landlearn.version import __version__
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BundleMeta", "MetaView", "Predictor", "load_bundle", "read_meta", "save_bundle"]
+__all__ = [
+    "BundleMeta",
+    "MetaView",
+    "Predictor",
+    "classes_of",
+    "load_bundle",
+    "read_meta",
+    "save_bundle",
+]
 
 _KEY = "landlearn"
 
@@ -397,22 +406,56 @@ class Predictor(MetaView):
 
     @torch.inference_mode()
     def predict_proba(
-        self, image: torch.Tensor | np.ndarray, tta: str | None = None
+        self,
+        image: torch.Tensor | np.ndarray,
+        tta: str | None = None,
+        *,
+        counts: FiniteCounts | None = None,
     ) -> torch.Tensor:
         """Class probabilities for a raw-unit batch (B, C, H, W) or one image (C, H, W).
 
         ``tta="d4"`` averages the probabilities over the 8 flips / quarter turns of the image
         (maps are turned back first; see :mod:`landlearn.d4`), at 8× the inference cost.
+
+        Non-finite pixels are no-data (:mod:`landlearn.finite`): never fed to the model, NaN
+        probabilities (a whole NaN row for a scene classifier); values beyond ±50 training std
+        are clamped there. What was found is added to ``counts`` when given, else logged.
         """
+        x = self._batch(image)
+        spatial = self.task == "segmentation"
+        z, nodata, seen = screen(x.to(self.device), self._mean, self._std, per_sample=not spatial)
+        probs = d4_mean(
+            lambda t: self.probs_from_logits(self.model(t)), z, spatial=spatial, tta=tta
+        )
+        probs, _, seen.nonfinite_outputs = void_nonfinite(probs, nodata, spatial)
+        if counts is not None:
+            counts.add(seen)
+        else:
+            seen.warn()
+        return probs
+
+    def _batch(self, image: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """A (B, C, H, W) tensor with the bundle's band count."""
         if isinstance(image, np.ndarray):
             image = torch.from_numpy(np.ascontiguousarray(image))
-        return d4_mean(
-            lambda x: self.probs_from_logits(self.logits(x)),
-            image,
-            spatial=self.task == "segmentation",
-            tta=tta,
-        )
+        if image.ndim == 3:
+            image = image.unsqueeze(0)
+        if image.shape[1] != self.meta.in_channels:
+            raise LandlearnError(
+                f"expected {self.meta.in_channels} bands ({', '.join(self.band_names)}), "
+                f"got {image.shape[1]}; check band_names"
+            )
+        return image
 
     def predict(self, image: torch.Tensor | np.ndarray, tta: str | None = None) -> torch.Tensor:
-        """Class indices: (B, H, W) for segmentation, (B,) for classification."""
-        return self.predict_proba(image, tta=tta).argmax(dim=1)
+        """Class indices: (B, H, W) for segmentation, (B,) for classification.
+
+        No-data (non-finite input, see :meth:`predict_proba`) is ``IGNORE_INDEX`` (255).
+        """
+        return classes_of(self.predict_proba(image, tta=tta))
+
+
+def classes_of(probs: torch.Tensor) -> torch.Tensor:
+    """Argmax over the class dimension; ``IGNORE_INDEX`` where the probabilities are NaN."""
+    void = torch.isnan(probs).any(dim=1)
+    return torch.where(void, IGNORE_INDEX, torch.nan_to_num(probs, nan=-1.0).argmax(dim=1))

@@ -15,8 +15,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from landlearn.bundle import BundleMeta, MetaView, Predictor, load_bundle
+from landlearn.bundle import BundleMeta, MetaView, Predictor, classes_of, load_bundle
 from landlearn.errors import LandlearnError
+from landlearn.finite import FiniteCounts
 
 __all__ = ["Ensemble", "check_members", "load_ensemble"]
 
@@ -90,20 +91,31 @@ class Ensemble(MetaView):
 
     @torch.inference_mode()
     def predict_proba(
-        self, image: torch.Tensor | np.ndarray, tta: str | None = None
+        self,
+        image: torch.Tensor | np.ndarray,
+        tta: str | None = None,
+        *,
+        counts: FiniteCounts | None = None,
     ) -> torch.Tensor:
         """The members' mean class probabilities for a raw-unit batch or one image.
 
-        ``tta="d4"`` averages each member over the 8 flips / quarter turns first.
+        ``tta="d4"`` averages each member over the 8 flips / quarter turns first. Non-finite
+        pixels are no-data as in :meth:`landlearn.bundle.Predictor.predict_proba`; what the
+        first member found is added to ``counts`` (or logged), the others see the same input.
         """
-        total = self.members[0].predict_proba(image, tta=tta)
+        seen = FiniteCounts()
+        total = self.members[0].predict_proba(image, tta=tta, counts=seen)
         for m in self.members[1:]:
-            total = total + m.predict_proba(image, tta=tta).to(total.device)
+            total = total + m.predict_proba(image, tta=tta, counts=FiniteCounts()).to(total.device)
+        if counts is not None:
+            counts.add(seen)
+        else:
+            seen.warn()
         return total / len(self.members)
 
     def predict(self, image: torch.Tensor | np.ndarray, tta: str | None = None) -> torch.Tensor:
-        """Class indices of the mean probabilities."""
-        return self.predict_proba(image, tta=tta).argmax(dim=1)
+        """Class indices of the mean probabilities; ``IGNORE_INDEX`` (255) at no-data."""
+        return classes_of(self.predict_proba(image, tta=tta))
 
 
 def load_ensemble(

@@ -118,7 +118,9 @@ def build_dataset(predictor: Any, args: argparse.Namespace) -> Any:
                 data,
             )
         label = check_input_file(args.label, "label raster")
-        return RasterPairDataset(data, label, chip_size=chip, sampler="grid", remap=remap)
+        return RasterPairDataset(
+            data, label, chip_size=chip, sampler="grid", remap=remap, keep_nonfinite=True
+        )
     if meta.task == "classification":
         if remap:
             raise LandlearnError("--remap applies to masks and label rasters, not class folders")
@@ -136,15 +138,22 @@ def build_dataset(predictor: Any, args: argparse.Namespace) -> Any:
 
 
 def evaluate(
-    predictor: Any, dataset: Any, batch_size: int = 16, tta: str | None = None
+    predictor: Any,
+    dataset: Any,
+    batch_size: int = 16,
+    tta: str | None = None,
+    where: str | Path | None = None,
 ) -> dict[str, Any]:
     """Metrics of ``predictor`` on ``dataset`` (``image`` + ``label`` / ``mask`` samples).
 
-    ``tta="d4"`` scores the probabilities averaged over the 8 flips / quarter turns.
+    ``tta="d4"`` scores the probabilities averaged over the 8 flips / quarter turns. Pixels
+    (or images) with NaN / inf values are left out of the metrics and counted in
+    ``result["screened"]`` with a warning naming ``where`` (:mod:`landlearn.finite`).
     """
     import torch
     from torch.utils.data import DataLoader
 
+    from landlearn.finite import FiniteCounts
     from landlearn.metrics import LandCoverMetrics
 
     meta = predictor.meta
@@ -164,15 +173,40 @@ def evaluate(
         class_names=meta.class_names,
     )  # fmt: skip
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    counts = FiniteCounts()
     t0 = time.perf_counter()
     with progress_bar("evaluating") as bar, torch.inference_mode():
         job = bar.add_task("evaluating", total=len(loader), rate="")
         for i, batch in enumerate(loader):
-            probs = predictor.predict_proba(batch["image"], tta=tta)
-            metrics.update(probs.cpu(), batch[key])
+            probs = predictor.predict_proba(batch["image"], tta=tta, counts=counts).cpu()
+            metrics.update(*_scored(probs, batch[key], meta))
             rate = (i + 1) * batch_size / max(time.perf_counter() - t0, 1e-9)
             bar.update(job, advance=1, rate=f"{rate:.0f} img/s")
-    return metrics.compute()
+    where = where or getattr(dataset, "image_path", None)
+    counts.warn(where, nodata="no-data, left out of the metrics")
+    result = metrics.compute()
+    if not counts.clean:
+        result["screened"] = {
+            "unit": counts.unit,
+            "seen": counts.pixels,
+            "nonfinite": counts.nonfinite,
+            "absurd": counts.absurd,
+            "nonfinite_outputs": counts.nonfinite_outputs,
+        }
+    return result
+
+
+def _scored(probs: Any, target: Any, meta: Any) -> tuple[Any, Any]:
+    """Leave no-data (NaN probabilities, :mod:`landlearn.finite`) out of the metrics."""
+    import torch
+
+    void = torch.isnan(probs).any(dim=1)
+    if not bool(void.any()):
+        return probs, target
+    if probs.ndim == 4:  # per pixel: the target becomes unlabelled there
+        target = torch.where(void, meta.ignore_index, target)
+        return torch.nan_to_num(probs, nan=0.0), target
+    return probs[~void], target[~void]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -190,7 +224,7 @@ def run(args: argparse.Namespace) -> int:
     dataset = build_dataset(predictor, args)
     if len(dataset) == 0:
         raise LandlearnError("no samples found", args.data)
-    result = evaluate(predictor, dataset, batch_size=args.batch_size, tta=args.tta)
+    result = evaluate(predictor, dataset, batch_size=args.batch_size, tta=args.tta, where=args.data)
     if args.tta:
         result["tta"] = args.tta
     if args.ensemble:

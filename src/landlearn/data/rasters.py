@@ -276,6 +276,9 @@ class RasterPairDataset(ChipSampler, Dataset[dict[str, torch.Tensor]]):
         windows: regions (rasterio windows) to take chips from; default the whole scene.
         seed: seed of the random chips.
         bands: band numbers starting at 1; default all.
+        keep_nonfinite: leave NaN / inf pixels in the image and the label as it is, for a
+            predictor that screens them (``evaluate``, :mod:`landlearn.finite`). By default
+            (training) they become unlabelled and 0.
 
     Raises:
         LandlearnError: unreadable files, CRS / transform / shape mismatch, bad arguments.
@@ -292,9 +295,11 @@ class RasterPairDataset(ChipSampler, Dataset[dict[str, torch.Tensor]]):
         windows: Sequence[Window] | None = None,
         seed: int = 0,
         bands: Sequence[int] | None = None,
+        keep_nonfinite: bool = False,
     ) -> None:
         self.image_path = Path(image_path)
         self.label_path = Path(label_path)
+        self.keep_nonfinite = keep_nonfinite
         image, label = raster_info(self.image_path), raster_info(self.label_path)
         _check_alignment(image, label)
         ChipSampler.__init__(
@@ -352,10 +357,10 @@ class RasterPairDataset(ChipSampler, Dataset[dict[str, torch.Tensor]]):
         except RasterioError as err:
             raise read_error(err, self.image_path, inner) from err
         mask = self._read_mask(label_src, inner)
-        nan = np.isnan(image).any(axis=0)
-        if nan.any():
-            mask[nan] = IGNORE_INDEX
-            image = np.nan_to_num(image, nan=0.0)
+        bad = ~np.isfinite(image).all(axis=0)
+        if bad.any() and not self.keep_nonfinite:
+            mask[bad] = IGNORE_INDEX
+            image = np.nan_to_num(image, nan=0.0, posinf=0.0, neginf=0.0)
         image, padded = pad_chip(image, mask, pads)
         assert padded is not None
         return {

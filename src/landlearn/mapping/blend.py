@@ -89,6 +89,24 @@ class TileGrid:
     def __len__(self) -> int:
         return self.rows * self.cols
 
+    def own(self, index: int) -> tuple[slice, slice]:
+        """The part of window ``index`` (window px) that no earlier window owns.
+
+        Windows own ``stride`` rows / columns each from the first scene pixel on (the last
+        to the scene's edge), so the owned parts tile the scene exactly once: counts made over
+        them count every scene pixel once, however much windows overlap.
+        """
+        r, c = divmod(index, self.cols)
+        return (
+            self._own(r, self.rows, self.stride_y, self.height),
+            self._own(c, self.cols, self.stride_x, self.width),
+        )
+
+    def _own(self, i: int, n: int, stride: int, size: int) -> slice:
+        start = i * stride
+        stop = size if i == n - 1 else min((i + 1) * stride, size)
+        return slice(self.margin, self.margin + max(stop - start, 0))
+
     def y0(self, r: int) -> int:
         """Top row of window row ``r`` (scene px)."""
         return -self.margin + r * self.stride_y

@@ -19,6 +19,7 @@ from landlearn.bundle_check import check_map_classes
 from landlearn.ensemble import check_members
 from landlearn.errors import LandlearnError
 from landlearn.mapping.blend import BLENDS, TileGrid, weight_window
+from landlearn.mapping.budget import check_memory, check_windows
 from landlearn.mapping.reader import open_scene, select_bands
 from landlearn.mapping.uncertainty import WindowModel, entropy
 from landlearn.mapping.writer import QUANT_MAX, BandSpec, quantize
@@ -166,6 +167,8 @@ def make_plan(
             tile = -(-tile // multiple) * multiple
             log.info("tile rounded up to %d (a multiple of %d the model needs)", tile, multiple)
     grid = TileGrid.build(profile["height"], profile["width"], tile, overlap, multiple)
+    check_windows(grid, multiple, scene)
+    check_memory(preds, grid, batch_size, scene)
     model = WindowModel(preds, takes, tta=tta, mc_dropout=mc_dropout)
     # GDAL block cache. Windows are read left to right, row by row: reuse is the overlap with the
     # next window (a few tiles) and with the next row of windows (one row of tiles across the

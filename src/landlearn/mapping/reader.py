@@ -320,7 +320,9 @@ def read_window(
     win = Window(xa, ya, xb - xa, yb - ya)
     try:
         data = src.read(indexes, window=win, out_dtype="float32")  # (C, h, w)
-        ok = np.isfinite(data).all(axis=0)
+        # NaN / inf stay "valid" here: the model screens, counts and voids them
+        # (landlearn.finite); a NaN nodata value is such a pixel too.
+        ok = np.ones(data.shape[1:], bool)
         nodata = src.nodata
         if nodata is not None and not np.isnan(nodata):
             ok &= ~(data == np.float32(nodata)).all(axis=0)

@@ -29,7 +29,7 @@ import torch
 from landlearn.atomic import commit_renames
 from landlearn.bundle import Predictor
 from landlearn.errors import LandlearnError
-from landlearn.mapping.blend import StreamingBlender
+from landlearn.mapping.blend import StreamingBlender, TileGrid
 from landlearn.mapping.outputs import (
     AreaCounter,
     MapFiles,
@@ -130,12 +130,17 @@ def _stream(
     ):
         for batch in reader:
             live = [k for k in range(len(batch.indexes)) if batch.valid[k].any()]
-            values = plan.model(batch.image[live], batch.valid[live]) if live else None
+            valid = batch.valid[live]  # a copy; the model clears what it voids
+            values = (
+                plan.model(batch.image[live], valid, _owned(g, batch.indexes, live))
+                if live
+                else None
+            )
             slot = {k: j for j, k in enumerate(live)}
             for k, index in enumerate(batch.indexes):
                 if k in slot:
                     assert values is not None
-                    blender.add(index, values[slot[k]], batch.valid[k])
+                    blender.add(index, values[slot[k]], valid[slot[k]])
                 else:  # all no-data: nothing to add, but the blender must see it
                     blender.add(index, None)
             done += len(batch.indexes)
@@ -145,6 +150,32 @@ def _stream(
                 progress(done, len(g))
     if not blender.finished:
         raise RuntimeError("reader stopped before the last window")
+
+
+@contextlib.contextmanager
+def _out_of_memory_is_one_line(plan: Plan, batch_size: int) -> Iterator[None]:
+    """An allocation failure the up-front estimate missed, as one line (nothing is written)."""
+    try:
+        yield
+    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:
+        text = str(exc)
+        if not isinstance(exc, torch.OutOfMemoryError | MemoryError) and not any(
+            s in text for s in ("not enough memory", "DefaultCPUAllocator", "out of memory")
+        ):
+            raise
+        raise LandlearnError(
+            f"ran out of memory with --tile {plan.grid.tile_h} and --batch-size {batch_size} "
+            f"on {plan.model.device}; use a smaller --tile or --batch-size",
+            plan.scene,
+        ) from None
+
+
+def _owned(grid: TileGrid, indexes: Sequence[int], live: Sequence[int]) -> np.ndarray:
+    """(B, th, tw) masks of the window pixels each window owns (each scene pixel once)."""
+    out = np.zeros((len(live), grid.tile_h, grid.tile_w), bool)
+    for j, k in enumerate(live):
+        out[(j, *grid.own(indexes[k]))] = True
+    return out
 
 
 def predict_scene_array(
@@ -296,9 +327,19 @@ def map_scene(
 
     try:
         with writer, rasterio.Env(GDAL_CACHEMAX=plan.cache_bytes):
-            _stream(plan, sink, row_done, batch_size, progress, seed)
+            with _out_of_memory_is_one_line(plan, batch_size):
+                _stream(plan, sink, row_done, batch_size, progress, seed)
             cog = writer.finish()
+            counts = plan.model.counts
+            counts.warn(scene, nodata="no-data (255) in the map")
             summary = areas.summary()
+            if not counts.clean:
+                summary["screened"] = {
+                    "pixels": counts.pixels,
+                    "nonfinite": counts.nonfinite,
+                    "absurd": counts.absurd,
+                    "nonfinite_outputs": counts.nonfinite_outputs,
+                }
             summary["source"] = str(scene)
             summary["map"] = out.name
             summary["run_id"] = run_id

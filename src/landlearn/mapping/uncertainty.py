@@ -23,6 +23,7 @@ from torch import nn
 from landlearn.bundle import Predictor
 from landlearn.d4 import D4, d4_forward, d4_inverse, tta_transforms
 from landlearn.errors import LandlearnError
+from landlearn.finite import FiniteCounts, screen
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,7 @@ class WindowModel:
         if len(self.predictors) > 1:
             self.extras.append("variance")
         self.device = self.predictors[0].device
+        self.counts = FiniteCounts()
         self.uncertain = self.mc or tta == "d4" or len(self.predictors) > 1
         cuda = self.device.type == "cuda"
         self._autocast = (
@@ -121,20 +123,36 @@ class WindowModel:
         """Values per pixel (or per window for classification)."""
         return self.num_classes + len(self.extras)
 
-    def __call__(self, image: np.ndarray, valid: np.ndarray) -> np.ndarray:
-        """(B, C, H, W) raw units + (B, H, W) valid → (B, channels[, H, W]) float32."""
-        with torch.inference_mode():
-            return self._forward(image, valid).float().cpu().numpy()
+    def __call__(
+        self, image: np.ndarray, valid: np.ndarray, counted: np.ndarray | None = None
+    ) -> np.ndarray:
+        """(B, C, H, W) raw units + (B, H, W) valid → (B, channels[, H, W]) float32.
 
-    def _forward(self, image: np.ndarray, valid: np.ndarray) -> torch.Tensor:
+        Non-finite pixels are no-data and absurd values are clamped (:mod:`landlearn.finite`):
+        ``valid`` is cleared in place where the input or the output is not finite, and what
+        was found inside ``counted`` (default: everywhere) is added to ``self.counts``.
+        """
+        with torch.inference_mode():
+            values, void = self._forward(image, valid, counted)
+            valid &= ~void.cpu().numpy()
+            return values.float().cpu().numpy()
+
+    def _forward(
+        self, image: np.ndarray, valid: np.ndarray, counted: np.ndarray | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         x = torch.from_numpy(image).to(self.device, non_blocking=True)
-        ok = torch.from_numpy(valid).to(self.device, non_blocking=True)[:, None]
+        ok = torch.from_numpy(valid).to(self.device, non_blocking=True)
+        scope = None if counted is None else torch.from_numpy(counted).to(self.device) & ok
         seg = self.task == "segmentation"
         total: torch.Tensor | None = None
         square: torch.Tensor | None = None
         exp_h: torch.Tensor | None = None
+        nodata: torch.Tensor | None = None
         for pred, take in zip(self.predictors, self.takes, strict=True):
-            xm = torch.where(ok, pred.normalize(x[:, take.to(self.device)]), 0.0)
+            xm, bad, seen = screen(x[:, take.to(self.device)], pred._mean, pred._std, ok, scope)
+            if nodata is None:  # every member sees the same pixels: count once
+                nodata = bad
+                self.counts.add(seen)
             if self._channels_last:
                 xm = xm.contiguous(memory_format=torch.channels_last)
             member: torch.Tensor | None = None
@@ -162,7 +180,19 @@ class WindowModel:
             out.append((exp_h / (m * self.passes * len(self.transforms)))[:, None])
         if m > 1:  # Σ_k (E[p²] − E[p]²)
             out.append((square / m - (mean * mean).sum(dim=1)).clamp_min(0.0)[:, None])
-        return torch.cat(out, dim=1)
+        values = torch.cat(out, dim=1)
+        assert nodata is not None
+        bad_out = ~torch.isfinite(values).all(dim=1)
+        if seg:
+            void = nodata | bad_out
+            fresh = bad_out & ~nodata & ok
+        else:  # one value per window: a non-finite one voids the window
+            void = nodata | bad_out[:, None, None]
+            fresh = bad_out[:, None, None] & ~nodata & ok
+        if scope is not None:
+            fresh = fresh & scope
+        self.counts.nonfinite_outputs += int(fresh.sum())
+        return torch.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0), void
 
     def _sample(
         self, pred: Predictor, x: torch.Tensor, k: int, flip: bool, seg: bool
