@@ -217,7 +217,13 @@ def run_side(side: str, args: argparse.Namespace) -> dict[str, Any]:
     classes = list(dm.class_names)
     task = _task(side, args, classes)
     timer = ThroughputTimer(log_epochs=not args.progress)
-    trainer = make_trainer(args.epochs, args.device, args.precision, [timer], args.progress)
+    callbacks: list[pl.Callback] = [timer]
+    if side == "landlearn" and args.bundle:  # the bundle, its test metrics and report
+        from landlearn.training import RunOutputs
+
+        bundle = Path(args.bundle)
+        callbacks.append(RunOutputs(bundle=bundle, folder=bundle.with_name(bundle.stem + "_run")))
+    trainer = make_trainer(args.epochs, args.device, args.precision, callbacks, args.progress)
     console.print(
         f"[bold]{side}[/]: {len(dm.train_dataset)} train, {len(dm.val_dataset or [])} val, "  # type: ignore[arg-type]
         f"{len(dm.test_dataset)} test images, {args.epochs} epoch(s)"  # type: ignore[arg-type]
@@ -236,10 +242,7 @@ def run_side(side: str, args: argparse.Namespace) -> dict[str, Any]:
     if args.tta:
         tta, _ = score(task, dm, classes, "classification", args.device, tta=True)
     if side == "landlearn" and args.bundle:
-        from landlearn.bundle import save_bundle
-
-        headline = {"overall_accuracy": metrics["overall_accuracy"]}
-        console.print(f"bundle: {save_bundle(args.bundle, task.model, task.bundle_meta(headline))}")
+        console.print(f"bundle: {args.bundle} (test metrics and report beside it)")
     return {
         "side": f"{side} (small-input stem)" if side == "landlearn" and args.small_input else side,
         "test_accuracy": metrics["overall_accuracy"],

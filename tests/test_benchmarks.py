@@ -58,6 +58,11 @@ def test_eurosat_both_sides_on_a_tiny_budget(shared_data: Path, tmp_path: Path) 
     from landlearn.bundle import load_bundle
 
     assert load_bundle(bundle).class_names == record["runs"][0]["metrics"]["class_names"]
+    beside = tmp_path / "ll_run"  # the same run files as landlearn fit, by the same callback
+    for name in ("metrics.json", "metrics.md", "examples.npz", "report/index.html"):
+        assert (beside / name).is_file(), name
+    own = json.loads((beside / "metrics.json").read_text())["overall_accuracy"]
+    assert load_bundle(bundle).meta.metrics["overall_accuracy"] == own
     assert set(record["ratios"]) >= {"throughput_landlearn_over_torchgeo"}
     assert "epoch 1/1" in proc.stdout
 

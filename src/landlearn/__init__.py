@@ -9,10 +9,13 @@ __all__ = [
     "Ensemble",
     "LandlearnError",
     "Predictor",
+    "TrainResult",
     "__version__",
+    "evaluate",
     "load_bundle",
     "load_ensemble",
     "map_scene",
+    "train",
 ]
 
 from landlearn.conventions import IGNORE_INDEX
@@ -22,7 +25,9 @@ from landlearn.version import __version__
 if TYPE_CHECKING:
     from landlearn.bundle import Predictor, load_bundle
     from landlearn.ensemble import Ensemble, load_ensemble
+    from landlearn.evaluation import evaluate
     from landlearn.mapping import map_scene
+    from landlearn.training import TrainResult, train
 
 
 def __getattr__(name: str) -> Any:
@@ -35,6 +40,14 @@ def __getattr__(name: str) -> Any:
         from landlearn import ensemble
 
         return getattr(ensemble, name)
+    if name == "evaluate":
+        from landlearn.evaluation import evaluate
+
+        return evaluate
+    if name in ("train", "TrainResult"):
+        from landlearn import training
+
+        return getattr(training, name)
     if name == "map_scene":
         from landlearn.mapping import map_scene
 

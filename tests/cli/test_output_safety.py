@@ -76,7 +76,7 @@ def test_evaluate_out_unusable_fails_before_the_work(
     monkeypatch: pytest.MonkeyPatch,
     where: str,
 ) -> None:
-    import landlearn.cli.evaluate as ev
+    import landlearn.evaluation as ev
 
     def no_work(*a: object, **k: object) -> None:
         raise AssertionError("evaluated before the output was checked")

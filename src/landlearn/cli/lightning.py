@@ -3,8 +3,9 @@
 Defaults added here: CSV + TensorBoard logs in one run folder ``runs/<config name>/version_N``,
 the best checkpoint by the task's monitored metric, early stopping when ``patience`` > 0, an LR
 monitor, deterministic algorithms, and seed 0. ``fit`` ends by testing the best weights (when the
-datamodule has a test split) and exporting ``model.safetensors``, ``metrics.json``, ``metrics.md``
-and ``examples.npz`` into the run folder.
+datamodule has a test split); :class:`landlearn.training.RunOutputs` writes ``model.safetensors``,
+``metrics.json``, ``metrics.md``, ``examples.npz`` and ``report/`` into the run folder, the same
+files :func:`landlearn.train` leaves.
 """
 
 from __future__ import annotations
@@ -16,29 +17,31 @@ from typing import Any
 
 import numpy as np
 import torch
-from lightning.pytorch import LightningDataModule, Trainer
-from lightning.pytorch.callbacks import (
-    Callback,
-    EarlyStopping,
-    LearningRateMonitor,
-    ModelCheckpoint,
-)
+from lightning.pytorch import LightningDataModule, LightningModule, Trainer
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.loggers import CSVLogger
 
-from landlearn.bundle import save_bundle
-from landlearn.cli.common import atomic_path, is_debug, is_quiet, write_json
+from landlearn.cli.common import atomic_path, is_debug, is_quiet
 from landlearn.cli.configs import (
     check_config_values,
     check_configs,
     parse_error,
     remove_empty_run,
 )
-from landlearn.tasks import LandlearnTask
+from landlearn.training import (
+    RunOutputs,
+    default_callbacks,
+    exports_bundles,
+    pair_tensorboard,
+    run_dir,
+    run_outputs,
+    test_after_fit,
+)
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LandlearnCLI", "check_configs", "make_cli", "run_lightning"]
+__all__ = ["LandlearnCLI", "check_configs", "make_cli", "run_dir", "run_lightning"]
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
@@ -104,6 +107,9 @@ class LandlearnCLI(LightningCLI):
             "--no_test", type=bool, default=False, help="fit: skip testing the best weights"
         )
         parser.add_argument(
+            "--no_report", type=bool, default=False, help="fit/test: skip the report page"
+        )
+        parser.add_argument(
             "--overwrite",
             type=bool,
             default=False,
@@ -112,31 +118,20 @@ class LandlearnCLI(LightningCLI):
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Callback]) -> Trainer:
         model = self.model
-        have = {type(c) for c in callbacks} | {
-            type(c) for c in (config.get("callbacks") or []) if isinstance(c, Callback)
-        }
+        given = [c for c in (config.get("callbacks") or []) if isinstance(c, Callback)]
+        have = {type(c) for c in callbacks} | {type(c) for c in given}
+        sub = self.config.get("subcommand")
+        options = self.config[sub] if sub else self.config
         extra: list[Callback] = []
-        if isinstance(model, LandlearnTask):
-            if (
-                ModelCheckpoint not in have
-                and config.get("enable_checkpointing", True) is not False
-            ):
-                extra.append(
-                    ModelCheckpoint(
-                        monitor=model.monitor,
-                        mode=model.monitor_mode,
-                        filename="best-{epoch}",
-                        save_top_k=1,
-                        save_last=False,
-                    )
-                )
-            patience = int(model.hparams.get("patience") or 0)
-            if patience > 0 and EarlyStopping not in have:
-                extra.append(
-                    EarlyStopping(monitor=model.monitor, mode=model.monitor_mode, patience=patience)
-                )
-        if config.get("logger") not in (False, None) and LearningRateMonitor not in have:
-            extra.append(LearningRateMonitor(logging_interval="epoch"))
+        if exports_bundles(model) and RunOutputs not in have:
+            extra.append(
+                RunOutputs(bundle=options.get("bundle"), report=not options.get("no_report"))
+            )
+            have.add(RunOutputs)
+        checkpointing = config.get("enable_checkpointing", True) is not False
+        if not checkpointing:
+            have.add(ModelCheckpoint)
+        extra += default_callbacks(model, have, logger=config.get("logger") not in (False, None))
         lg = config.get("logger")
         root = config.get("default_root_dir")
         if isinstance(lg, CSVLogger) and lg.save_dir == "runs" and root not in (None, "runs"):
@@ -145,25 +140,21 @@ class LandlearnCLI(LightningCLI):
             config["enable_progress_bar"] = False
             config["enable_model_summary"] = False
         trainer = super()._instantiate_trainer(config, callbacks + extra)
-        _pair_tensorboard(trainer)
+        pair_tensorboard(trainer)
         return trainer
 
     # ---- after each subcommand ----------------------------------------------------------
     def after_fit(self) -> None:
-        """Test the best weights and export the bundle, metrics and examples."""
-        trainer, model = self.trainer, self.model
-        if trainer.interrupted or not isinstance(model, LandlearnTask):
+        """Test the best weights (``RunOutputs`` loaded them and writes the run's files)."""
+        if self.config_init[self.subcommand].get("no_test"):
             return
-        best = _best_checkpoint(trainer)
-        if best:
-            state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
-            model.load_state_dict(state)
-            log.info("best checkpoint: %s", best)
-        if not self.config_init[self.subcommand].get("no_test") and _has_test_split(
-            self.datamodule
-        ):
-            trainer.test(model, datamodule=self.datamodule, verbose=not is_quiet())
-        self._export(model)
+        test_after_fit(self.trainer, self.model, self.datamodule, verbose=not is_quiet())
+
+    @property
+    def bundle_path(self) -> Path | None:
+        """The bundle this run wrote, if any."""
+        outputs = run_outputs(self.trainer)
+        return outputs.bundle_path if outputs is not None else None
 
     def predict(self, model: Any, **kwargs: Any) -> None:
         """Predict the datamodule's predict split; save classes and confidences."""
@@ -177,20 +168,6 @@ class LandlearnCLI(LightningCLI):
         with atomic_path(out) as tmp, open(tmp, "wb") as fh:
             np.savez_compressed(fh, pred=pred.numpy().astype(np.uint8), confidence=conf.numpy())
         log.info("predictions (%d samples): %s", len(pred), out)
-
-    def after_test(self) -> None:
-        """Write the test metrics beside the run's logs."""
-        if isinstance(self.model, LandlearnTask) and self.model.test_results:
-            write_outputs(self.model, run_dir(self.trainer))
-
-    def _export(self, model: LandlearnTask) -> None:
-        out = run_dir(self.trainer)
-        metrics = write_outputs(model, out) if model.test_results else {}
-        target = self.config_init[self.subcommand].get("bundle") or out / "model.safetensors"
-        assert model.model is not None  # built in setup
-        path = save_bundle(target, model.model, model.bundle_meta(metrics=_headline(metrics)))
-        log.info("bundle: %s", path)
-        self.bundle_path = Path(path)
 
 
 def _data_paths(value: Any) -> list[str]:
@@ -216,73 +193,6 @@ def _check_bundle_output(config: Any, argv: list[str]) -> None:
     check_outputs(
         [Output(Path(config["bundle"]), "bundle")], inputs, overwrite=bool(config.get("overwrite"))
     )
-
-
-def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
-    """The summary numbers stored in the bundle (no confusion matrix)."""
-    keep = ("overall_accuracy", "average_accuracy", "miou", "dice", "macro_f1", "kappa", "ece")
-    out = {k: metrics[k] for k in keep if metrics.get(k) is not None}
-    if "per_class" in metrics:
-        out["per_class_iou"] = metrics["per_class"].get("iou")
-        out["per_class_f1"] = metrics["per_class"].get("f1")
-    return out
-
-
-def run_dir(trainer: Trainer) -> Path:
-    """The folder of this run's logs (``runs/<name>/version_N``)."""
-    for lg in trainer.loggers:
-        if isinstance(lg, CSVLogger | TensorBoardLogger) and lg.log_dir:
-            return Path(lg.log_dir)
-    return Path(trainer.default_root_dir)
-
-
-def write_outputs(model: LandlearnTask, out: Path) -> dict[str, Any]:
-    """metrics.json, metrics.md and examples.npz of the last test run."""
-    from landlearn.report.markdown import metrics_markdown
-
-    metrics = dict(model.test_results or {})
-    metrics.setdefault("class_names", model.class_names)
-    metrics["class_colors"] = model.bundle_meta().class_colors
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "metrics.json", metrics)
-    with atomic_path(out / "metrics.md") as tmp:
-        tmp.write_text(metrics_markdown(metrics) + "\n<!-- written by landlearn -->\n")
-    ex = model.test_examples
-    if ex.get("image"):
-        with atomic_path(out / "examples.npz") as tmp:
-            with open(tmp, "wb") as fh:
-                arrays: dict[str, Any] = {k: np.stack(v) for k, v in ex.items()}
-                np.savez_compressed(fh, **arrays)
-    log.info("test metrics: %s", out / "metrics.json")
-    return metrics
-
-
-def _best_checkpoint(trainer: Trainer) -> str | None:
-    cb = trainer.checkpoint_callback
-    if isinstance(cb, ModelCheckpoint) and cb.best_model_path and Path(cb.best_model_path).exists():
-        return cb.best_model_path
-    return None
-
-
-def _has_test_split(dm: LightningDataModule | None) -> bool:
-    if dm is None:
-        return False
-    return type(dm).test_dataloader is not LightningDataModule.test_dataloader
-
-
-def _pair_tensorboard(trainer: Trainer) -> None:
-    """Give a lone CSV logger a TensorBoard twin writing into the same version folder."""
-    loggers = trainer.loggers
-    if len(loggers) != 1 or not isinstance(loggers[0], CSVLogger):
-        return
-    csv = loggers[0]
-    try:
-        tb = TensorBoardLogger(
-            save_dir=csv.save_dir, name=csv.name, version=csv.version, default_hp_metric=False
-        )
-    except ModuleNotFoundError:  # tensorboard is a dependency, but keep training without it
-        return
-    trainer.loggers = [csv, tb]
 
 
 def _translate(argv: list[str]) -> list[str]:
@@ -349,7 +259,7 @@ def make_cli(argv: list[str], run: bool = True) -> LandlearnCLI:
     }
     try:
         return LandlearnCLI(
-            model_class=LandlearnTask,
+            model_class=LightningModule,
             subclass_mode_model=True,
             datamodule_class=LightningDataModule,
             subclass_mode_data=True,
