@@ -43,6 +43,12 @@ data:
      ({"trainer": "fast_dev_run: 1, devices: 10000"},
       "c.yaml: trainer.devices: 10000 devices asked for, but this machine has"),
      ({"trainer": "fast_dev_run: 1, devices: 0"}, "c.yaml: trainer.devices: must be >= 1"),
+     ({"trainer": "fast_dev_run: 1, devices: null"},
+      "c.yaml: trainer.devices: must be a number, a list or 'auto', got null"),
+     ({"trainer": "fast_dev_run: 1, devices: []"},
+      "c.yaml: trainer.devices: an empty list selects no device"),
+     ({"trainer": "fast_dev_run: 1, devices: [0, 1]"},
+      "c.yaml: trainer.devices: on the CPU, devices is a number of processes"),
      ({"trainer": "fast_dev_run: 1, accelerator: quantum"},
       "trainer.accelerator: unknown accelerator 'quantum'")],
 )  # fmt: skip

@@ -214,15 +214,38 @@ def _check_accelerator(argv: list[str], accelerator: Any) -> str:
     return "gpu" if name in ("gpu", "cuda") else name
 
 
-def _device_count(argv: list[str], devices: Any) -> int | None:
-    """How many devices ``trainer.devices`` asks for (None: "auto" or a form left to Lightning)."""
+def _device_count(argv: list[str], devices: Any, kind: str = "cpu") -> int | None:
+    """How many devices ``trainer.devices`` asks for (None: "auto" or a form left to Lightning).
+
+    Lightning takes a count, "auto", -1, or (GPUs only) a list of indices; ``null``, a bool,
+    an empty list, or a list on the CPU would end in its traceback.
+    """
     if isinstance(devices, bool) or devices is None:
-        return None
+        shown = "null" if devices is None else str(devices).lower()
+        raise _error(argv, "trainer.devices", f"must be a number, a list or 'auto', got {shown}")
+    if isinstance(devices, list | tuple):
+        if not devices:
+            raise _error(argv, "trainer.devices", "an empty list selects no device")
+        if kind == "cpu":
+            raise _error(
+                argv, "trainer.devices",
+                f"on the CPU, devices is a number of processes, not a list ({list(devices)})",
+            )  # fmt: skip
+        bad = [d for d in devices if isinstance(d, bool) or not isinstance(d, int) or d < 0]
+        if bad:
+            raise _error(
+                argv, "trainer.devices", f"device indices are integers >= 0, got {bad[0]!r}"
+            )
     if isinstance(devices, str):
         text = devices.strip()
         if text in ("auto", "-1"):
             return None
         if "," in text:
+            if kind == "cpu":
+                raise _error(
+                    argv, "trainer.devices",
+                    f"on the CPU, devices is a number of processes, not a list ({text!r})",
+                )  # fmt: skip
             return len([p for p in text.split(",") if p.strip()])
         if not text.lstrip("-").isdigit():
             raise _error(
@@ -242,7 +265,7 @@ def _device_count(argv: list[str], devices: Any) -> int | None:
 
 def _check_devices(argv: list[str], trainer: Any) -> None:
     kind = _check_accelerator(argv, trainer.get("accelerator", "auto"))
-    wanted = _device_count(argv, trainer.get("devices", "auto"))
+    wanted = _device_count(argv, trainer.get("devices", "auto"), kind)
     if wanted is None:
         return
     if kind == "gpu":
