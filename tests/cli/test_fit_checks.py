@@ -40,6 +40,8 @@ data:
       "limit), got -3"),
      ({"batch_size": 0}, "c.yaml: data.init_args.batch_size: must be >= 1, got 0"),
      ({"model": ", lr: -1"}, "c.yaml: model.init_args.lr: must be a finite number >= 0, got -1"),
+     ({"model": ", lr: null"}, "c.yaml: model.init_args.lr: must be a number, got null"),
+     ({"model": ", dropout: null"}, "c.yaml: model.init_args.dropout: must be a number, got null"),
      ({"trainer": "fast_dev_run: 1, devices: 10000"},
       "c.yaml: trainer.devices: 10000 devices asked for, but this machine has"),
      ({"trainer": "fast_dev_run: 1, devices: 0"}, "c.yaml: trainer.devices: must be >= 1"),

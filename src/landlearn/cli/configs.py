@@ -322,9 +322,25 @@ def check_config_values(cfg: Any, argv: list[str]) -> None:
         argv, "model.init_args.weight_decay", _get(cfg, "model.init_args.weight_decay"),
         lambda v: v >= 0 and math.isfinite(v), "must be >= 0",
     )  # fmt: skip
+    for key in _NUMBERS:  # jsonargparse lets `null` through for a subclass's float arguments
+        full = f"model.init_args.{key}"
+        if _is_null(cfg, full):
+            raise _error(argv, full, "must be a number, got null")
     trainer = _get(cfg, "trainer")
     if trainer is not None:
         _check_devices(argv, trainer)
+
+
+_NUMBERS = ("lr", "weight_decay", "momentum", "dropout", "num_examples")
+"""Task arguments that are numbers with a default: ``null`` would fail deep inside training."""
+
+
+def _is_null(cfg: Any, key: str) -> bool:
+    """Whether ``key`` is in the config and set to null (not merely absent)."""
+    try:
+        return key in cfg and cfg.get(key) is None
+    except (AttributeError, KeyError, TypeError):
+        return False
 
 
 # ---- clean-up of failed runs -------------------------------------------------------------------

@@ -78,9 +78,15 @@ def run(args: argparse.Namespace) -> int:
         LandlearnError: unreadable scene or bundle, missing bands, bad options.
     """
     from landlearn.cli.common import progress_bar
-    from landlearn.mapping import map_scene
+    from landlearn.mapping import MapOptions, map_scene
 
     bands = [int(b) if b.isdigit() else b for b in args.bands] if args.bands else None
+    options = MapOptions(
+        tile=args.tile, overlap=args.overlap, blend=args.blend, batch_size=args.batch_size,
+        device=args.device, tta=args.tta, mc_dropout=args.mc_dropout,
+        probabilities=args.probabilities, bands=bands, preview=not args.no_preview,
+        seed=args.seed, overwrite=args.overwrite,
+    )  # fmt: skip
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         with progress_bar("mapping") as bar:
@@ -92,24 +98,9 @@ def run(args: argparse.Namespace) -> int:
                 bar.update(task, completed=done, total=total, rate=f"{rate:.1f} windows/s")
 
             result = map_scene(
-                args.bundle,
-                args.scene,
-                args.out,
-                tile=args.tile,
-                overlap=args.overlap,
-                blend=args.blend,
-                batch_size=args.batch_size,
-                device=args.device,
-                tta=args.tta,
-                mc_dropout=args.mc_dropout,
-                ensemble=args.ensemble,
-                probabilities=args.probabilities,
-                bands=bands,
+                args.bundle, args.scene, args.out, options, ensemble=args.ensemble,
                 progress=progress,
-                preview=not args.no_preview,
-                seed=args.seed,
-                overwrite=args.overwrite,
-            )
+            )  # fmt: skip
     finally:
         signal.signal(signal.SIGTERM, previous)
     log.info(

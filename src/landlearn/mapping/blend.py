@@ -19,7 +19,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["BLENDS", "StreamingBlender", "TileGrid", "reflect_index", "weight_window"]
+__all__ = [
+    "BLENDS",
+    "Block",
+    "BlockGrid",
+    "StreamingBlender",
+    "TileGrid",
+    "reflect_index",
+    "weight_window",
+]
 
 BLENDS = ("cosine", "linear", "none")
 
@@ -120,6 +128,136 @@ class TileGrid:
         """Width of the padded frame the windows cover."""
         return (self.cols - 1) * self.stride_x + self.tile_w
 
+    @property
+    def bounds(self) -> tuple[int, int, int, int]:
+        """``(y0, y1, x0, x1)`` of the scene part this grid's blender emits: all of it."""
+        return 0, self.height, 0, self.width
+
+    def full_index(self, index: int) -> int:
+        """The window's index in the whole scene's grid (itself here)."""
+        return index
+
+
+@dataclass(frozen=True)
+class Block:
+    """A rectangle of a scene, in scene px, mapped as one unit of work."""
+
+    row_off: int
+    col_off: int
+    height: int
+    width: int
+
+    @classmethod
+    def tiling(cls, height: int, width: int, size: int) -> list[Block]:
+        """Blocks of at most ``size`` px on a side covering a ``height`` × ``width`` scene."""
+        if size < 1:
+            raise ValueError(f"block size must be >= 1, got {size}")
+        return [
+            cls(y, x, min(size, height - y), min(size, width - x))
+            for y in range(0, height, size)
+            for x in range(0, width, size)
+        ]
+
+
+@dataclass(frozen=True)
+class BlockGrid:
+    """The windows of the whole scene's grid that reach ``block``, as a grid of their own.
+
+    Blending them in the same row-major order gives every pixel of the block the same sum of
+    the same weighted windows as the whole-scene map (so blocks join without seams); the
+    blender emits only the block. Window positions, reflection padding (``height`` /
+    ``width`` stay the scene's) and the owned parts (:meth:`own`, clipped to the block) are
+    those of the whole-scene grid.
+    """
+
+    full: TileGrid
+    block: Block
+    r0: int
+    r1: int
+    c0: int
+    c1: int
+
+    @classmethod
+    def build(cls, full: TileGrid, block: Block) -> BlockGrid:
+        """The windows of ``full`` overlapping ``block``."""
+        b = block
+        if b.height < 1 or b.width < 1 or b.row_off < 0 or b.col_off < 0:
+            raise ValueError(f"empty or negative block {b}")
+        if b.row_off + b.height > full.height or b.col_off + b.width > full.width:
+            raise ValueError(f"block {b} reaches outside the {full.height}x{full.width} scene")
+        rows = [
+            r
+            for r in range(full.rows)
+            if full.y0(r) < b.row_off + b.height and full.y0(r) + full.tile_h > b.row_off
+        ]
+        cols = [
+            c
+            for c in range(full.cols)
+            if full.x0(c) < b.col_off + b.width and full.x0(c) + full.tile_w > b.col_off
+        ]
+        return cls(full, block, rows[0], rows[-1] + 1, cols[0], cols[-1] + 1)  # fmt: skip
+
+    height = property(lambda self: self.full.height)
+    width = property(lambda self: self.full.width)
+    tile_h = property(lambda self: self.full.tile_h)
+    tile_w = property(lambda self: self.full.tile_w)
+    overlap = property(lambda self: self.full.overlap)
+    margin = property(lambda self: self.full.margin)
+    stride_y = property(lambda self: self.full.stride_y)
+    stride_x = property(lambda self: self.full.stride_x)
+
+    @property
+    def rows(self) -> int:
+        """Rows of windows reaching the block."""
+        return self.r1 - self.r0
+
+    @property
+    def cols(self) -> int:
+        """Windows per row reaching the block."""
+        return self.c1 - self.c0
+
+    def __len__(self) -> int:
+        return self.rows * self.cols
+
+    def y0(self, r: int) -> int:
+        """Top row of this grid's window row ``r`` (scene px)."""
+        return self.full.y0(self.r0 + r)
+
+    def x0(self, c: int) -> int:
+        """Left column of this grid's window column ``c`` (scene px)."""
+        return self.full.x0(self.c0 + c)
+
+    @property
+    def padded_width(self) -> int:
+        """Width of the frame this grid's windows cover."""
+        return (self.cols - 1) * self.stride_x + self.tile_w
+
+    @property
+    def bounds(self) -> tuple[int, int, int, int]:
+        """``(y0, y1, x0, x1)`` of the block: what the blender emits."""
+        b = self.block
+        return b.row_off, b.row_off + b.height, b.col_off, b.col_off + b.width
+
+    def full_index(self, index: int) -> int:
+        """The window's index in the whole scene's grid."""
+        r, c = divmod(index, self.cols)
+        return (self.r0 + r) * self.full.cols + self.c0 + c
+
+    def own(self, index: int) -> tuple[slice, slice]:
+        """The whole-scene grid's owned part of the window, clipped to the block (window px)."""
+        r, c = divmod(index, self.cols)
+        ys, xs = self.full.own(self.full_index(index))
+        y_top, x_left = self.y0(r), self.x0(c)
+        ya, yb, xa, xb = self.bounds
+        return _clip(ys, y_top, ya, yb), _clip(xs, x_left, xa, xb)
+
+
+def _clip(part: slice, origin: int, lo: int, hi: int) -> slice:
+    """``part`` (window px of a window at scene px ``origin``) within scene px ``[lo, hi)``."""
+    start = max(origin + int(part.start), lo) - origin
+    stop = min(origin + int(part.stop), hi) - origin
+    return slice(start, max(stop, start))
+
 
 def weight_window(tile_h: int, tile_w: int, overlap: int, kind: str = "cosine") -> np.ndarray:
     """(tile_h, tile_w) float32 weights: 1 in the middle, ramping down over ``overlap`` px.
@@ -149,7 +287,7 @@ class StreamingBlender:
 
     def __init__(
         self,
-        grid: TileGrid,
+        grid: TileGrid | BlockGrid,
         channels: int,
         weight: np.ndarray,
         sink: BlockSink,
@@ -202,9 +340,9 @@ class StreamingBlender:
                 self.row_done(r)
 
     def _emit(self, y0: int, x0: int, block: np.ndarray) -> None:
-        g = self.grid
-        ya, yb = max(y0, 0), min(y0 + block.shape[1], g.height)
-        xa, xb = max(x0, 0), min(x0 + block.shape[2], g.width)
+        top, bottom, left, right = self.grid.bounds
+        ya, yb = max(y0, top), min(y0 + block.shape[1], bottom)
+        xa, xb = max(x0, left), min(x0 + block.shape[2], right)
         if ya >= yb or xa >= xb:
             return
         part = block[:, ya - y0 : yb - y0, xa - x0 : xb - x0]

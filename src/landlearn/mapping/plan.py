@@ -18,7 +18,7 @@ from landlearn.bundle import Predictor, load_bundle
 from landlearn.bundle_check import check_map_classes
 from landlearn.ensemble import check_members
 from landlearn.errors import LandlearnError
-from landlearn.mapping.blend import BLENDS, TileGrid, weight_window
+from landlearn.mapping.blend import BLENDS, BlockGrid, TileGrid, weight_window
 from landlearn.mapping.budget import check_memory, check_windows
 from landlearn.mapping.reader import open_scene, select_bands
 from landlearn.mapping.uncertainty import WindowModel, entropy
@@ -38,7 +38,7 @@ class Plan:
     scene: Path
     predictors: list[Predictor]
     indexes: list[int]  # 1-based scene bands read (union over ensemble members)
-    grid: TileGrid
+    grid: TileGrid | BlockGrid
     weight: np.ndarray
     model: WindowModel
     profile: dict[str, Any]  # width, height, crs, transform of the scene

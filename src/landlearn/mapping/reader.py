@@ -26,7 +26,7 @@ from rasterio.windows import Window
 
 from landlearn.errors import LandlearnError
 from landlearn.inputs import check_input_file, read_error
-from landlearn.mapping.blend import TileGrid, reflect_index
+from landlearn.mapping.blend import BlockGrid, TileGrid, reflect_index
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +218,7 @@ class WindowReader:
         self,
         path: str | os.PathLike[str],
         indexes: list[int],
-        grid: TileGrid,
+        grid: TileGrid | BlockGrid,
         batch_size: int,
         prefetch: int = 2,
         pin_memory: bool = False,
@@ -309,7 +309,7 @@ def read_window(
     indexes: list[int],
     y0: int,
     x0: int,
-    grid: TileGrid,
+    grid: TileGrid | BlockGrid,
     out: np.ndarray,
     valid: np.ndarray,
 ) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import dataclasses
 import json
 import logging
 import os
@@ -29,7 +30,8 @@ import torch
 from landlearn.atomic import commit_renames
 from landlearn.bundle import Predictor
 from landlearn.errors import LandlearnError
-from landlearn.mapping.blend import StreamingBlender, TileGrid
+from landlearn.mapping.blend import Block, BlockGrid, StreamingBlender, TileGrid
+from landlearn.mapping.options import MapOptions, map_options
 from landlearn.mapping.outputs import (
     AreaCounter,
     MapFiles,
@@ -170,7 +172,7 @@ def _out_of_memory_is_one_line(plan: Plan, batch_size: int) -> Iterator[None]:
         ) from None
 
 
-def _owned(grid: TileGrid, indexes: Sequence[int], live: Sequence[int]) -> np.ndarray:
+def _owned(grid: TileGrid | BlockGrid, indexes: Sequence[int], live: Sequence[int]) -> np.ndarray:
     """(B, th, tw) masks of the window pixels each window owns (each scene pixel once)."""
     out = np.zeros((len(live), grid.tile_h, grid.tile_w), bool)
     for j, k in enumerate(live):
@@ -181,36 +183,31 @@ def _owned(grid: TileGrid, indexes: Sequence[int], live: Sequence[int]) -> np.nd
 def predict_scene_array(
     bundle: BundleLike | Sequence[BundleLike],
     scene: str | os.PathLike[str],
+    options: MapOptions | None = None,
     *,
-    tile: int = 512,
-    overlap: int = 64,
-    blend: str = "cosine",
-    batch_size: int = 4,
-    device: str = "cpu",
-    tta: str | None = None,
-    mc_dropout: int = 0,
     ensemble: Sequence[BundleLike] = (),
-    bands: Sequence[str | int] | None = None,
-    seed: int | None = 0,
+    block: Block | None = None,
+    **changes: Any,
 ) -> dict[str, np.ndarray]:
-    """The same streaming path as :func:`map_scene`, into float arrays (small scenes only).
+    """The same streaming path as :func:`map_scene`, into float arrays (small scenes or blocks).
 
     Returns ``probabilities`` (K, H, W) float32 (NaN at no-data), ``valid`` (H, W) and, with
     uncertainty, ``entropy`` / ``mutual_information`` / ``ensemble_variance`` (H, W).
+
+    With ``block`` (a rectangle of the scene) only the windows of the whole scene's grid that
+    reach it are read and run, and the arrays cover the block: blended exactly as in the
+    one-piece map, so blocks put side by side equal it (a unit of work for scale-out). With MC
+    dropout the draws depend on how windows are batched, so blocks match the one-piece map
+    only in distribution.
+
+    ``options`` (or keyword ``changes`` of it, e.g. ``tile=256``): :class:`MapOptions`.
     """
-    plan = make_plan(
-        _bundles(bundle, ensemble),
-        scene,
-        tile=tile,
-        overlap=overlap,
-        blend=blend,
-        batch_size=batch_size,
-        device=device,
-        tta=tta,
-        mc_dropout=mc_dropout,
-        bands=bands,
-    )
-    h, w, k = plan.profile["height"], plan.profile["width"], plan.model.num_classes
+    opts = map_options(options, **changes)
+    plan = _plan(_bundles(bundle, ensemble), scene, opts)
+    if block is not None:
+        plan = _block_plan(plan, block)
+    y_top, y_end, x_left, x_end = plan.grid.bounds
+    h, w, k = y_end - y_top, x_end - x_left, plan.model.num_classes
     out: dict[str, np.ndarray] = {
         "probabilities": np.full((k, h, w), np.nan, np.float32),
         "valid": np.zeros((h, w), bool),
@@ -218,35 +215,52 @@ def predict_scene_array(
 
     def sink(y0: int, x0: int, acc: np.ndarray, wsum: np.ndarray) -> None:
         probs, valid, extra = block_products(plan, acc, wsum)
-        ys, xs = slice(y0, y0 + valid.shape[0]), slice(x0, x0 + valid.shape[1])
+        ys = slice(y0 - y_top, y0 - y_top + valid.shape[0])
+        xs = slice(x0 - x_left, x0 - x_left + valid.shape[1])
         out["probabilities"][:, ys, xs] = np.where(valid, probs, np.nan)
         out["valid"][ys, xs] = valid
         for name, value in extra.items():
             out.setdefault(name, np.full((h, w), np.nan, np.float32))[ys, xs] = value
 
-    _stream(plan, sink, None, batch_size, None, seed)
+    _stream(plan, sink, None, opts.batch_size, None, opts.seed)
     return out
+
+
+def _plan(members: list[BundleLike], scene: str | os.PathLike[str], opts: MapOptions) -> Plan:
+    return make_plan(
+        members,
+        scene,
+        tile=opts.tile,
+        overlap=opts.overlap,
+        blend=opts.blend,
+        batch_size=opts.batch_size,
+        device=opts.device,
+        tta=opts.tta,
+        mc_dropout=opts.mc_dropout,
+        bands=opts.bands,
+    )
+
+
+def _block_plan(plan: Plan, block: Block) -> Plan:
+    """``plan`` restricted to the windows reaching ``block``; one line for a bad block."""
+    if not isinstance(plan.grid, TileGrid):
+        raise TypeError("a block plan is made from a whole-scene plan")
+    try:
+        grid = BlockGrid.build(plan.grid, block)
+    except ValueError as err:
+        raise LandlearnError(str(err), plan.scene) from None
+    return dataclasses.replace(plan, grid=grid)
 
 
 def map_scene(
     bundle: BundleLike | Sequence[BundleLike],
     scene: str | os.PathLike[str],
     out: str | os.PathLike[str],
+    options: MapOptions | None = None,
     *,
-    tile: int = 512,
-    overlap: int = 64,
-    blend: str = "cosine",
-    batch_size: int = 4,
-    device: str = "cpu",
-    tta: str | None = None,
-    mc_dropout: int = 0,
     ensemble: Sequence[BundleLike] = (),
-    probabilities: bool = False,
-    bands: Sequence[str | int] | None = None,
     progress: Progress | None = None,
-    preview: bool = True,
-    seed: int | None = 0,
-    overwrite: bool = False,
+    **changes: Any,
 ) -> MapResult:
     """Map ``scene`` with a bundle (or an ensemble) to a Cloud-Optimized GeoTIFF at ``out``.
 
@@ -265,17 +279,12 @@ def map_scene(
             ``device``); a list is an ensemble.
         scene: any raster GDAL reads, any size, CRS and dtype.
         out: target GeoTIFF path.
-        tile: window size in px (classification bundles use their chip size).
-        overlap: px shared by neighbouring windows; blended with ``blend``.
-        tta: ``"d4"`` averages the 8 flips / rotations.
-        mc_dropout: number of passes with dropout on (0 = off).
+        options: tile, overlap, blend, batch size, device, TTA, MC dropout, probability bands,
+            scene bands, preview, seed and overwrite (:class:`MapOptions`); keyword
+            ``changes`` such as ``tile=256`` override them. Without ``overwrite`` only an
+            earlier landlearn map and its sidecars may be replaced (never an input).
         ensemble: more bundles with the same classes; probabilities are averaged.
-        bands: scene bands (names or 1-based indexes) in the bundle's order; default: by name.
         progress: called as ``progress(done, total)`` windows.
-        seed: seed of the MC-dropout draws.
-        overwrite: replace existing files at the output paths that landlearn did not write
-            (never an input of the map). Without it only an earlier landlearn map and its
-            sidecars may be replaced.
 
     Raises:
         LandlearnError: unreadable scene or bundle, missing bands, bad options, an output
@@ -283,27 +292,18 @@ def map_scene(
             not write (see :mod:`landlearn.safety`).
     """
     start = time.perf_counter()
+    opts = map_options(options, **changes)
+    probabilities, batch_size = opts.probabilities, opts.batch_size
     out = Path(out)
     check_scene(scene)  # before anything resolves it: a symlink loop or a FIFO, by name
     members = _bundles(bundle, ensemble)
-    files = MapFiles(out, preview)
-    _check_map_outputs(files, scene, members, overwrite)
-    plan = make_plan(
-        members,
-        scene,
-        tile=tile,
-        overlap=overlap,
-        blend=blend,
-        batch_size=batch_size,
-        device=device,
-        tta=tta,
-        mc_dropout=mc_dropout,
-        bands=bands,
-    )
+    files = MapFiles(out, opts.preview)
+    _check_map_outputs(files, scene, members, opts.overwrite)
+    plan = _plan(members, scene, opts)
     specs = plan.band_specs(probabilities)
     areas = AreaCounter(plan.class_names, plan.profile["crs"], plan.profile["transform"])
     run_id = uuid.uuid4().hex
-    tags = _tags(plan, members, blend, tta, mc_dropout)
+    tags = _tags(plan, members, opts.blend, opts.tta, opts.mc_dropout)
     tags["LANDLEARN_RUN_ID"] = run_id
     writer = MapWriter(out, profile=plan.profile, bands=specs, colors=plan.colors, tags=tags)
     width = plan.profile["width"]
@@ -328,7 +328,7 @@ def map_scene(
     try:
         with writer, rasterio.Env(GDAL_CACHEMAX=plan.cache_bytes):
             with _out_of_memory_is_one_line(plan, batch_size):
-                _stream(plan, sink, row_done, batch_size, progress, seed)
+                _stream(plan, sink, row_done, batch_size, progress, opts.seed)
             cog = writer.finish()
             counts = plan.model.counts
             counts.warn(scene, nodata="no-data (255) in the map")
