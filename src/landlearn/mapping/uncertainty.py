@@ -1,5 +1,8 @@
 """Per-window predictions with uncertainty: ensembles, D4 test-time augmentation, MC dropout.
 
+The helpers (entropy, MC-dropout switch) live in :mod:`landlearn.uncertainty`, below tasks
+and mapping; they are re-exported here.
+
 Every (member, dropout pass, transform) gives one probability sample ``p_s``. A window's output
 is the mean probability ``p̄`` plus what its uncertainty bands need, blended like probabilities:
 
@@ -13,17 +16,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from landlearn.bundle import Predictor
 from landlearn.d4 import D4, d4_forward, d4_inverse, tta_transforms
 from landlearn.errors import LandlearnError
 from landlearn.finite import FiniteCounts, screen
+from landlearn.uncertainty import entropy, mc_dropout
 
 log = logging.getLogger(__name__)
 
@@ -35,45 +38,6 @@ __all__ = [
     "entropy",
     "mc_dropout",
 ]
-
-
-def entropy(p: torch.Tensor | np.ndarray, dim: int = 1) -> torch.Tensor | np.ndarray:
-    """Shannon entropy in nats along ``dim`` (0 · log 0 = 0)."""
-    if isinstance(p, np.ndarray):
-        return -(p * np.log(np.clip(p, 1e-12, None))).sum(axis=dim)
-    return -(p * torch.log(p.clamp_min(1e-12))).sum(dim=dim)
-
-
-def _dropouts(model: nn.Module) -> list[nn.Module]:
-    return [
-        m
-        for m in model.modules()
-        if isinstance(m, nn.modules.dropout._DropoutNd) and float(getattr(m, "p", 0.0)) > 0
-    ]
-
-
-@contextlib.contextmanager
-def mc_dropout(model: nn.Module, path: str | None = None) -> Iterator[None]:
-    """Dropout layers in train mode, everything else (batch norm) in eval; restored after.
-
-    Raises:
-        LandlearnError: the model has no dropout with p > 0.
-    """
-    drops = _dropouts(model)
-    if not drops:
-        raise LandlearnError(
-            "MC dropout needs a model with dropout (p > 0); this bundle has none. "
-            "Train with dropout, or use --tta d4 / --ensemble instead",
-            path,
-        )
-    modes = [m.training for m in drops]
-    try:
-        for m in drops:
-            m.train()
-        yield
-    finally:
-        for m, mode in zip(drops, modes, strict=True):
-            m.train(mode)
 
 
 class WindowModel:
