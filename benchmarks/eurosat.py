@@ -219,7 +219,7 @@ def run_side(side: str, args: argparse.Namespace) -> dict[str, Any]:
     timer = ThroughputTimer(log_epochs=not args.progress)
     callbacks: list[pl.Callback] = [timer]
     if side == "landlearn" and args.bundle:  # the bundle, its test metrics and report
-        from landlearn.training import RunOutputs
+        from landlearn.run_outputs import RunOutputs
 
         bundle = Path(args.bundle)
         callbacks.append(RunOutputs(bundle=bundle, folder=bundle.with_name(bundle.stem + "_run")))

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from landlearn.cli.configs import parse_error, remove_empty_run
+from landlearn.config_checks import parse_error, remove_empty_run
 from tests.cli.conftest import run_cli, write_png
 from tests.cli.test_bad_input import _assert_one_line_error, _class_folder
 

@@ -10,17 +10,18 @@ from typing import Any
 
 from landlearn.atomic import atomic_path, write_json
 from landlearn.errors import LandlearnError
+from landlearn.verbosity import is_debug, is_quiet, set_verbosity
 
 __all__ = [
     "atomic_path",
     "check_device",
+    "is_debug",
+    "is_quiet",
     "progress_bar",
     "setup_logging",
     "stderr_console",
     "write_json",
 ]
-
-_STATE = {"quiet": False, "debug": False}
 
 
 def stderr_console() -> Any:
@@ -34,8 +35,7 @@ def setup_logging(quiet: bool = False, debug: bool = False) -> None:
     """Install a rich log handler; ``-q`` shows warnings only, ``--debug`` everything."""
     from rich.logging import RichHandler
 
-    _STATE["quiet"] = quiet
-    _STATE["debug"] = debug
+    set_verbosity(quiet, debug)
     level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
     handler = RichHandler(console=stderr_console(), show_path=debug, show_time=False)
     handler.addFilter(_drop_ads)
@@ -72,16 +72,6 @@ def _log_warning(
 def _drop_ads(record: logging.LogRecord) -> bool:
     """Lightning advertises cloud loggers at every run; not useful here."""
     return "litlogger" not in str(record.msg)
-
-
-def is_quiet() -> bool:
-    """Whether ``-q`` was given."""
-    return _STATE["quiet"]
-
-
-def is_debug() -> bool:
-    """Whether ``--debug`` was given."""
-    return _STATE["debug"]
 
 
 @contextmanager

@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     from lightning.pytorch.tuner import Tuner
     from matplotlib.figure import Figure
 
-    from landlearn.cli.lightning import make_cli
+    from landlearn.lightning_cli import make_cli
 
     if not Path(args.config).is_file():
         raise LandlearnError("no such config file", args.config)
