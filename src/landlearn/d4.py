@@ -8,7 +8,8 @@ result is exactly equivariant (turn the input, and the averaged map turns with i
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 
@@ -47,13 +48,15 @@ def tta_transforms(tta: str | None) -> tuple[tuple[int, bool], ...]:
 
 
 def d4_mean(
-    probs: Callable[[torch.Tensor], torch.Tensor],
-    x: torch.Tensor,
+    probs: Callable[[Any], torch.Tensor],
+    x: torch.Tensor | Mapping[str, torch.Tensor],
     *,
     spatial: bool,
     tta: str | None = "d4",
 ) -> torch.Tensor:
     """Mean of ``probs(transform(x))`` over the transforms of ``tta``.
+
+    ``x`` is a batch, or a dict of named batches on one grid (each gets the same transform).
 
     ``spatial``: the output is a (B, K, H, W) map, turned back before averaging; otherwise a
     (B, K) vector per image, which the transforms leave in place.
@@ -61,7 +64,10 @@ def d4_mean(
     total: torch.Tensor | None = None
     transforms = tta_transforms(tta)
     for k, flip in transforms:
-        p = probs(d4_forward(x, k, flip))
+        if isinstance(x, Mapping):  # named inputs on one grid: the same transform for each
+            p = probs({name: d4_forward(v, k, flip) for name, v in x.items()})
+        else:
+            p = probs(d4_forward(x, k, flip))
         if spatial:
             p = d4_inverse(p, k, flip)
         total = p if total is None else total + p

@@ -134,8 +134,8 @@ def test_classification_modes_step(mode: str) -> None:
     assert torch.isfinite(loss_value)
     probs = task.probs(task(x))
     assert probs.shape == (4, 2 if mode == "binary" else 3)
-    task.val_metrics.update(probs, y if mode != "binary" else y.long())
-    assert task.val_metrics.compute()["overall_accuracy"] is not None
+    task.val_metrics["classification"].update(probs, y if mode != "binary" else y.long())
+    assert task.val_metrics["classification"].compute()["overall_accuracy"] is not None
 
 
 def test_segmentation_step_ignores_unlabelled_pixels() -> None:
@@ -258,11 +258,12 @@ def test_class_weights_come_from_the_datamodule(tmp_path: Path) -> None:
     dm.setup("fit")
     task = ClassificationTask(model="small_cnn", num_classes=len(synthetic.CLASSES),
                               class_weights=True)  # fmt: skip
-    loss = task._build_loss(dm)
+    task.configure_losses(dm)
+    loss = task.losses["classification"]
     assert torch.allclose(loss.weight, torch.as_tensor(dm.class_weights, dtype=torch.float32))
     assert loss.weight[0] == loss.weight.max() and loss.weight[0] > loss.weight[1]
     with pytest.raises(LandlearnError, match="class_weights: true needs a datamodule"):
-        task._build_loss(object())
+        task.configure_losses(object())
 
 
 @pytest.mark.parametrize("task_cls", [ClassificationTask, SegmentationTask])
@@ -282,7 +283,7 @@ def test_tta_tests_and_predicts_on_the_d4_mean(task_cls: type) -> None:
                             for p, (k, f) in zip(samples, D4, strict=True)]).mean(0)  # fmt: skip
         got = task.predict_step(batch, 0)
         seen: list[torch.Tensor] = []
-        task.test_metrics.update = lambda probs, y: seen.append(probs)  # type: ignore[method-assign]
+        task.test_metrics[task.head_names[0]].update = lambda probs, y: seen.append(probs)  # type: ignore[method-assign]
         task.test_step(batch, 0)
     torch.testing.assert_close(got, want)
     torch.testing.assert_close(seen[0], want)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from landlearn.tasks.base import LandlearnTask
+from landlearn.tasks.base import SupervisedTask
 
 __all__ = ["ClassificationTask"]
 
 
-class ClassificationTask(LandlearnTask):
+class ClassificationTask(SupervisedTask):
     """Classify each image (batches with ``image`` and ``label``).
 
     ``mode``: ``multiclass`` (softmax over ``num_classes``), ``binary`` (one logit) or
