@@ -126,3 +126,22 @@ def test_fuel_moisture_on_a_tiny_fake_presto(tmp_path: Path) -> None:
     assert record["runs"][0]["metrics"] != record["runs"][1]["metrics"]  # seeds differ
     md = (tmp_path / "m.md").read_text()
     assert md.startswith("| model | R² | MAE (%) |") and "| mlp_nll |" in md
+
+
+@pytest.mark.real
+def test_sen1floods11_fusion_against_one_sensor_on_a_tiny_budget(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """Each variant runs ``landlearn fit`` on its config (through ``landlearn.train``)."""
+    out, md = tmp_path / "s.json", tmp_path / "s.md"
+    proc = _run("sen1floods11.py", "--epochs", "1", "--samples", "16", "--seeds", "0",
+                "--variants", "s1s2", "s1", "--runs", str(tmp_path / "runs"),
+                "--json", str(out), "--md", str(md))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads(out.read_text())
+    assert [(r["variant"], r["seed"]) for r in record["runs"]] == [("s1s2", 0), ("s1", 0)]
+    for r in record["runs"]:
+        assert 0.0 <= r["water_iou"] <= 1.0 and 0.0 <= r["miou"] <= 1.0
+        assert (Path(r["run"]) / "metrics.json").is_file()
+    text = md.read_text()
+    assert text.startswith("| inputs | water IoU (India) |") and "| S1 only |" in text

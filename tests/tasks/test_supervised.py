@@ -9,13 +9,13 @@ import lightning.pytorch as pl
 import numpy as np
 import pytest
 import torch
+from tests.conftest import fixture_maker
 from torch import nn
 
 from landlearn.data.aligned_datamodule import AlignedRasterDataModule
 from landlearn.data.presto import PrestoDataModule
 from landlearn.errors import LandlearnError
 from landlearn.tasks import ClassificationTask, RegressionTask, SegmentationTask, SupervisedTask
-from tests.conftest import fixture_maker
 
 SEN1FLOODS11 = "sen1floods11"
 

@@ -142,6 +142,7 @@ class SupervisedTask(LandlearnTask):
         num_examples: int = 8,
         channels_last: bool = True,
         tta: str | None = None,
+        weights: bool | str | None = None,
     ) -> None:
         """Args:
         model: registered model name (``landlearn.models.list_models()``).
@@ -159,6 +160,11 @@ class SupervisedTask(LandlearnTask):
             bf16 autocast; a ResNet-18 on 64x64 chips gains 1.04-1.12x (benchmarks/train_step.py).
         tta: ``"d4"`` tests and predicts with the probabilities averaged over the 8 flips /
             quarter turns of each image (8x the inference; validation stays plain).
+        weights: where the model starts: ``false`` (fresh), ``true`` (the library's pretrained
+            weights, as ``pretrained: true``; offline they are an error), or the path of a
+            landlearn bundle or encoder bundle, whose tensors that match by name and shape are
+            loaded (``landlearn.models.weights``; what was loaded and what was left is logged).
+            Default: ``pretrained``.
         """
         super().__init__()
         _check_model(model)
@@ -230,14 +236,22 @@ class SupervisedTask(LandlearnTask):
                 f"model {name!r} is a {model_task(name)} model; {type(self).__name__} needs a "
                 f"{self.task} model"
             )
+        weights = self.hparams.get("weights")
+        pretrained = weights if isinstance(weights, bool) else bool(self.hparams["pretrained"])
+        if isinstance(weights, str):
+            pretrained = False
         self.model = build_model(
             name,
             in_channels=self._in_channels(),
             num_classes=self.out_channels,
-            pretrained=bool(self.hparams["pretrained"]),
+            pretrained=pretrained,
             dropout=float(self.hparams["dropout"]),
             **(self.hparams["model_kwargs"] or {}),
         )
+        if isinstance(weights, str):
+            from landlearn.models.weights import load_matching_weights
+
+            load_matching_weights(self.model, weights)
         if self.hparams.get("channels_last", True):
             self.model.to(memory_format=torch.channels_last)
 
@@ -599,14 +613,19 @@ class SupervisedTask(LandlearnTask):
         """Everything the bundle needs to rebuild and apply this model."""
         info = self.data_info
         k = int(self.hparams["num_classes"])
-        c = int(self.hparams["in_channels"])
+        channels = self.hparams["in_channels"]
+        c = sum(channels.values()) if isinstance(channels, Mapping) else int(channels)
         kwargs = dict(self.hparams["model_kwargs"] or {})
         kwargs["dropout"] = float(self.hparams["dropout"])
         kwargs["num_classes"] = self.out_channels
-        kwargs["in_channels"] = c
+        kwargs["in_channels"] = dict(channels) if isinstance(channels, Mapping) else c
         colors = info.get("class_colors") or default_colors(k)
         bands = list(info.get("band_names") or [f"B{i + 1}" for i in range(c)])
         mean_given, std_given = info.get("mean"), info.get("std")
+        if isinstance(channels, Mapping) and len(self.input_specs) > 1:  # inputs in model order
+            bands = [f"{s.name}:{b}" for s in self.input_specs for b in s.bands]
+            mean_given = [v for s in self.input_specs for v in s.mean or [0.0] * s.num_bands]
+            std_given = [v for s in self.input_specs for v in s.std or [1.0] * s.num_bands]
         mean = [float(v) for v in (mean_given if mean_given is not None else [0.0] * c)]
         std = [float(v) for v in (std_given if std_given is not None else [1.0] * c)]
         return BundleMeta(

@@ -26,6 +26,9 @@ __all__ = ["RegressionTask"]
 class Standardised(nn.Module):
     """A regression loss applied to targets standardised with the head's statistics."""
 
+    mean: Tensor
+    std: Tensor
+
     def __init__(self, loss: nn.Module, mean: list[float], std: list[float]) -> None:
         super().__init__()
         self.loss = loss
@@ -75,12 +78,13 @@ class RegressionTask(SupervisedTask):
         monitor: str | None = None,
         patience: int = 0,
         channels_last: bool = True,
+        weights: bool | str | None = None,
     ) -> None:
         """See the class docstring."""
         super().__init__(
             model, model_kwargs, num_targets, in_channels, loss, False, optimizer, lr,
             weight_decay, momentum, scheduler, scheduler_kwargs, pretrained, dropout, monitor,
-            patience, None, "multiclass", -100, 0, channels_last, None,
+            patience, None, "multiclass", -100, 0, channels_last, None, weights,
         )  # fmt: skip
 
     @classmethod
@@ -132,7 +136,10 @@ class RegressionTask(SupervisedTask):
     def configure_models(self) -> None:
         """The model with ``variance=True`` when the loss is the Gaussian NLL."""
         if self.variance:
-            self.hparams["model_kwargs"] = {**(self.hparams["model_kwargs"] or {}), "variance": True}
+            self.hparams["model_kwargs"] = {
+                **(self.hparams["model_kwargs"] or {}),
+                "variance": True,
+            }
         super().configure_models()
 
     def configure_losses(self, datamodule: Any = None) -> None:
