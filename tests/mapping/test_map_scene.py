@@ -233,3 +233,26 @@ def test_qgis_style_names_every_class_in_its_colour(tmp_path: Path) -> None:
     assert renderer.get("band") == "1"
     entries = [(e.get("value"), e.get("label"), e.get("color")) for e in root.iter("paletteEntry")]
     assert entries == [("0", "water", "#0000ff"), ("1", "a & b", "#0a141e")]
+
+
+def test_an_alpha_flagged_band_the_bundle_reads_is_data_not_a_mask(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 4-band uint8 GeoTIFF written with default settings is RGBA to GDAL: its 4th band (NIR
+    here) is "alpha". Read as data with a warning: pixels whose NIR is 0 stay mapped, and the
+    probabilities equal those of the same pixels in a file without the alpha flag."""
+    data = (smooth_scene(64, 72) // 256).astype(np.uint8)
+    data[3, 10:30, 5:40] = 0  # dark NIR (water): an "alpha" of 0
+    order = ("red", "green", "blue", "nir")
+    bundle = make_bundle(tmp_path / "rgbn.safetensors", band_names=order)
+    rgba = write_tif(tmp_path / "rgba.tif", data, descriptions=None)
+    with rasterio.open(rgba) as src:
+        assert src.colorinterp[3] == rasterio.enums.ColorInterp.alpha
+    plain = tmp_path / "plain.tif"
+    write_tif(plain, data, descriptions=order)
+    with caplog.at_level("WARNING"):
+        got = predict_scene_array(bundle, rgba, tile=32, overlap=8)
+    assert "band 4 is flagged as alpha by GDAL but the bundle reads it as 'nir'" in caplog.text
+    want = predict_scene_array(bundle, plain, tile=32, overlap=8)
+    assert got["valid"].all()
+    np.testing.assert_array_equal(got["probabilities"], want["probabilities"])

@@ -120,6 +120,10 @@ def select_bands(
 ) -> list[int]:
     """1-based band indexes of ``src`` in the order of ``band_names``.
 
+    A band GDAL flags as alpha that the bundle reads (a 4-band uint8 GeoTIFF written with
+    default settings is RGBA, so its 4th band, e.g. NIR, is "alpha") is read as data with a
+    warning, and the file's alpha mask is then not applied (:func:`uses_mask`).
+
     Args:
         src: the open scene.
         band_names: what the bundle expects, in order.
@@ -128,6 +132,22 @@ def select_bands(
     Raises:
         LandlearnError: a band is missing, ambiguous or out of range.
     """
+    chosen = _select_bands(src, band_names, bands)
+    for i in sorted(set(alpha_bands(src)) & set(chosen)):
+        as_name = band_names[chosen.index(i)]
+        log.warning(
+            "%s: band %d is flagged as alpha by GDAL but the bundle reads it as %r: read as "
+            "data, not as a mask (only the no-data value marks missing pixels)",
+            src.name, i, as_name,
+        )  # fmt: skip
+    return chosen
+
+
+def _select_bands(
+    src: rasterio.DatasetReader,
+    band_names: Sequence[str],
+    bands: Sequence[str | int] | None,
+) -> list[int]:
     path, n = src.name, src.count
     names = _scene_names(src)
     if bands is not None:
@@ -299,8 +319,17 @@ class WindowReader:
                 return
 
 
-def _uses_mask(src: rasterio.DatasetReader) -> bool:
+def alpha_bands(src: rasterio.DatasetReader) -> list[int]:
+    """1-based indexes of the bands whose colour interpretation is alpha."""
+    return [i + 1 for i, ci in enumerate(src.colorinterp) if ci == ColorInterp.alpha]
+
+
+def uses_mask(src: rasterio.DatasetReader, indexes: Sequence[int]) -> bool:
+    """Whether the file's mask marks no-data: a per-dataset mask, or an alpha band the model
+    does not read (one it reads as data is no mask)."""
     flags = src.mask_flag_enums[0]
+    if MaskFlags.alpha in flags and set(alpha_bands(src)) & set(indexes):
+        return False
     return MaskFlags.per_dataset in flags or MaskFlags.alpha in flags
 
 
@@ -326,7 +355,7 @@ def read_window(
         nodata = src.nodata
         if nodata is not None and not np.isnan(nodata):
             ok &= ~(data == np.float32(nodata)).all(axis=0)
-        if _uses_mask(src):
+        if uses_mask(src, indexes):
             ok &= src.dataset_mask(window=win) > 0
     except RasterioError as err:  # a truncated file opens fine and fails on a block past its end
         raise read_error(err, src.name, win) from err
