@@ -18,6 +18,7 @@ EXAMPLE = """examples:
   landlearn map model.safetensors scene.tif -o map.tif --mc-dropout 8 --probabilities
   landlearn map a.safetensors scene.tif -o map.tif --ensemble b.safetensors c.safetensors
   landlearn map model.safetensors naip.tif -o map.tif --bands 1 2 3 4 --device cuda
+  landlearn map s1s2.safetensors --input s2=S2.tif --input s1=S1.tif -o water.tif
 
 Writes OUT.tif (COG: band 1 class with colour table in OUT.tif.aux.xml, band 2 confidence,
 then probabilities / entropy / mutual information / ensemble variance as asked; uint8, values
@@ -33,7 +34,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EXAMPLE
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("bundle", metavar="BUNDLE", help="model bundle (.safetensors)")
-    parser.add_argument("scene", metavar="SCENE", help="input raster (any GDAL format)")
+    parser.add_argument(
+        "scene", metavar="SCENE", nargs="?", default=None,
+        help="input raster (any GDAL format); or give each input with --input",
+    )  # fmt: skip
+    parser.add_argument(
+        "--input", action="append", default=[], metavar="NAME=PATH", dest="inputs",
+        help="a named input of a multi-input bundle, e.g. --input s2=S2.tif --input s1=S1.tif "
+        "(on another grid than the first: resampled onto it)",
+    )  # fmt: skip
     parser.add_argument("-o", "--out", required=True, metavar="OUT.tif", help="output COG")
     parser.add_argument("--tile", type=int, default=512, help="window size in px (512)")
     parser.add_argument("--overlap", type=int, default=64, help="window overlap in px (64)")
@@ -71,6 +80,31 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+def _scene(scene: str | None, inputs: list[str]) -> str | dict[str, str]:
+    """The positional scene, or ``{name: path}`` of the ``--input NAME=PATH`` options.
+
+    Raises:
+        LandlearnError: neither or both given, a malformed or repeated ``--input``.
+    """
+    from landlearn.errors import LandlearnError
+
+    if scene is not None and inputs:
+        raise LandlearnError("give the scene or --input NAME=PATH options, not both")
+    if scene is not None:
+        return scene
+    if not inputs:
+        raise LandlearnError("no scene: give SCENE, or --input NAME=PATH for each input")
+    named: dict[str, str] = {}
+    for item in inputs:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise LandlearnError(f"--input {item!r}: expected NAME=PATH, e.g. s2=S2.tif")
+        if name in named:
+            raise LandlearnError(f"--input {name} given twice")
+        named[name] = path
+    return named
+
+
 def run(args: argparse.Namespace) -> int:
     """Map the scene; the dispatcher turns a LandlearnError into one line and exit 2.
 
@@ -81,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
     from landlearn.mapping import MapOptions, map_scene
 
     bands = [int(b) if b.isdigit() else b for b in args.bands] if args.bands else None
+    scene = _scene(args.scene, args.inputs)
     options = MapOptions(
         tile=args.tile, overlap=args.overlap, blend=args.blend, batch_size=args.batch_size,
         device=args.device, tta=args.tta, mc_dropout=args.mc_dropout,
@@ -98,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
                 bar.update(task, completed=done, total=total, rate=f"{rate:.1f} windows/s")
 
             result = map_scene(
-                args.bundle, args.scene, args.out, options, ensemble=args.ensemble,
+                args.bundle, scene, args.out, options, ensemble=args.ensemble,
                 progress=progress,
             )  # fmt: skip
     finally:

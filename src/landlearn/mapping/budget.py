@@ -16,7 +16,8 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -79,7 +80,11 @@ def activation_bytes(pred: Predictor, tile_h: int, tile_w: int) -> int | None:
 
     hooks = [m.register_forward_hook(record) for m in model.modules()]
     try:
-        x = torch.empty(1, pred.meta.in_channels, tile_h, tile_w, device="meta")
+        channels = pred.meta.model_kwargs.get("in_channels")
+        x: Any = torch.empty(1, pred.meta.in_channels, tile_h, tile_w, device="meta")
+        if isinstance(channels, Mapping):  # a model that reads a dict of inputs
+            x = {str(k): torch.empty(1, int(n), tile_h, tile_w, device="meta")
+                 for k, n in channels.items()}  # fmt: skip
         with torch.inference_mode():
             model.eval()(x)
     except Exception:  # an op without a meta kernel: no estimate rather than a false refusal

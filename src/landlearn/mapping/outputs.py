@@ -29,7 +29,7 @@ __all__ = [
     "AreaCounter",
     "MapFiles",
     "stale_sidecars",
-    "write_json",
+    "write_marked_json",
     "write_preview",
     "write_qgis_style",
 ]
@@ -205,8 +205,10 @@ class AreaCounter:
         }
 
 
-def write_json(tmp: Path, data: dict[str, Any]) -> Path:
-    """Write ``data`` as JSON to ``tmp`` (a temporary name), marked as landlearn's."""
+def write_marked_json(tmp: Path, data: dict[str, Any]) -> Path:
+    """Write ``data`` as JSON to ``tmp``, marked as landlearn's: ``tmp`` is a temporary name of
+    a group of map outputs, renamed with the others once all are written (unlike
+    ``landlearn.atomic.write_json``, which renames its one file itself)."""
     tmp.write_text(dump_json({"written_by": MARK, **data}), encoding="utf-8")
     return tmp
 

@@ -6,7 +6,7 @@ import logging
 import math
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,24 +20,38 @@ from landlearn.ensemble import check_members
 from landlearn.errors import LandlearnError
 from landlearn.mapping.blend import BLENDS, BlockGrid, TileGrid, weight_window
 from landlearn.mapping.budget import check_memory, check_windows
-from landlearn.mapping.reader import open_scene, select_bands
+from landlearn.mapping.reader import Source, open_scene, select_bands
 from landlearn.mapping.uncertainty import WindowModel, entropy
 from landlearn.mapping.writer import QUANT_MAX, BandSpec, quantize
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BundleLike", "Plan", "block_products", "make_plan", "quantized_bands"]
+__all__ = [
+    "BundleLike",
+    "Plan",
+    "Scene",
+    "block_products",
+    "bundle_inputs",
+    "make_plan",
+    "quantized_bands",
+    "scene_paths",
+]
 
 BundleLike = str | os.PathLike[str] | Predictor
+Scene = str | os.PathLike[str] | Mapping[str, str | os.PathLike[str]]
+"""One raster, or ``{input name: raster}`` for a bundle that reads several inputs."""
+
+RESAMPLING = "bilinear"
+"""How an input on another grid is resampled onto the first input's grid."""
 
 
 @dataclass
 class Plan:
     """A checked map job."""
 
-    scene: Path
+    scene: Path  # the first input: its grid is the map's
     predictors: list[Predictor]
-    indexes: list[int]  # 1-based scene bands read (union over ensemble members)
+    sources: list[Source]  # the rasters read, their bands (union over ensemble members)
     grid: TileGrid | BlockGrid
     weight: np.ndarray
     model: WindowModel
@@ -112,7 +126,7 @@ def _divisor(pred: Predictor) -> int:
 
 def make_plan(
     bundles: Sequence[BundleLike],
-    scene: str | os.PathLike[str],
+    scene: Scene,
     *,
     tile: int,
     overlap: int,
@@ -142,22 +156,36 @@ def make_plan(
     where = [None if isinstance(b, Predictor) else b for b in bundles]
     check_members(preds, where, same_bands=False)
     check_map_classes(first.meta.num_classes, where[0])
-    src = open_scene(scene)
-    with src:
-        per_member = [select_bands(src, p.band_names, bands) for p in preds]
-        profile = {
-            "width": src.width,
-            "height": src.height,
-            "crs": src.crs,
-            "transform": src.transform,
-        }
-        itemsize = np.dtype(src.dtypes[0]).itemsize * src.count
-        if src.crs is None:
-            # Once: the CLI shows warnings as log lines (cli/common.py), the API as warnings.
-            msg = f"{scene}: raster has no CRS; the map will have none"
-            warnings.warn(msg, UserWarning, stacklevel=3)
-    union = list(dict.fromkeys(i for idx in per_member for i in idx))
-    takes = [[union.index(i) for i in idx] for idx in per_member]
+    inputs = bundle_inputs(first)
+    for pred, w in zip(preds[1:], where[1:], strict=True):
+        if [n for n, _ in bundle_inputs(pred)] != [n for n, _ in inputs]:
+            raise LandlearnError("ensemble members read different inputs", w)
+    named = _named_scenes(scene, [n for n, _ in inputs])
+    if bands is not None and len(named) > 1:
+        raise LandlearnError("--bands chooses the bands of a single-input bundle's scene")
+    sources: list[Source] = []
+    per_member: list[list[int]] = [[] for _ in preds]  # stacked positions per member
+    profile: dict[str, Any] = {}
+    itemsize = 0
+    for i, (name, path) in enumerate(named):
+        with open_scene(path) as src:
+            chosen = [select_bands(src, bundle_inputs(p)[i][1], bands) for p in preds]
+            if i == 0:
+                profile = {"width": src.width, "height": src.height, "crs": src.crs,
+                           "transform": src.transform}  # fmt: skip
+                if src.crs is None:
+                    # Once: the CLI shows warnings as log lines (cli/common.py), the API as
+                    # warnings.
+                    msg = f"{path}: raster has no CRS; the map will have none"
+                    warnings.warn(msg, UserWarning, stacklevel=3)
+            warp = None if i == 0 else _warp(src, profile, path, named[0][1])
+            itemsize += np.dtype(src.dtypes[0]).itemsize * src.count
+        union = list(dict.fromkeys(j for idx in chosen for j in idx))
+        offset = sum(len(s.indexes) for s in sources)
+        for m, idx in enumerate(chosen):
+            per_member[m] += [offset + union.index(j) for j in idx]
+        sources.append(Source(name, os.fspath(path), union, warp))
+    takes = per_member
     if first.task == "classification":
         tile, overlap = first.meta.chip_size, min(overlap, first.meta.chip_size // 2)
         multiple = 1
@@ -167,24 +195,114 @@ def make_plan(
             tile = -(-tile // multiple) * multiple
             log.info("tile rounded up to %d (a multiple of %d the model needs)", tile, multiple)
     grid = TileGrid.build(profile["height"], profile["width"], tile, overlap, multiple)
-    check_windows(grid, multiple, scene)
-    check_memory(preds, grid, batch_size, scene)
-    model = WindowModel(preds, takes, tta=tta, mc_dropout=mc_dropout)
+    check_windows(grid, multiple, named[0][1])
+    check_memory(preds, grid, batch_size, named[0][1])
+    model = WindowModel(preds, takes, tta=tta, mc_dropout=mc_dropout,
+                        split=_model_split(first, inputs))  # fmt: skip
     # GDAL block cache. Windows are read left to right, row by row: reuse is the overlap with the
     # next window (a few tiles) and with the next row of windows (one row of tiles across the
     # scene), so one row of windows' worth is enough. It is the part of a map's memory that grows
     # with the scene's width.
     cache = int(np.clip(grid.tile_h * profile["width"] * itemsize, 32 << 20, 1 << 30))
     return Plan(
-        Path(scene),
+        Path(named[0][1]),
         preds,
-        union,
+        sources,
         grid,
         weight_window(grid.tile_h, grid.tile_w, grid.overlap, blend),
         model,
         profile,
         cache,
     )
+
+
+def bundle_inputs(pred: Predictor) -> list[tuple[str | None, list[str]]]:
+    """``(input name, band names)`` of each raster the bundle reads, in model order.
+
+    A single-input bundle gives one entry (its name None unless its model reads a dict).
+    """
+    meta = pred.meta
+    specs = [s for s in getattr(meta, "inputs", None) or [] if s.kind == "raster"]
+    channels = meta.model_kwargs.get("in_channels")
+    if len(specs) > 1 or (len(specs) == 1 and isinstance(channels, Mapping)):
+        return [(s.name, list(s.bands)) for s in specs]
+    if isinstance(channels, Mapping):  # a v1-style header: band names stacked in input order
+        out: list[tuple[str | None, list[str]]] = []
+        names, at = list(meta.band_names), 0
+        for name, n in channels.items():
+            out.append((str(name), [b.split(":", 1)[-1] for b in names[at : at + int(n)]]))
+            at += int(n)
+        return out
+    return [(None, list(meta.band_names))]
+
+
+def _model_split(
+    pred: Predictor, inputs: list[tuple[str | None, list[str]]]
+) -> dict[str, int] | None:
+    """Input name → band count when the model reads a dict, else None."""
+    if not isinstance(pred.meta.model_kwargs.get("in_channels"), Mapping):
+        return None
+    return {str(name): len(bands) for name, bands in inputs}
+
+
+def scene_paths(scene: Scene) -> list[str | os.PathLike[str]]:
+    """Every raster path of ``scene``."""
+    return list(scene.values()) if isinstance(scene, Mapping) else [scene]
+
+
+def _named_scenes(
+    scene: Scene, names: list[str | None]
+) -> list[tuple[str | None, str | os.PathLike[str]]]:
+    """The rasters in the bundle's input order; one line for a missing or unknown input."""
+    wanted = ", ".join(str(n) for n in names)
+    if not isinstance(scene, Mapping):
+        if len(names) > 1:
+            raise LandlearnError(
+                f"the bundle reads {len(names)} inputs ({wanted}): give each as "
+                "--input NAME=PATH (map_scene: a dict of name to path)"
+            )
+        return [(names[0], scene)]
+    given = dict(scene)
+    if not given:
+        raise LandlearnError("no input raster given")
+    if len(names) == 1 and len(given) == 1:
+        return [(names[0], next(iter(given.values())))]
+    unknown = [k for k in given if k not in names]
+    if unknown:
+        raise LandlearnError(f"the bundle has no input {unknown[0]!r}; it reads {wanted}")
+    missing = [n for n in names if n not in given]
+    if missing:
+        raise LandlearnError(f"no --input {missing[0]}=PATH: the bundle reads {wanted}")
+    return [(n, given[str(n)]) for n in names]
+
+
+def _warp(
+    src: Any, grid: dict[str, Any], path: str | os.PathLike[str], first: str | os.PathLike[str]
+) -> str | None:
+    """None when ``src`` is on the map's grid; else the resampling onto it, after checking
+    that the footprints overlap."""
+    from rasterio.warp import transform_bounds
+
+    same = (
+        src.crs == grid["crs"] and src.transform == grid["transform"]
+        and (src.width, src.height) == (grid["width"], grid["height"])
+    )  # fmt: skip
+    if same:
+        return None
+    if src.crs is None or grid["crs"] is None:
+        raise LandlearnError(
+            f"on another grid than {first} and without a CRS to align it; give inputs on one grid",
+            path,
+        )
+    left, bottom, right, top = transform_bounds(src.crs, grid["crs"], *src.bounds)
+    t = grid["transform"]
+    x0, y0 = t.c, t.f
+    x1, y1 = x0 + t.a * grid["width"], y0 + t.e * grid["height"]
+    fx0, fx1, fy0, fy1 = min(x0, x1), max(x0, x1), min(y0, y1), max(y0, y1)
+    if right <= fx0 or left >= fx1 or top <= fy0 or bottom >= fy1:
+        raise LandlearnError(f"does not overlap the first input {first}", path)
+    log.info("%s: on another grid; resampled (%s) onto %s's", path, RESAMPLING, first)
+    return RESAMPLING
 
 
 def block_products(

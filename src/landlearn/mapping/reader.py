@@ -9,6 +9,7 @@ nodata value in every band, or is masked by the file's alpha or mask band.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -17,6 +18,7 @@ import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -30,7 +32,17 @@ from landlearn.mapping.blend import BlockGrid, TileGrid, reflect_index
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Batch", "WindowReader", "band_key", "check_scene", "open_scene", "select_bands"]
+__all__ = [
+    "Batch",
+    "Source",
+    "WindowReader",
+    "alpha_bands",
+    "band_key",
+    "check_scene",
+    "open_scene",
+    "select_bands",
+    "uses_mask",
+]
 
 # Sentinel-2 band ↔ common names; a name's key set is everything it is also called.
 _ALIASES: list[set[str]] = [
@@ -215,13 +227,48 @@ def _resolve(band: str | int, names: list[str | None], n: int, path: str) -> int
     return hits[0]
 
 
+@dataclass(frozen=True)
+class Source:
+    """One raster the model reads: its bands, and whether to warp it onto the first's grid.
+
+    ``name`` is the bundle's input name (None for a single-input bundle); the bands of all
+    sources are stacked in source order, each source's ``indexes`` (1-based) in order.
+    """
+
+    name: str | None
+    path: str
+    indexes: list[int]
+    warp: str | None = None  # a resampling name: read through a WarpedVRT on the first's grid
+
+    def open(self, first: Source) -> Any:
+        """A context manager of the open raster (on the first source's grid when ``warp``)."""
+        return _open_source(self, first)
+
+
+@contextlib.contextmanager
+def _open_source(source: Source, first: Source) -> Iterator[Any]:
+    from rasterio.enums import Resampling
+    from rasterio.vrt import WarpedVRT
+
+    with rasterio.open(source.path) as src:
+        if source.warp is None:
+            yield src
+            return
+        with rasterio.open(first.path) as ref:
+            grid = {"crs": ref.crs, "transform": ref.transform, "width": ref.width,
+                    "height": ref.height}  # fmt: skip
+        # an alpha band marks what lies outside the source's footprint (not read as data)
+        with WarpedVRT(src, resampling=Resampling[source.warp], add_alpha=True, **grid) as vrt:
+            yield vrt
+
+
 @dataclass
 class Batch:
     """Windows read for one model call."""
 
     indexes: list[int]  # window numbers (row-major)
-    image: np.ndarray  # (B, C, th, tw) float32 raw units; no-data pixels hold anything finite
-    valid: np.ndarray  # (B, th, tw) bool
+    image: np.ndarray  # (B, C, th, tw) float32 raw units, sources stacked; no-data: anything
+    valid: np.ndarray  # (B, th, tw) bool: valid in every source
 
 
 _DONE = object()
@@ -236,14 +283,13 @@ class WindowReader:
 
     def __init__(
         self,
-        path: str | os.PathLike[str],
-        indexes: list[int],
+        sources: Sequence[Source],
         grid: TileGrid | BlockGrid,
         batch_size: int,
         prefetch: int = 2,
         pin_memory: bool = False,
     ) -> None:
-        self.path, self.indexes, self.grid = os.fspath(path), indexes, grid
+        self.sources, self.grid = list(sources), grid
         self.batch_size, self.pin_memory = batch_size, pin_memory
         self._queue: queue.Queue[object] = queue.Queue(maxsize=max(1, prefetch))
         self._stop = threading.Event()
@@ -291,24 +337,35 @@ class WindowReader:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
-                with rasterio.open(self.path) as src:
-                    for batch in self._batches(src):
+                with contextlib.ExitStack() as stack:
+                    srcs = [stack.enter_context(s.open(self.sources[0])) for s in self.sources]
+                    for batch in self._batches(srcs):
                         if not self._put(batch):
                             return
             self._put(_DONE)
         except BaseException as exc:  # handed to the consumer, which re-raises
             self._put(exc)
 
-    def _batches(self, src: rasterio.DatasetReader) -> Iterator[Batch]:
+    def _batches(self, srcs: list[Any]) -> Iterator[Batch]:
         g, bs = self.grid, self.batch_size
-        c = len(self.indexes)
+        c = sum(len(s.indexes) for s in self.sources)
+        spans, at = [], 0
+        for s in self.sources:
+            spans.append(slice(at, at + len(s.indexes)))
+            at += len(s.indexes)
+        one = np.empty((g.tile_h, g.tile_w), bool)
         for start in range(0, len(g), bs):
             idx = list(range(start, min(start + bs, len(g))))
             image = np.empty((len(idx), c, g.tile_h, g.tile_w), np.float32)
             valid = np.empty((len(idx), g.tile_h, g.tile_w), bool)
             for k, i in enumerate(idx):
                 r, col = divmod(i, g.cols)
-                read_window(src, self.indexes, g.y0(r), g.x0(col), g, image[k], valid[k])
+                for j, (source, src) in enumerate(zip(self.sources, srcs, strict=True)):
+                    into = valid[k] if j == 0 else one
+                    read_window(src, source.indexes, g.y0(r), g.x0(col), g, image[k, spans[j]],
+                                into)  # fmt: skip
+                    if j:
+                        valid[k] &= one
             if self.pin_memory:
                 import torch
 

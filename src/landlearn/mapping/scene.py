@@ -35,11 +35,19 @@ from landlearn.mapping.options import MapOptions, map_options
 from landlearn.mapping.outputs import (
     AreaCounter,
     MapFiles,
-    write_json,
+    write_marked_json,
     write_preview,
     write_qgis_style,
 )
-from landlearn.mapping.plan import BundleLike, Plan, block_products, make_plan, quantized_bands
+from landlearn.mapping.plan import (
+    BundleLike,
+    Plan,
+    Scene,
+    block_products,
+    make_plan,
+    quantized_bands,
+    scene_paths,
+)
 from landlearn.mapping.reader import WindowReader, check_scene
 from landlearn.mapping.writer import MapWriter
 from landlearn.safety import check_outputs
@@ -128,7 +136,7 @@ def _stream(
     with (
         rasterio.Env(GDAL_CACHEMAX=plan.cache_bytes),
         _seeded(plan, seed),
-        WindowReader(plan.scene, plan.indexes, g, batch_size, pin_memory=pin) as reader,
+        WindowReader(plan.sources, g, batch_size, pin_memory=pin) as reader,
     ):
         for batch in reader:
             live = [k for k in range(len(batch.indexes)) if batch.valid[k].any()]
@@ -182,7 +190,7 @@ def _owned(grid: TileGrid | BlockGrid, indexes: Sequence[int], live: Sequence[in
 
 def predict_scene_array(
     bundle: BundleLike | Sequence[BundleLike],
-    scene: str | os.PathLike[str],
+    scene: Scene,
     options: MapOptions | None = None,
     *,
     ensemble: Sequence[BundleLike] = (),
@@ -226,7 +234,7 @@ def predict_scene_array(
     return out
 
 
-def _plan(members: list[BundleLike], scene: str | os.PathLike[str], opts: MapOptions) -> Plan:
+def _plan(members: list[BundleLike], scene: Scene, opts: MapOptions) -> Plan:
     return make_plan(
         members,
         scene,
@@ -254,7 +262,7 @@ def _block_plan(plan: Plan, block: Block) -> Plan:
 
 def map_scene(
     bundle: BundleLike | Sequence[BundleLike],
-    scene: str | os.PathLike[str],
+    scene: Scene,
     out: str | os.PathLike[str],
     options: MapOptions | None = None,
     *,
@@ -277,7 +285,10 @@ def map_scene(
     Args:
         bundle: bundle path(s) or loaded :class:`~landlearn.bundle.Predictor` (moved to
             ``device``); a list is an ensemble.
-        scene: any raster GDAL reads, any size, CRS and dtype.
+        scene: any raster GDAL reads, any size, CRS and dtype; for a bundle that reads
+            several inputs, ``{input name: raster}``: each is read by window on the first
+            input's grid (resampled bilinearly through a WarpedVRT when its grid differs), by
+            its own band names.
         out: target GeoTIFF path.
         options: tile, overlap, blend, batch size, device, TTA, MC dropout, probability bands,
             scene bands, preview, seed and overwrite (:class:`MapOptions`); keyword
@@ -295,7 +306,8 @@ def map_scene(
     opts = map_options(options, **changes)
     probabilities, batch_size = opts.probabilities, opts.batch_size
     out = Path(out)
-    check_scene(scene)  # before anything resolves it: a symlink loop or a FIFO, by name
+    for path in scene_paths(scene):
+        check_scene(path)  # before anything resolves it: a symlink loop or a FIFO, by name
     members = _bundles(bundle, ensemble)
     files = MapFiles(out, opts.preview)
     _check_map_outputs(files, scene, members, opts.overwrite)
@@ -331,7 +343,7 @@ def map_scene(
                 _stream(plan, sink, row_done, batch_size, progress, opts.seed)
             cog = writer.finish()
             counts = plan.model.counts
-            counts.warn(scene, nodata="no-data (255) in the map")
+            counts.warn(plan.scene, nodata="no-data (255) in the map")
             summary = areas.summary()
             if not counts.clean:
                 summary["screened"] = {
@@ -340,10 +352,10 @@ def map_scene(
                     "absurd": counts.absurd,
                     "nonfinite_outputs": counts.nonfinite_outputs,
                 }
-            summary["source"] = str(scene)
+            summary["source"] = _source(plan)
             summary["map"] = out.name
             summary["run_id"] = run_id
-            write_json(files.tmp[files.areas], summary)
+            write_marked_json(files.tmp[files.areas], summary)
             write_qgis_style(files.tmp[files.style], plan.class_names, plan.colors, run_id)
             if files.preview is not None:
                 write_preview(
@@ -368,13 +380,20 @@ def map_scene(
     )
 
 
+def _source(plan: Plan) -> str | dict[str, str]:
+    """The raster mapped, or ``{input name: raster}`` for several inputs."""
+    if len(plan.sources) == 1:
+        return plan.sources[0].path
+    return {str(s.name): s.path for s in plan.sources}
+
+
 def _check_map_outputs(
-    files: MapFiles, scene: str | os.PathLike[str], members: list[BundleLike], overwrite: bool
+    files: MapFiles, scene: Scene, members: list[BundleLike], overwrite: bool
 ) -> None:
     """Refuse unsafe output paths before any work (:mod:`landlearn.safety`)."""
     if files.tif.suffix.lower() not in (".tif", ".tiff"):
         raise LandlearnError("a map is a GeoTIFF; give an output path ending in .tif", files.tif)
-    inputs = [scene, *(m for m in members if not isinstance(m, Predictor))]
+    inputs = [*scene_paths(scene), *(m for m in members if not isinstance(m, Predictor))]
     check_outputs(files.outputs(), inputs, overwrite=overwrite)
 
 
@@ -386,7 +405,9 @@ def _tags(
         "CLASS_NAMES": json.dumps(plan.class_names),
         "CLASS_COLORS": json.dumps(plan.colors),
         "LANDLEARN_BUNDLES": json.dumps(names),
-        "LANDLEARN_SOURCE": plan.scene.name,
+        "LANDLEARN_SOURCE": plan.scene.name
+        if len(plan.sources) == 1
+        else json.dumps({str(s.name): Path(s.path).name for s in plan.sources}),
         "LANDLEARN_TASK": plan.model.task,
         "LANDLEARN_TILING": json.dumps(
             {"tile": plan.grid.tile_h, "overlap": plan.grid.overlap, "blend": blend}

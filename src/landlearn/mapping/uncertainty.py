@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -55,10 +56,14 @@ class WindowModel:
         *,
         tta: str | None = None,
         mc_dropout: int = 0,
+        split: Mapping[str, int] | None = None,
     ) -> None:
+        """``takes``: per member, the stacked bands it reads; ``split``: input name → bands
+        for a model that reads a dict (the stacked bands cut in that order), else None."""
         if mc_dropout < 0:
             raise LandlearnError(f"--mc-dropout must be >= 0, got {mc_dropout}")
         self.predictors = list(predictors)
+        self.split = dict(split) if split else None
         self.takes = [torch.as_tensor(list(t), dtype=torch.long) for t in takes]
         self.transforms = tta_transforms(tta)
         self.passes = max(1, mc_dropout)
@@ -161,8 +166,12 @@ class WindowModel:
     def _sample(
         self, pred: Predictor, x: torch.Tensor, k: int, flip: bool, seg: bool
     ) -> torch.Tensor:
+        xt: Any = d4_forward(x, k, flip)
+        if self.split is not None:
+            parts = torch.split(xt, list(self.split.values()), dim=1)
+            xt = dict(zip(self.split, parts, strict=True))
         with self._autocast:
-            logits = pred.model(d4_forward(x, k, flip))
+            logits = pred.model(xt)
         p = pred.probs_from_logits(logits.float())
         if not seg:
             return p  # (B, K): invariant to the transform
