@@ -150,3 +150,25 @@ def smooth_scene(h: int, w: int, bands: int = 4, seed: int = 0) -> np.ndarray:
             100 + 60 * np.sin(fy * yy + ph) * np.cos(fx * xx) + 20 * rng.standard_normal((h, w))
         )
     return np.clip(out, 0, None).astype(np.uint16)
+
+
+class FusionConv(nn.Module):
+    """A two-input test model: the named inputs stacked along channels, then a 3×3 conv."""
+
+    def __init__(self, in_channels: dict[str, int], num_classes: int) -> None:
+        super().__init__()
+        self.input_names = list(in_channels)
+        self.conv = nn.Conv2d(sum(in_channels.values()), num_classes, 3, padding=1)
+
+    def forward(self, x: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.conv(torch.cat([x[n] for n in self.input_names], dim=1))
+
+
+if "test_fusion_conv3x3" not in MODELS:
+
+    @register_model("test_fusion_conv3x3", task="segmentation", multi_input=True)
+    def _fusion(
+        *, in_channels: dict[str, int], num_classes: int, pretrained: bool = False,
+        dropout: float = 0.0,
+    ) -> nn.Module:  # fmt: skip
+        return FusionConv(dict(in_channels), num_classes)
