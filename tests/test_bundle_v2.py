@@ -274,3 +274,43 @@ def test_unknown_top_level_keys_are_dropped(good: Path) -> None:
     bad = good.with_name("newer.safetensors")
     save_file(load_file(str(good)), str(bad), metadata={"landlearn": json.dumps(raw)})
     assert read_meta(bad) == read_meta(good)
+
+
+# ---- the task's bundle metadata ----------------------------------------------------------
+
+
+def test_task_meta_from_its_specs(tmp_path: Path) -> None:
+    from landlearn.tasks import SegmentationTask
+
+    task = SegmentationTask(model="early_fusion_unet", model_kwargs=dict(FUSION_KWARGS),
+                            num_classes=2)  # fmt: skip
+    task.input_specs = [S2.with_stats([1.0, 2.0, 3.0], [4.0, 5.0, 6.0]), S1]  # type: ignore[attr-defined]
+    task.head_specs = [WATER]  # type: ignore[attr-defined]
+    task.data_info = {"chip_size": 32}
+    meta = task.bundle_meta({"water_iou": 0.5})
+    assert meta.inputs[0].mean == (1.0, 2.0, 3.0) and meta.inputs[1] == S1
+    assert meta.heads == [WATER.__class__(**{**WATER.__dict__, "colors": meta.heads[0].colors})]
+    kwargs = meta.model_kwargs
+    assert kwargs["in_channels"] == {"s2": 3, "s1": 2} and kwargs["num_classes"] == 2
+    assert kwargs["dropout"] == 0.0 and kwargs["encoder"] == FUSION_KWARGS["encoder"]
+    assert meta.chip_size == 32 and meta.metrics == {"water_iou": 0.5}
+    torch.manual_seed(0)
+    model = build_model("early_fusion_unet", **kwargs).eval()
+    pred = load_bundle(save_bundle(tmp_path / "t.safetensors", model, meta))
+    assert pred.predict(_pair())["water"].shape == (2, 32, 32)
+    assert BundleMeta.from_json(meta.to_json()) == meta  # what a checkpoint stores
+
+
+def test_task_meta_without_specs_is_format_1_content() -> None:
+    from landlearn.tasks import ClassificationTask
+
+    task = ClassificationTask(model="small_cnn", num_classes=2, in_channels=3,
+                              class_names=["a", "b"])  # fmt: skip
+    task.data_info = {"band_names": ["r", "g", "b"], "mean": [1, 2, 3], "std": [4, 5, 6],
+                      "chip_size": 64}  # fmt: skip
+    meta = task.bundle_meta()
+    assert [s.name for s in meta.inputs] == ["image"] and meta.band_names == ["r", "g", "b"]
+    assert meta.mean == [1.0, 2.0, 3.0] and meta.std == [4.0, 5.0, 6.0]
+    assert meta.heads[0].kind == "classification" and meta.class_names == ["a", "b"]
+    assert meta.model_kwargs == {"dropout": 0.0, "num_classes": 2, "in_channels": 3}
+    assert meta.chip_size == 64

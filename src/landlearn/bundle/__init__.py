@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from landlearn.bundle.files import build_bundle_model, load_bundle, read_meta, save_bundle
 from landlearn.bundle.members import Ensemble, check_members, merged_meta
-from landlearn.bundle.meta import BundleMeta, ModelEntry
+from landlearn.bundle.meta import BundleMeta, ModelEntry, meta_from_specs
 from landlearn.bundle.predictor import MetaView, Predictor, classes_of
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "classes_of",
     "load_bundle",
     "merged_meta",
+    "meta_from_specs",
     "read_meta",
     "save_bundle",
 ]

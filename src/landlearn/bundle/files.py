@@ -225,9 +225,9 @@ def _build_kwargs(meta: BundleMeta, entry: ModelEntry | None = None) -> dict[str
 
     entry = entry or meta.models[0]
     kwargs = dict(entry.kwargs)
-    if "in_channels" not in kwargs:
-        multi = is_multi_input(entry.registry)
-        kwargs["in_channels"] = dict(meta.in_channels_by_input) if multi else meta.in_channels
+    if is_multi_input(entry.registry):  # stacking order: the inputs' (the JSON object is sorted)
+        kwargs["in_channels"] = dict(meta.in_channels_by_input)
+    kwargs.setdefault("in_channels", meta.in_channels)
     kwargs.setdefault("num_classes", sum(h.out_channels for h in meta.heads))
     kwargs["pretrained"] = False
     return kwargs

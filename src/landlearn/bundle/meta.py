@@ -31,7 +31,7 @@ from landlearn.conventions import BUNDLE_FORMAT_VERSION, IGNORE_INDEX
 from landlearn.errors import LandlearnError
 from landlearn.schema import HeadSpec, InputSpec
 
-__all__ = ["STD_FLOOR", "BundleMeta", "ModelEntry"]
+__all__ = ["STD_FLOOR", "BundleMeta", "ModelEntry", "meta_from_specs"]
 
 STD_FLOOR = 1e-12
 """The predictor's floor of a training std (a constant band); format 1 allowed std 0."""
@@ -265,6 +265,46 @@ class BundleMeta:
             return cls(**fields)
         except LandlearnError as exc:  # format-1 fields the specs refuse
             raise LandlearnError(f"bundle {exc.message}", path) from None
+
+
+def meta_from_specs(
+    inputs: Sequence[InputSpec],
+    heads: Sequence[HeadSpec],
+    *,
+    model: str,
+    model_kwargs: Mapping[str, Any] | None = None,
+    mode: str | None = None,
+    chip_size: int | None = None,
+    metrics: dict[str, Any] | None = None,
+) -> BundleMeta:
+    """The metadata of one model ``model`` trained on ``inputs`` with ``heads`` (a task's).
+
+    ``in_channels`` is ``{input name: bands}`` for a multi-input model, else the total band
+    count; ``num_classes`` the heads' outputs (one logit for a ``binary`` class head). An input
+    without statistics gets mean 0 / std 1 (the model saw raw values). The chip size defaults to
+    the first input's, else 256.
+    """
+    from landlearn.models.registry import is_multi_input
+
+    specs = [s if s.has_stats else s.with_stats([0.0] * s.num_bands, [1.0] * s.num_bands)
+             for s in inputs]  # fmt: skip
+    kwargs = dict(model_kwargs or {})
+    multi = is_multi_input(model)
+    kwargs["in_channels"] = (
+        {s.name: s.num_bands for s in specs} if multi else sum(s.num_bands for s in specs)
+    )
+    binary = mode == "binary" and len(heads) == 1 and not heads[0].is_regression
+    kwargs["num_classes"] = 1 if binary else sum(h.out_channels for h in heads)
+    given = chip_size if chip_size is not None and chip_size > 0 else None
+    chip = given or next((s.chip_size for s in specs if s.chip_size), None) or 256
+    return BundleMeta(
+        inputs=specs,
+        heads=list(heads),
+        models=[ModelEntry("model", model, kwargs)],
+        mode=mode,
+        chip_size=chip,
+        metrics=metrics or {},
+    )
 
 
 def _entry(data: Mapping[str, Any]) -> ModelEntry:
