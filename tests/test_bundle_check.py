@@ -1,4 +1,8 @@
-"""Hostile and odd bundle headers and checkpoints: one clear LandlearnError each (issue 21)."""
+"""Hostile and odd bundle headers and checkpoints: one clear LandlearnError each (issue 21).
+
+``HEADERS`` edit the format-1 fields of a format-1 file (what the format-1 writer made, kept in
+``tests/data/bundle_v1.py``): old files are still user input. ``V2_HEADERS`` edit format 2.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from landlearn.bundle_check import check_map_classes, resolve_max_params, valida
 from landlearn.ensemble import load_ensemble
 from landlearn.errors import LandlearnError
 from landlearn.models import build_model
+from tests.data.bundle_v1 import v1_of
 
 Edit = Callable[[dict[str, Any]], None]
 
@@ -53,15 +58,19 @@ def _hostile(
     good: Path,
     edit: Edit | str,
     tensors: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
+    *,
+    v1: bool = True,
 ) -> Path:
-    """``good``'s tensors with an edited header (a function of the JSON, or the raw text)."""
+    """``good``'s tensors with an edited header (a function of the JSON, or the raw text).
+
+    ``v1``: edit the format-1 header of ``good`` (and its unprefixed tensors), else format 2.
+    """
+    raw, state = v1_of(good) if v1 else (_header(good), load_file(str(good)))
     if isinstance(edit, str):
         text = edit
     else:
-        raw = _header(good)
         edit(raw)
         text = json.dumps(raw)
-    state = load_file(str(good))
     if tensors is not None:
         state = tensors(state)
     out = good.with_name("hostile.safetensors")
@@ -218,9 +227,9 @@ def test_unknown_key_passed_on_to_timm_is_caught_when_built(good: Path) -> None:
 
 
 def test_zero_std_keeps_the_floor(good: Path) -> None:
-    """std 0 (a constant band) loads as before; the predictor floors it at 1e-12."""
+    """std 0 (a constant band) in format 1 loads as the predictor's floor 1e-12."""
     pred = load_bundle(_hostile(good, _set(std=[0.0, 4.0, 8.0])))
-    assert pred.meta.std == [0.0, 4.0, 8.0]
+    assert pred.meta.std == [1e-12, 4.0, 8.0]
     assert float(pred._std.flatten()[0]) == pytest.approx(1e-12)
 
 
@@ -231,7 +240,7 @@ def test_class_colors_fill_and_cut_with_a_warning(
 
     with caplog.at_level(logging.WARNING, logger="landlearn.bundle_check"):
         few = read_meta(_hostile(good, _set(class_colors=[[1, 2, 3, 255]])))
-    assert few.class_colors == [[1, 2, 3, 255], default_colors(2)[1]]
+    assert few.class_colors == [[1, 2, 3], default_colors(2)[1]]  # RGB kept (format-1 RGBA)
     assert "1 class_colors for 2 classes; filled from the default palette" in caplog.text
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="landlearn.bundle_check"):
@@ -244,9 +253,13 @@ def test_class_colors_fill_and_cut_with_a_warning(
 
 def test_valid_header_is_unchanged_by_the_validator(good: Path) -> None:
     raw = _header(good)
-    clean = validate_meta(raw, good)
-    assert {k: clean[k] for k in raw} == raw
+    assert raw["format_version"] == 2
+    assert json.loads(BundleMeta(**validate_meta(raw, good)).to_json()) == raw
     assert read_meta(good) == _meta(versions=raw["versions"])
+    old, _ = v1_of(good)  # format 1: the same fields come back, as format 1 did
+    clean = validate_meta(old, good)
+    assert {k: clean[k] for k in old} == old
+    assert BundleMeta(**clean).to_json() == read_meta(good).to_json()
 
 
 def test_width_2500_is_refused_before_any_allocation(

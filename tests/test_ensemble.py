@@ -121,3 +121,72 @@ def test_missing_member_and_empty_ensemble(tmp_path: Path) -> None:
 def test_public_names() -> None:
     assert landlearn.Ensemble is Ensemble
     assert landlearn.load_ensemble is load_ensemble
+
+
+# ---- one-file ensembles (bundle format 2, combine: mean) --------------------------------
+
+
+def _header(path: Path) -> dict[str, object]:
+    import json
+
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return json.loads((f.metadata() or {})["landlearn"])
+
+
+def test_saved_ensemble_loads_as_the_same_ensemble(tmp_path: Path, images: torch.Tensor) -> None:
+    a, b = _bundle(tmp_path / "a.safetensors", 0), _bundle(tmp_path / "b.safetensors", 1, mean=80)
+    c = _bundle(tmp_path / "c.safetensors", 2)
+    ens = load_ensemble([a, b, c])
+    path = ens.save(tmp_path / "ens.safetensors")
+    raw = _header(path)
+    assert raw["combine"] == "mean" and raw["format_version"] == 2
+    models = raw["models"]
+    assert isinstance(models, list) and [m["name"] for m in models] == ["member0", "member1",
+                                                                        "member2"]  # fmt: skip
+    assert "inputs" in models[1] and "inputs" not in models[0]  # b's own statistics
+    assert models[1]["inputs"][0]["mean"] == [80.0] * 3
+    loaded = load_bundle(path)
+    assert isinstance(loaded, Ensemble) and len(loaded) == 3
+    assert loaded.class_names == CLASSES and loaded.band_names == BANDS
+    assert torch.equal(loaded.predict_proba(images), ens.predict_proba(images))
+    assert torch.equal(loaded.predict(images, tta="d4"), ens.predict(images, tta="d4"))
+    # a one-file ensemble among the paths of an ensemble adds its members
+    assert len(load_ensemble([path, a])) == 4
+
+
+def test_saved_ensemble_maps_and_evaluates_like_its_members(tmp_path: Path) -> None:
+    import sys
+
+    import numpy as np
+    import rasterio
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "mapping"))
+    from mapping_helpers import smooth_scene, write_tif
+
+    from landlearn.evaluation import evaluate
+    from landlearn.mapping import map_scene
+
+    bands = ["blue", "green", "red"]
+    a = _bundle(tmp_path / "a.safetensors", 0, task="segmentation", bands=bands)
+    b = _bundle(tmp_path / "b.safetensors", 1, task="segmentation", bands=bands, mean=80)
+    ens = load_ensemble([a, b]).save(tmp_path / "ens.safetensors")
+    scene = write_tif(tmp_path / "scene.tif", smooth_scene(60, 70, bands=3),
+                      descriptions=bands)  # fmt: skip
+    one = map_scene(ens, scene, tmp_path / "one.tif", tile=32, overlap=8, probabilities=True)
+    two = map_scene(a, scene, tmp_path / "two.tif", ensemble=[b], tile=32, overlap=8,
+                    probabilities=True)  # fmt: skip
+    assert "ensemble_variance" in one.bands and one.bands == two.bands
+    with rasterio.open(one.path) as r1, rasterio.open(two.path) as r2:
+        assert np.array_equal(r1.read(), r2.read())
+    loaded = load_bundle(ens)
+    three = map_scene(loaded, scene, tmp_path / "three.tif", tile=32, overlap=8)
+    with rasterio.open(one.path) as r1, rasterio.open(three.path) as r3:
+        assert np.array_equal(r1.read(1), r3.read(1))
+    labels = write_tif(tmp_path / "labels.tif", (smooth_scene(60, 70, bands=1) % 3).astype(
+        np.uint8), descriptions=["class"])  # fmt: skip
+    m1 = evaluate(ens, scene, labels)
+    m2 = evaluate(a, scene, labels, ensemble=[b])
+    assert m1["overall_accuracy"] == m2["overall_accuracy"]
+    assert m1["confusion_matrix"] == m2["confusion_matrix"]

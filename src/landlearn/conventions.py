@@ -5,7 +5,7 @@ from __future__ import annotations
 IGNORE_INDEX = 255
 """Unlabelled pixel in masks on disk, in losses, in metrics and no-data of class maps."""
 
-BUNDLE_FORMAT_VERSION = 1
+BUNDLE_FORMAT_VERSION = 2
 """Version of the model bundle's JSON metadata (see ``landlearn.bundle``)."""
 
 MIN_STD = 1e-6

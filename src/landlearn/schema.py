@@ -389,7 +389,9 @@ def _class_fields(
     ignore = IGNORE_INDEX if head.ignore_index is None else head.ignore_index
     if isinstance(ignore, bool) or not isinstance(ignore, int):
         raise LandlearnError(f"{owner}: ignore_index must be an integer, got {ignore!r}")
-    if 0 <= ignore < len(classes):
+    # More classes than IGNORE_INDEX: the convention's 255 stays the ignore value (as bundle
+    # format 1 had it); maps refuse such heads (a uint8 class band), evaluation still works.
+    if 0 <= ignore < len(classes) and not (ignore == IGNORE_INDEX < len(classes)):
         raise LandlearnError(
             f"{owner}: ignore_index {ignore} is class {classes[ignore]!r}; "
             f"use {IGNORE_INDEX} for unlabelled targets"

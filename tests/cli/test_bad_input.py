@@ -197,18 +197,19 @@ def test_remap_on_class_folders_is_refused(
 
 
 def _hostile_bundle(good: Path, **fields: object) -> Path:
-    """``good``'s tensors under a header with ``fields`` replaced (``_raw`` = the whole text)."""
+    """``good`` as a format-1 file (the fields below are format 1's) with ``fields`` replaced
+    (``_raw`` = the whole text)."""
     import json
 
-    from safetensors import safe_open
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
 
-    with safe_open(str(good), framework="pt") as f:
-        raw = json.loads((f.metadata() or {})["landlearn"])
+    from tests.data.bundle_v1 import v1_of
+
+    raw, state = v1_of(good)
     text = fields.pop("_raw", None)
     raw.update(fields)
     out = good.with_name("hostile.safetensors")
-    save_file(load_file(str(good)), str(out), metadata={"landlearn": text or json.dumps(raw)})
+    save_file(state, str(out), metadata={"landlearn": text or json.dumps(raw)})
     return out
 
 

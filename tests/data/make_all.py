@@ -1,4 +1,5 @@
-"""Run every ``tests/data/*/make.py`` so no fixture script rots (the Makefile calls this)."""
+"""Run every ``tests/data/*/make.py`` (and ``bundle_v1.py``) so no fixture script rots (the
+Makefile calls this)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from pathlib import Path
 def main() -> int:
     """Run each script as ``__main__``; return the number that failed."""
     failed = 0
-    for script in sorted(Path(__file__).resolve().parent.glob("*/make.py")):
+    here = Path(__file__).resolve().parent
+    for script in [*sorted(here.glob("*/make.py")), here / "bundle_v1.py"]:
         try:
             runpy.run_path(str(script), run_name="__main__")
         except Exception as err:  # report every broken script, not just the first

@@ -4,7 +4,8 @@ A bundle is user input, and its header decides what gets built: every field is c
 range and length before anything is allocated, and each problem is one ``LandlearnError`` naming
 the file and the field. The checks come in the order loading needs them:
 
-1. :func:`validate_meta`: the header JSON (types, ranges, lengths, known task and mode);
+1. :func:`validate_meta`: the header JSON (types, ranges, lengths, known task and mode; format 2:
+   input and head specs, named models, how they combine);
 2. :func:`check_model_kwargs`: ``model_kwargs`` against the builder's signature;
 3. :func:`build_skeleton`: the model built on the ``meta`` device (no memory), its parameter
    count against a cap (``max_params``, or the ``LANDLEARN_MAX_PARAMS`` environment variable);
@@ -18,6 +19,7 @@ This package sits at the bottom: it imports only ``errors``, ``conventions`` and
 from __future__ import annotations
 
 from landlearn.bundle_check.header import MAX_CHIP_SIZE, MODES, TASKS, type_name, validate_meta
+from landlearn.bundle_check.header_v2 import COMBINES
 from landlearn.bundle_check.model import (
     DEFAULT_MAX_PARAMS,
     MAP_MAX_CLASSES,
@@ -30,6 +32,7 @@ from landlearn.bundle_check.model import (
 )
 
 __all__ = [
+    "COMBINES",
     "DEFAULT_MAX_PARAMS",
     "MAP_MAX_CLASSES",
     "MAX_CHIP_SIZE",

@@ -1,4 +1,6 @@
-"""The header half of the bundle validator: the ``landlearn`` JSON, field by field.
+"""The header half of the bundle validator: the ``landlearn`` JSON, field by field (format 1).
+
+Format 2 headers are checked by :mod:`landlearn.bundle_check.header_v2`.
 
 Decisions: ``std`` may be 0 (a constant band; the predictor floors it at ``1e-12``, as before) but
 not negative; ``class_colors`` missing or empty take the default palette, fewer colours than
@@ -219,9 +221,11 @@ def validate_meta(
 ) -> dict[str, Any]:
     """Check the parsed ``landlearn`` header (or a checkpoint's meta) and return clean fields.
 
-    The result holds every known field with its default filled in, ready for ``BundleMeta(**d)``;
-    unknown keys are dropped (a newer minor writer may add some). ``palette(k)`` gives the
-    default colours used to fill ``class_colors``.
+    The result holds every known field with its default filled in, ready for ``BundleMeta(**d)``:
+    the format-1 fields of a format 0 / 1 header (``BundleMeta`` upgrades them), or the specs and
+    models of a format-2 header (:func:`landlearn.bundle_check.header_v2.validate_v2`). Unknown
+    keys are dropped (a newer minor writer may add some). ``palette(k)`` gives the default
+    colours used to fill ``class_colors``.
 
     Raises:
         LandlearnError: the first problem found, naming the field.
@@ -233,6 +237,10 @@ def validate_meta(
             path,
         )
     version = _version(raw, path)
+    if version >= 2:
+        from landlearn.bundle_check.header_v2 import validate_v2
+
+        return validate_v2(raw, version, path, palette=palette)
     missing = [k for k in _REQUIRED if k not in raw]
     if missing:
         raise LandlearnError(f"bundle metadata lacks {', '.join(missing)}", path)

@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "map": ("landlearn.cli.map", "map a GeoTIFF scene into a land-cover COG with uncertainty"),
     "report": ("landlearn.cli.report", "figures and an HTML page for a run folder"),
     "lr-find": ("landlearn.cli.lr_find", "suggest a learning rate for a config"),
+    "bundle": ("landlearn.cli.bundle", "merge bundles into one ensemble bundle (bundle merge)"),
 }
 
 _USAGE = (

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from landlearn.bundle import Predictor, load_bundle
+from landlearn.bundle import Ensemble, Predictor, load_bundle
 from landlearn.bundle_check import check_map_classes
 from landlearn.ensemble import check_members
 from landlearn.errors import LandlearnError
@@ -37,7 +37,7 @@ __all__ = [
     "scene_paths",
 ]
 
-BundleLike = str | os.PathLike[str] | Predictor
+BundleLike = str | os.PathLike[str] | Predictor | Ensemble
 Scene = str | os.PathLike[str] | Mapping[str, str | os.PathLike[str]]
 """One raster, or ``{input name: raster}`` for a bundle that reads several inputs."""
 
@@ -100,10 +100,11 @@ def _json(value: Any) -> str:
     return json.dumps(value)
 
 
-def _load(bundle: BundleLike, device: str) -> Predictor:
-    if isinstance(bundle, Predictor):
-        return bundle.to(device)
-    return load_bundle(bundle, device=device)
+def _load(bundle: BundleLike, device: str) -> list[Predictor]:
+    """The predictors of one bundle: one, or the members of a one-file ensemble."""
+    loaded = bundle if isinstance(bundle, Predictor | Ensemble) else load_bundle(bundle, device)
+    members = loaded.members if isinstance(loaded, Ensemble) else [loaded]
+    return [m.to(device) for m in members]
 
 
 def _check_device(device: str) -> str:
@@ -150,10 +151,15 @@ def make_plan(
     if overlap < 0 or tile < 8 or overlap >= tile:
         raise LandlearnError(f"need 0 <= overlap < tile and tile >= 8; got {tile=} {overlap=}")
     device = _check_device(device)
-    preds = [_load(b, device) for b in bundles]
+    loaded = [_load(b, device) for b in bundles]
+    preds = [p for members in loaded for p in members]
     first = preds[0]
     # Bands are matched to the scene per member below, so members may name them differently.
-    where = [None if isinstance(b, Predictor) else b for b in bundles]
+    where = [
+        None if isinstance(b, Predictor | Ensemble) else b
+        for b, members in zip(bundles, loaded, strict=True)
+        for _ in members
+    ]
     check_members(preds, where, same_bands=False)
     check_map_classes(first.meta.num_classes, where[0])
     inputs = bundle_inputs(first)

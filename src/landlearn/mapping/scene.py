@@ -28,7 +28,7 @@ import rasterio
 import torch
 
 from landlearn.atomic import commit_renames
-from landlearn.bundle import Predictor
+from landlearn.bundle import Ensemble, Predictor
 from landlearn.errors import LandlearnError
 from landlearn.mapping.blend import Block, BlockGrid, StreamingBlender, TileGrid
 from landlearn.mapping.options import MapOptions, map_options
@@ -393,14 +393,19 @@ def _check_map_outputs(
     """Refuse unsafe output paths before any work (:mod:`landlearn.safety`)."""
     if files.tif.suffix.lower() not in (".tif", ".tiff"):
         raise LandlearnError("a map is a GeoTIFF; give an output path ending in .tif", files.tif)
-    inputs = [*scene_paths(scene), *(m for m in members if not isinstance(m, Predictor))]
+    inputs = [
+        *scene_paths(scene),
+        *(m for m in members if not isinstance(m, Predictor | Ensemble)),
+    ]
     check_outputs(files.outputs(), inputs, overwrite=overwrite)
 
 
 def _tags(
     plan: Plan, members: list[BundleLike], blend: str, tta: str | None, mc_dropout: int
 ) -> dict[str, str]:
-    names = [m.meta.model_name if isinstance(m, Predictor) else Path(m).name for m in members]
+    names = [
+        m.meta.model_name if isinstance(m, Predictor | Ensemble) else Path(m).name for m in members
+    ]
     return {
         "CLASS_NAMES": json.dumps(plan.class_names),
         "CLASS_COLORS": json.dumps(plan.colors),

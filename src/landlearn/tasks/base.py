@@ -610,7 +610,27 @@ class SupervisedTask(LandlearnTask):
         ex.setdefault("confidence", []).extend(conf.float().cpu().numpy())
 
     def bundle_meta(self, metrics: dict[str, Any] | None = None) -> BundleMeta:
-        """Everything the bundle needs to rebuild and apply this model."""
+        """Everything the bundle needs to rebuild and apply this model.
+
+        The inputs and heads are the task's ``input_specs`` / ``head_specs`` (with training
+        statistics) when it has them, else one ``image`` input and one head from ``data_info``.
+        """
+        input_specs = getattr(self, "input_specs", None)
+        head_specs = getattr(self, "head_specs", None)
+        if input_specs and head_specs:
+            from landlearn.bundle import meta_from_specs
+
+            extra = dict(self.hparams["model_kwargs"] or {})
+            extra["dropout"] = float(self.hparams["dropout"])
+            return meta_from_specs(
+                input_specs,
+                head_specs,
+                model=self.hparams["model"],
+                model_kwargs=extra,
+                mode=self.hparams["mode"],
+                chip_size=self.data_info.get("chip_size"),
+                metrics=metrics,
+            )
         info = self.data_info
         k = int(self.hparams["num_classes"])
         channels = self.hparams["in_channels"]
