@@ -11,11 +11,12 @@ import rasterio
 import torch
 from mapping_helpers import FusionConv, smooth_scene, write_tif
 
-from landlearn.bundle import BundleMeta, Predictor
+from landlearn.bundle import Predictor, meta_from_specs
 from landlearn.errors import LandlearnError
 from landlearn.mapping import map_scene
 from landlearn.mapping.blend import TileGrid
 from landlearn.mapping.scene import predict_scene_array
+from landlearn.schema import HeadSpec, InputSpec
 
 S2 = ("blue", "green", "red", "nir")
 S1 = ("VV", "VH")
@@ -25,14 +26,13 @@ S1 = ("VV", "VH")
 def fusion() -> Predictor:
     """A seeded two-input 3×3-conv predictor: s2 (4 bands) then s1 (2 bands)."""
     torch.manual_seed(0)
-    channels = {"s2": 4, "s1": 2}
-    meta = BundleMeta(
-        task="segmentation", model_name="test_fusion_conv3x3",
-        model_kwargs={"in_channels": channels}, band_names=[*S2, *S1],
-        mean=[100.0] * 4 + [-12.0, -18.0], std=[50.0] * 4 + [3.0, 4.0],
-        class_names=["land", "water", "cloud"], chip_size=32,
-    )  # fmt: skip
-    return Predictor(FusionConv(channels, 3), meta)
+    inputs = [
+        InputSpec("s2", "raster", bands=S2, mean=[100.0] * 4, std=[50.0] * 4, chip_size=32),
+        InputSpec("s1", "raster", bands=S1, mean=[-12.0, -18.0], std=[3.0, 4.0], chip_size=32),
+    ]
+    head = HeadSpec("segmentation", "segmentation", classes=["land", "water", "cloud"])
+    meta = meta_from_specs(inputs, [head], model="test_fusion_conv3x3")
+    return Predictor(FusionConv({"s2": 4, "s1": 2}, 3), meta)
 
 
 @pytest.fixture

@@ -228,18 +228,19 @@ def bundle_inputs(pred: Predictor) -> list[tuple[str | None, list[str]]]:
     A single-input bundle gives one entry (its name None unless its model reads a dict).
     """
     meta = pred.meta
-    specs = [s for s in getattr(meta, "inputs", None) or [] if s.kind == "raster"]
+    specs = [s for s in meta.inputs if s.kind == "raster"]
     channels = meta.model_kwargs.get("in_channels")
-    if len(specs) > 1 or (len(specs) == 1 and isinstance(channels, Mapping)):
+    if not isinstance(channels, Mapping):
+        return [(None, list(meta.band_names))]
+    if [s.name for s in specs] == list(channels):
         return [(s.name, list(s.bands)) for s in specs]
-    if isinstance(channels, Mapping):  # a v1-style header: band names stacked in input order
-        out: list[tuple[str | None, list[str]]] = []
-        names, at = list(meta.band_names), 0
-        for name, n in channels.items():
-            out.append((str(name), [b.split(":", 1)[-1] for b in names[at : at + int(n)]]))
-            at += int(n)
-        return out
-    return [(None, list(meta.band_names))]
+    # flat fields only: one stacked input, band names in input order
+    out: list[tuple[str | None, list[str]]] = []
+    names, at = list(meta.band_names), 0
+    for name, n in channels.items():
+        out.append((str(name), [b.split(":", 1)[-1] for b in names[at : at + int(n)]]))
+        at += int(n)
+    return out
 
 
 def _model_split(
