@@ -6,6 +6,8 @@ DATA is one of:
 - a folder with ``images/`` and ``masks/``: RGB masks coded with the bundle's class colours (or a
   colour table CSV), or single-band class-code masks (segmentation bundles);
 - a GeoTIFF image and a label raster on the same grid (segmentation bundles);
+- ``{input name: GeoTIFF}`` and a label raster, for a bundle that reads several inputs (each
+  input on the first one's grid, or resampled onto it);
 - any dataset of ``image`` + ``label`` / ``mask`` samples.
 
 Pixels (or images) with NaN / inf values are no-data: never fed to the network, left out of the
@@ -27,7 +29,7 @@ from typing import Any
 from landlearn.errors import LandlearnError
 from landlearn.inputs import check_input, check_input_file
 
-__all__ = ["build_dataset", "evaluate", "score"]
+__all__ = ["aligned_dataset", "build_dataset", "evaluate", "score"]
 
 Progress = Callable[[int, int, float], None]
 """Called as ``progress(batches_done, batches_total, samples_per_second)`` after each batch."""
@@ -53,7 +55,8 @@ def evaluate(
 
     Args:
         bundle: a bundle path, or a loaded ``Predictor`` / ``Ensemble``.
-        data: a folder, an image GeoTIFF (then ``label`` is its label raster), or a dataset.
+        data: a folder, an image GeoTIFF (then ``label`` is its label raster), ``{input name:
+            GeoTIFF}`` for a multi-input bundle (with ``label``), or a dataset.
         ensemble: more bundles whose probabilities are averaged with ``bundle``'s.
         chip_size: segmentation chip size (default: the bundle's).
         tta: ``"d4"`` averages over the 8 flips / quarter turns of each image.
@@ -70,9 +73,13 @@ def evaluate(
     if batch_size < 1:
         raise LandlearnError(f"batch_size must be >= 1, got {batch_size}")
     predictor = _predictor(bundle, ensemble, device)
-    if isinstance(data, str | os.PathLike):
+    where: Any
+    if isinstance(data, Mapping):
+        dataset = aligned_dataset(predictor, data, label, chip_size, remap)
+        where = next(iter(data.values()), None)
+    elif isinstance(data, str | os.PathLike):
         dataset = build_dataset(predictor, data, label, chip_size, remap, classes_csv)
-        where: Any = data
+        where = data
     else:
         dataset, where = data, None
     if len(dataset) == 0:
@@ -145,6 +152,40 @@ def build_dataset(
     )
 
 
+def aligned_dataset(
+    predictor: Any,
+    data: Mapping[str, PathLike],
+    label: PathLike | None,
+    chip_size: int | None = None,
+    remap: Mapping[int, int] | None = None,
+) -> Any:
+    """Grid chips of named input rasters and their label raster, checked against the bundle.
+
+    Raises:
+        LandlearnError: no label, a class-per-image bundle, a missing or unknown input.
+    """
+    from landlearn.data.aligned import AlignedRasterDataset, RasterInput
+    from landlearn.mapping.plan import bundle_inputs, named_scenes
+
+    meta = predictor.meta
+    if meta.task != "segmentation":
+        raise LandlearnError("named inputs with a label raster score a segmentation bundle")
+    if label is None:
+        raise LandlearnError("named inputs need their label raster (--label LABEL.tif)")
+    first = predictor.members[0] if hasattr(predictor, "members") else predictor
+    names = [n for n, _ in bundle_inputs(first)]
+    named = named_scenes(data, names)
+    inputs = []
+    for i, (name, path) in enumerate(named):
+        check_input_file(path, f"input raster {name}")
+        inputs.append(RasterInput(str(name) if name is not None else f"input{i}", os.fspath(path)))
+    labels = check_input_file(label, "label raster")
+    return AlignedRasterDataset(
+        inputs, labels, chip_size=chip_size or meta.chip_size, sampler="grid",
+        remap=dict(remap) if remap else None, keep_nodata=True,
+    )  # fmt: skip
+
+
 def score(
     predictor: Any,
     dataset: Any,
@@ -167,7 +208,13 @@ def score(
 
     meta = predictor.meta
     names = getattr(dataset, "band_names", None)
-    first = dataset[0]["image"]
+    keys = list(getattr(dataset, "input_names", None) or ["image"])
+    sample = dataset[0]
+    if keys != ["image"]:  # named inputs: a dict for the predictor, bands checked per input
+        first = torch.cat([sample[k] for k in keys])
+        names = [b for k in keys for b in (names or {}).get(k, [])]
+    else:
+        first = sample["image"]
     if first.shape[0] != meta.in_channels:
         source = getattr(dataset, "image_path", None) or getattr(dataset, "files", [None])[0]
         raise LandlearnError(
@@ -186,7 +233,8 @@ def score(
     t0 = time.perf_counter()
     with torch.inference_mode():
         for i, batch in enumerate(loader):
-            probs = predictor.predict_proba(batch["image"], tta=tta, counts=counts).cpu()
+            x = batch["image"] if keys == ["image"] else {k: batch[k] for k in keys}
+            probs = predictor.predict_proba(x, tta=tta, counts=counts).cpu()
             metrics.update(*_scored(probs, batch[key], meta))
             if progress is not None:
                 rate = (i + 1) * batch_size / max(time.perf_counter() - t0, 1e-9)

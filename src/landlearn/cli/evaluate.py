@@ -32,8 +32,17 @@ __all__ = ["add_arguments", "check_options", "parse_remap", "run"]
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``landlearn evaluate``."""
     parser.add_argument("bundle", help="model bundle (.safetensors)")
-    parser.add_argument("data", help="class folders, images/+masks/ folder, or an image GeoTIFF")
+    parser.add_argument(
+        "data", nargs="?", default=None,
+        help="class folders, images/+masks/ folder, or an image GeoTIFF",
+    )  # fmt: skip
     parser.add_argument("label", nargs="?", help="label raster, when DATA is a GeoTIFF")
+    parser.add_argument(
+        "--input", action="append", default=[], metavar="NAME=PATH", dest="inputs",
+        help="a named input of a multi-input bundle (give the label raster with --label)",
+    )  # fmt: skip
+    parser.add_argument("--label", dest="label_option", metavar="LABEL.tif",
+                        help="label raster of the --input rasters")  # fmt: skip
     parser.add_argument("--out", help="write the metrics as JSON here")
     parser.add_argument(
         "--overwrite",
@@ -86,7 +95,23 @@ def check_options(args: argparse.Namespace) -> str:
     device = check_device(args.device)
     for bundle in (args.bundle, *args.ensemble):
         check_input_file(bundle, "bundle (.safetensors or .ckpt)")
-    check_input(args.data, "folder of labelled images, or an image GeoTIFF")
+    if args.inputs:
+        from landlearn.cli.map import named_inputs
+
+        if args.label is not None or (args.data is not None and args.label_option is not None):
+            raise LandlearnError("with --input, give only the label raster (or --label)")
+        args.label = args.label_option or args.data
+        args.data = named_inputs(args.inputs)
+        if args.label is None:
+            raise LandlearnError("--input rasters need their label raster: --label LABEL.tif")
+        for name, path in args.data.items():
+            check_input_file(path, f"input raster {name}")
+    else:
+        if args.data is None:
+            raise LandlearnError("no data: give DATA, or --input NAME=PATH with --label")
+        if args.label_option is not None:
+            args.label = args.label_option
+        check_input(args.data, "folder of labelled images, or an image GeoTIFF")
     if args.label is not None:
         check_input_file(args.label, "label raster")
     if args.classes_csv is not None:
@@ -94,7 +119,8 @@ def check_options(args: argparse.Namespace) -> str:
     if args.out:
         from landlearn.safety import Output, check_outputs
 
-        inputs = [args.bundle, *args.ensemble, args.data, args.label, args.classes_csv]
+        data = list(args.data.values()) if isinstance(args.data, dict) else [args.data]
+        inputs = [args.bundle, *args.ensemble, *data, args.label, args.classes_csv]
         check_outputs([Output(Path(args.out), "metrics")], inputs, overwrite=args.overwrite)
     return device
 

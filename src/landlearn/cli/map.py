@@ -8,7 +8,7 @@ import signal
 import time
 from types import FrameType
 
-__all__ = ["EXAMPLE", "HELP", "add_arguments", "run"]
+__all__ = ["EXAMPLE", "HELP", "add_arguments", "named_inputs", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,17 @@ def _scene(scene: str | None, inputs: list[str]) -> str | dict[str, str]:
         return scene
     if not inputs:
         raise LandlearnError("no scene: give SCENE, or --input NAME=PATH for each input")
+    return named_inputs(inputs)
+
+
+def named_inputs(inputs: list[str]) -> dict[str, str]:
+    """``["s2=S2.tif", "s1=S1.tif"]`` → ``{"s2": "S2.tif", "s1": "S1.tif"}``.
+
+    Raises:
+        LandlearnError: a malformed or repeated ``--input``.
+    """
+    from landlearn.errors import LandlearnError
+
     named: dict[str, str] = {}
     for item in inputs:
         name, sep, path = item.partition("=")

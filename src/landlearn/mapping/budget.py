@@ -84,7 +84,7 @@ def activation_bytes(pred: Predictor, tile_h: int, tile_w: int) -> int | None:
         x: Any = torch.empty(1, pred.meta.in_channels, tile_h, tile_w, device="meta")
         if isinstance(channels, Mapping):  # a model that reads a dict of inputs
             x = {str(k): torch.empty(1, int(n), tile_h, tile_w, device="meta")
-                 for k, n in channels.items()}  # fmt: skip
+                 for k, n in pred.meta.in_channels_by_input.items()}  # fmt: skip
         with torch.inference_mode():
             model.eval()(x)
     except Exception:  # an op without a meta kernel: no estimate rather than a false refusal

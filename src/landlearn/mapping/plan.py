@@ -33,6 +33,7 @@ __all__ = [
     "block_products",
     "bundle_inputs",
     "make_plan",
+    "named_scenes",
     "quantized_bands",
     "scene_paths",
 ]
@@ -166,7 +167,7 @@ def make_plan(
     for pred, w in zip(preds[1:], where[1:], strict=True):
         if [n for n, _ in bundle_inputs(pred)] != [n for n, _ in inputs]:
             raise LandlearnError("ensemble members read different inputs", w)
-    named = _named_scenes(scene, [n for n, _ in inputs])
+    named = named_scenes(scene, [n for n, _ in inputs])
     if bands is not None and len(named) > 1:
         raise LandlearnError("--bands chooses the bands of a single-input bundle's scene")
     sources: list[Source] = []
@@ -204,7 +205,7 @@ def make_plan(
     check_windows(grid, multiple, named[0][1])
     check_memory(preds, grid, batch_size, named[0][1])
     model = WindowModel(preds, takes, tta=tta, mc_dropout=mc_dropout,
-                        split=_model_split(first, inputs))  # fmt: skip
+                        split=_model_split(first))  # fmt: skip
     # GDAL block cache. Windows are read left to right, row by row: reuse is the overlap with the
     # next window (a few tiles) and with the next row of windows (one row of tiles across the
     # scene), so one row of windows' worth is enough. It is the part of a map's memory that grows
@@ -225,31 +226,21 @@ def make_plan(
 def bundle_inputs(pred: Predictor) -> list[tuple[str | None, list[str]]]:
     """``(input name, band names)`` of each raster the bundle reads, in model order.
 
-    A single-input bundle gives one entry (its name None unless its model reads a dict).
+    A single-input bundle whose model reads one tensor gives one entry named None.
     """
     meta = pred.meta
-    specs = [s for s in meta.inputs if s.kind == "raster"]
-    channels = meta.model_kwargs.get("in_channels")
-    if not isinstance(channels, Mapping):
+    if not _reads_dict(pred):
         return [(None, list(meta.band_names))]
-    if [s.name for s in specs] == list(channels):
-        return [(s.name, list(s.bands)) for s in specs]
-    # flat fields only: one stacked input, band names in input order
-    out: list[tuple[str | None, list[str]]] = []
-    names, at = list(meta.band_names), 0
-    for name, n in channels.items():
-        out.append((str(name), [b.split(":", 1)[-1] for b in names[at : at + int(n)]]))
-        at += int(n)
-    return out
+    return [(s.name, list(s.bands)) for s in meta.inputs if s.kind == "raster"]
 
 
-def _model_split(
-    pred: Predictor, inputs: list[tuple[str | None, list[str]]]
-) -> dict[str, int] | None:
-    """Input name → band count when the model reads a dict, else None."""
-    if not isinstance(pred.meta.model_kwargs.get("in_channels"), Mapping):
-        return None
-    return {str(name): len(bands) for name, bands in inputs}
+def _reads_dict(pred: Predictor) -> bool:
+    return isinstance(pred.meta.model_kwargs.get("in_channels"), Mapping)
+
+
+def _model_split(pred: Predictor) -> dict[str, int] | None:
+    """Input name → band count (in the bundle's input order) for a model that reads a dict."""
+    return dict(pred.meta.in_channels_by_input) if _reads_dict(pred) else None
 
 
 def scene_paths(scene: Scene) -> list[str | os.PathLike[str]]:
@@ -257,7 +248,7 @@ def scene_paths(scene: Scene) -> list[str | os.PathLike[str]]:
     return list(scene.values()) if isinstance(scene, Mapping) else [scene]
 
 
-def _named_scenes(
+def named_scenes(
     scene: Scene, names: list[str | None]
 ) -> list[tuple[str | None, str | os.PathLike[str]]]:
     """The rasters in the bundle's input order; one line for a missing or unknown input."""

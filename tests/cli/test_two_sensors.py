@@ -1,0 +1,69 @@
+"""Two sensors end to end, as a user runs them: fit the S1 + S2 config, evaluate, map."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+from landlearn.bundle import load_bundle
+from tests.cli.conftest import run_cli
+from tests.conftest import ROOT
+
+DATA = Path("../shared/data/sen1floods11")
+
+
+@pytest.mark.real
+def test_fit_evaluate_and_map_two_sensors(
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.chdir(ROOT)  # the config names ../shared/data relative to the checkout
+    run = tmp_path / "run"
+    code, _, err = run_cli([
+        "fit", "--config", "configs/sen1floods11_s1s2.yaml", "--trainer.max_epochs=1",
+        "--data.init_args.samples_per_epoch=16", "--data.init_args.batch_size=8",
+        "--data.init_args.num_workers=0", "--trainer.accelerator=cpu",
+        f"--trainer.default_root_dir={run}", "--no_report=true",
+    ], capsys)  # fmt: skip
+    assert code == 0, err
+    (bundle,) = run.rglob("model.safetensors")
+    meta = load_bundle(bundle).meta
+    assert [s.name for s in meta.inputs] == ["s2", "s1"]
+    assert [s.num_bands for s in meta.inputs] == [13, 2]
+    s1 = meta.inputs[1]
+    assert s1.mean is not None and max(s1.mean) < 0  # S1 dB: its own training statistics
+    (fitted,) = run.rglob("metrics.json")
+    india = {"s2": str(DATA / "S2/India_900498_S2Hand.tif"),
+             "s1": str(DATA / "S1/India_900498_S1Hand.tif")}  # fmt: skip
+    label = str(DATA / "Labels/India_900498_LabelHand.tif")
+    out = tmp_path / "eval.json"
+    code, _, err = run_cli([
+        "evaluate", str(bundle), "--input", f"s2={india['s2']}", "--input",
+        f"s1={india['s1']}", "--label", label, "--remap", "0:0,1:1", "--out", str(out),
+    ], capsys)  # fmt: skip
+    assert code == 0, err
+    scored = json.loads(out.read_text())
+    test = json.loads(fitted.read_text())
+    # evaluate scores India's grid chips as fit's test did: the same numbers
+    assert scored["confusion_matrix"] == test["confusion_matrix"]
+    water = tmp_path / "water.tif"
+    code, _, err = run_cli([
+        "map", str(bundle), "--input", f"s2={india['s2']}", "--input", f"s1={india['s1']}",
+        "-o", str(water), "--tile", "128", "--overlap", "16", "--no-preview",
+    ], capsys)  # fmt: skip
+    assert code == 0, err
+    with rasterio.open(water) as m, rasterio.open(india["s2"]) as s2:
+        assert (m.width, m.height, m.crs, m.transform) == (
+            s2.width, s2.height, s2.crs, s2.transform,
+        )  # fmt: skip
+        classes = m.read(1)
+    assert set(np.unique(classes)) <= {0, 1, 255} and (classes != 255).mean() > 0.9
+    # a missing input: one line, exit 2, nothing written
+    code, _, err = run_cli(["map", str(bundle), "--input", f"s2={india['s2']}",
+                            "-o", str(tmp_path / "no.tif")], capsys)  # fmt: skip
+    assert code == 2 and "no --input s1=PATH: the bundle reads s2, s1" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "no.tif").exists()
