@@ -26,17 +26,6 @@ OVERRIDES: dict[str, list[str]] = {
 }  # fmt: skip
 
 
-def _multi_input_tasks() -> bool:
-    """Whether the tasks hand multi-input models a dict of inputs and ``in_channels`` per input.
-
-    That is the tasks part of issue 15 (a supervised task over the specs with TorchGeo-style
-    hooks); until it lands, the configs of multi-input models cannot run end to end.
-    """
-    from landlearn.tasks import SegmentationTask
-
-    return hasattr(SegmentationTask, "configure_models")
-
-
 def _fake_eurosat(tmp_path: Path) -> Path:
     return Path(fixture_maker("image_folder").make(tmp_path / "fixtures")) / "eurosat"
 
@@ -45,6 +34,7 @@ def test_every_config_is_tested() -> None:
     assert {p.stem for p in CONFIGS} >= {
         "eurosat_resnet18", "eurosat_torchgeo", "dubai_unet", "slovenia_unet",
         "deepglobe_deeplabv3plus", "sen1floods11_s1s2", "sen1floods11_s2", "sen1floods11_s1",
+        "presto_fuel_moisture",
     }  # fmt: skip
 
 
@@ -56,8 +46,6 @@ def test_config_fits_and_exports_a_bundle(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     text = config.read_text()
-    if "early_fusion_unet" in text and not _multi_input_tasks():
-        pytest.skip("needs the multi-input task of issue 15 (dict inputs, in_channels per input)")
     args = ["fit", "--config", str(config), "--trainer.fast_dev_run=1",
             f"--trainer.default_root_dir={tmp_path}", "--data.init_args.num_workers=0",
             "--trainer.accelerator=cpu", *OVERRIDES.get(config.stem, [])]  # fmt: skip
@@ -71,6 +59,9 @@ def test_config_fits_and_exports_a_bundle(
     assert code == 0, err
     bundle = tmp_path / "model.safetensors"
     assert bundle.is_file(), err
-    predictor = load_bundle(bundle)
-    assert predictor.meta.class_names and len(predictor.meta.mean) == predictor.meta.in_channels
+    meta = load_bundle(bundle).meta
+    if "RegressionTask" in text:
+        assert [h.kind for h in meta.heads] == ["regression"] and meta.heads[0].targets
+    else:
+        assert meta.class_names and len(meta.mean) == meta.in_channels
     assert (tmp_path / "metrics.json").is_file()

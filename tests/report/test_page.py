@@ -113,3 +113,34 @@ def test_training_table_best_is_min_for_loss_and_ece_and_skips_test_rows() -> No
     assert "test_oa" not in rows
     assert rows["val_ece"][2:] == ["0.0100", "1"]
     assert rows["val_loss"][3] == "1" and rows["val_miou"][3] == "1"
+
+
+def test_regression_report_has_errors_not_classes(tmp_path: Path) -> None:
+    """A regression run's page: R², MAE and RMSE in the target's units, lowest error is best,
+    and no class count, confusion matrix or calibration notes."""
+    from landlearn.report.page import _training_rows
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.json").write_text(
+        json.dumps(
+            {"task": "regression", "targets": ["lfmc"], "units": ["%"], "r2": 0.48,
+             "mae": 20.18, "rmse": 26.46, "samples": 735}  # fmt: skip
+        )
+    )
+    (run / "metrics.csv").write_text(
+        "epoch,step,val_mae,val_rmse,val_r2,train_loss_epoch\n"
+        "0,10,26.7,35.6,0.1,\n0,10,,,,0.9\n1,20,22.6,31.8,0.3,\n1,20,,,,0.5\n"
+    )
+    page = build_report(run).read_text(encoding="utf-8")
+    assert "targets: lfmc" in page and "classes" not in page
+    assert "MAE (%)" in page and "RMSE (%)" in page and "0.4800" in page
+    assert "Confusion matrix" not in page and "Reliability" not in page
+    md = (run / "report" / "metrics.md").read_text(encoding="utf-8")
+    assert "Task: regression of lfmc." in md and "| R² | 0.4800 |" in md
+
+    import pandas as pd
+
+    rows = {r[0]: r for r in _training_rows(pd.read_csv(run / "metrics.csv"))}
+    assert rows["val_mae"][2:] == ["22.6000", "1"]
+    assert rows["val_r2"][2:] == ["0.3000", "1"]

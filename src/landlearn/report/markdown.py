@@ -21,6 +21,14 @@ SUMMARY_METRICS: tuple[tuple[str, str], ...] = (
 )
 """Keys of ``metrics.json`` shown in the summary table, with their labels."""
 
+REGRESSION_METRICS: tuple[tuple[str, str], ...] = (
+    ("r2", "R²"),
+    ("mae", "MAE"),
+    ("rmse", "RMSE"),
+    ("nll", "Gaussian NLL"),
+)
+"""The summary of a regression head's ``metrics.json`` (errors in the target's units)."""
+
 _PER_CLASS = ("precision", "recall", "f1", "iou")
 ABSENT = "—"
 
@@ -34,6 +42,17 @@ def format_value(value: Any, digits: int = 4) -> str:
 def summary_rows(metrics: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(label, value) for each summary metric present in ``metrics``, plus the sample count."""
     # AUROC is computed for classification only; a segmentation run's null is "not applicable"
+    if metrics.get("task") == "regression":
+        units = metrics.get("units") or []
+        unit = f" ({units[0]})" if len(units) == 1 and units[0] else ""
+        rows = [
+            (label + (unit if key in ("mae", "rmse") else ""), format_value(metrics[key]))
+            for key, label in REGRESSION_METRICS
+            if finite(metrics.get(key)) is not None
+        ]
+        if finite(metrics.get("samples")) is not None:
+            rows.append(("Test samples", f"{int(metrics['samples']):,}"))
+        return rows
     skip = (
         {"auroc"}
         if metrics.get("auroc") is None and metrics.get("task") != "classification"
@@ -89,7 +108,10 @@ def metrics_markdown(metrics: Mapping[str, Any], title: str | None = None) -> st
     lines = [f"# {title}", ""] if title else []
     task = metrics.get("task")
     classes = metrics.get("num_classes")
-    if task or classes:
+    if task == "regression":
+        targets = ", ".join(metrics.get("targets") or []) or "?"
+        lines += [f"Task: regression of {targets}.", ""]
+    elif task or classes:
         lines += [f"Task: {task or 'unknown'}, {classes or '?'} classes.", ""]
     if metrics.get("tta"):
         lines += [

@@ -43,6 +43,8 @@ def _class_info(
 ) -> tuple[list[str], list[tuple[int, int, int]]]:
     """Class names and colours: metrics.json, then class_colors.json, then tab10 / tab20."""
     metrics = metrics or {}
+    if metrics.get("task") == "regression":  # values, not classes: no names, no colours
+        return [], []
     names = [str(n) for n in metrics.get("class_names") or []]
     count = int(metrics.get("num_classes") or len(names))
     if len(names) < count:
@@ -62,8 +64,8 @@ def _class_info(
 
 
 def _training_rows(frame: pd.DataFrame) -> list[list[str]]:
-    """Last and best value of each training / validation metric per epoch (min for losses and
-    calibration error, max otherwise). Test metrics, logged once, are in the tables above."""
+    """Last and best value of each training / validation metric per epoch (min for losses,
+    errors and calibration error, max otherwise). Test metrics, logged once, are in the tables above."""
     rows = []
     for column in frame.columns:
         name = str(column)
@@ -74,7 +76,12 @@ def _training_rows(frame: pd.DataFrame) -> list[list[str]]:
         values = frame[column].dropna()
         if values.empty:
             continue
-        lower_is_better = "loss" in name.lower() or name.lower().endswith("ece")
+        lowered = name.lower()
+        lower_is_better = (
+            "loss" in lowered
+            or lowered.endswith(("ece", "_mae", "_rmse", "_nll"))
+            or lowered in ("mae", "rmse", "nll")
+        )
         best_at = values.idxmin() if lower_is_better else values.idxmax()
         epoch = frame.at[best_at, "epoch"] if "epoch" in frame.columns else None
         epoch_text = "—" if epoch is None or pd.isna(epoch) else str(int(epoch))
@@ -106,6 +113,8 @@ def _add_figure(
 def _metric_figures(
     content: PageContent, metrics: dict[str, Any], names: list[str], out: Path
 ) -> None:
+    if metrics.get("task") == "regression":  # no classes: no confusion matrix, no calibration
+        return
     if metrics.get("confusion_matrix") is not None:
         _add_figure(
             content,
@@ -182,7 +191,11 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
 
     if metrics is not None:
         task, samples = metrics.get("task"), metrics.get("pixels") or metrics.get("samples")
-        content.subtitle += [f"task: {task or 'unknown'}", f"{len(names)} classes"]
+        content.subtitle.append(f"task: {task or 'unknown'}")
+        if task == "regression":
+            content.subtitle.append(f"targets: {', '.join(metrics.get('targets') or []) or '?'}")
+        else:
+            content.subtitle.append(f"{len(names)} classes")
         if samples:
             content.subtitle.append(
                 f"{int(samples):,} test {'pixels' if 'pixels' in metrics else 'samples'}"

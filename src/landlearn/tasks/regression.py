@@ -86,6 +86,11 @@ class RegressionTask(SupervisedTask):
             weight_decay, momentum, scheduler, scheduler_kwargs, pretrained, dropout, monitor,
             patience, None, "multiclass", -100, 0, channels_last, None, weights,
         )  # fmt: skip
+        # the base's names for what this task fixes (LightningCLI records only this signature)
+        fixed = {"num_classes": num_targets, "class_weights": False, "class_names": None,
+                 "mode": "multiclass", "ignore_index": -100, "num_examples": 0, "tta": None}  # fmt: skip
+        for key, value in fixed.items():
+            self.hparams.setdefault(key, value)
 
     @classmethod
     def _check_loss(cls, loss: str | dict[str, Any]) -> None:
