@@ -136,3 +136,15 @@ def test_v1_maps_like_its_v2_resave(
         for key in ("CLASS_NAMES", "CLASS_COLORS", "LANDLEARN_TASK", "LANDLEARN_TILING"):
             assert ra.tags()[key] == rb.tags()[key]
     assert len(np.unique(pixels[0])) > 1 or kind == "cls"  # a map, not a constant
+
+
+def test_checkpoint_with_format_1_metadata_loads(v1_files: dict[str, Path], tmp_path: Path) -> None:
+    """A task checkpoint written before format 2 (format-1 JSON, ``model.`` state keys)."""
+    raw = _header(v1_files["cls"])
+    state = {f"model.{k}": v for k, v in load_file(str(v1_files["cls"])).items()}
+    ckpt = tmp_path / "old.ckpt"
+    torch.save({"state_dict": state, "landlearn_bundle_meta": json.dumps(raw)}, ckpt)
+    pred = load_bundle(ckpt)
+    assert pred.meta.format_version == 1 and pred.meta.class_names == raw["class_names"]
+    x = _images(2)
+    assert _same(pred.predict_proba(x), _direct_proba(v1_files["cls"], x))

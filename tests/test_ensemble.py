@@ -152,6 +152,9 @@ def test_saved_ensemble_loads_as_the_same_ensemble(tmp_path: Path, images: torch
     assert loaded.class_names == CLASSES and loaded.band_names == BANDS
     assert torch.equal(loaded.predict_proba(images), ens.predict_proba(images))
     assert torch.equal(loaded.predict(images, tta="d4"), ens.predict(images, tta="d4"))
+    by_head = loaded.predict({"image": images})
+    assert list(by_head) == ["classification"]
+    assert torch.equal(by_head["classification"], ens.predict(images))
     # a one-file ensemble among the paths of an ensemble adds its members
     assert len(load_ensemble([path, a])) == 4
 

@@ -130,7 +130,7 @@ def load_bundle(
     device: str | torch.device = "cpu",
     *,
     max_params: int | float | None = None,
-) -> Any:
+) -> Loaded:
     """Load a bundle (or a Lightning ``.ckpt``) for inference.
 
     Returns a :class:`~landlearn.bundle.Predictor`, or for a bundle of several models that

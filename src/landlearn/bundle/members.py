@@ -14,11 +14,10 @@ It lives beside the bundle because a bundle can hold an ensemble (``combine: "me
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from landlearn.bundle.meta import BundleMeta, ModelEntry
@@ -126,9 +125,14 @@ class Ensemble(MetaView):
             seen.warn()
         return total / len(self.members)
 
-    def predict(self, image: torch.Tensor | np.ndarray, tta: str | None = None) -> torch.Tensor:
-        """Class indices of the mean probabilities; ``IGNORE_INDEX`` (255) at no-data."""
-        return classes_of(self.predict_proba(image, tta=tta))
+    def predict(self, image: Inputs, tta: str | None = None) -> Any:
+        """Class indices of the mean probabilities; ``IGNORE_INDEX`` (255) at no-data.
+
+        With a dict ``{input name: batch}``: ``{first head's name: class indices}``, as
+        :meth:`landlearn.bundle.Predictor.predict` gives (members average class heads only).
+        """
+        classes = classes_of(self.predict_proba(image, tta=tta))
+        return {self.meta.heads[0].name: classes} if isinstance(image, Mapping) else classes
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the members into one bundle (``combine: "mean"``, models ``member0`` …).
