@@ -122,12 +122,9 @@ def test_regression_report_has_errors_not_classes(tmp_path: Path) -> None:
 
     run = tmp_path / "run"
     run.mkdir()
-    (run / "metrics.json").write_text(
-        json.dumps(
-            {"task": "regression", "targets": ["lfmc"], "units": ["%"], "r2": 0.48,
-             "mae": 20.18, "rmse": 26.46, "samples": 735}  # fmt: skip
-        )
-    )
+    metrics = {"task": "regression", "targets": ["lfmc"], "units": ["%"], "r2": 0.48}
+    metrics |= {"mae": 20.18, "rmse": 26.46, "samples": 735}
+    (run / "metrics.json").write_text(json.dumps(metrics))
     (run / "metrics.csv").write_text(
         "epoch,step,val_mae,val_rmse,val_r2,train_loss_epoch\n"
         "0,10,26.7,35.6,0.1,\n0,10,,,,0.9\n1,20,22.6,31.8,0.3,\n1,20,,,,0.5\n"

@@ -65,7 +65,8 @@ def _class_info(
 
 def _training_rows(frame: pd.DataFrame) -> list[list[str]]:
     """Last and best value of each training / validation metric per epoch (min for losses,
-    errors and calibration error, max otherwise). Test metrics, logged once, are in the tables above."""
+    errors and calibration error, max otherwise). Test metrics, logged once, are in the tables
+    above."""
     rows = []
     for column in frame.columns:
         name = str(column)

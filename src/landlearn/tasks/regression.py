@@ -87,8 +87,9 @@ class RegressionTask(SupervisedTask):
             patience, None, "multiclass", -100, 0, channels_last, None, weights,
         )  # fmt: skip
         # the base's names for what this task fixes (LightningCLI records only this signature)
-        fixed = {"num_classes": num_targets, "class_weights": False, "class_names": None,
-                 "mode": "multiclass", "ignore_index": -100, "num_examples": 0, "tta": None}  # fmt: skip
+        fixed: dict[str, Any] = {"num_classes": num_targets, "class_weights": False}
+        fixed |= {"class_names": None, "mode": "multiclass", "ignore_index": -100}
+        fixed |= {"num_examples": 0, "tta": None}
         for key, value in fixed.items():
             self.hparams.setdefault(key, value)
 
