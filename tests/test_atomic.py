@@ -67,7 +67,7 @@ def test_write_json_failure_leaves_the_old_file(tmp_path: Path) -> None:
 def test_cli_and_map_write_the_same_text(tmp_path: Path) -> None:
     assert common.write_json is write_json
     tmp = tmp_path / ".areas.tmp.json"
-    assert outputs.write_json(tmp, {"area": math.nan}) == tmp  # the map commits it later
+    assert outputs.write_marked_json(tmp, {"area": math.nan}) == tmp  # the map commits it later
     data = json.loads(tmp.read_text())
     assert data["area"] is None and "written_by" in data
     assert tmp.read_text() == dump_json(data)

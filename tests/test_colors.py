@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-import landlearn.bundle
+import landlearn.bundle.meta
 from landlearn.colors import default_colors, hex_color, parse_colors
 from landlearn.errors import LandlearnError
 
@@ -42,5 +42,5 @@ def test_parse_colors_errors_name_the_file() -> None:
 
 
 def test_bundle_defines_no_colour_helpers() -> None:
-    assert landlearn.bundle.default_colors is default_colors  # imported, not a copy
+    assert landlearn.bundle.meta.default_colors is default_colors  # imported, not a copy
     assert not hasattr(landlearn.bundle, "hex_color")

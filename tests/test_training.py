@@ -108,13 +108,13 @@ def test_train_from_objects_leaves_a_full_run_folder(tmp_path: Path, patches: Pa
     out = tmp_path / "m.json"
     import argparse
 
-    from landlearn.cli.evaluate import run
+    from landlearn.cli.evaluate import add_arguments, run
 
-    args = argparse.Namespace(
-        bundle=str(result.bundle), data=str(test_folder), label=None, out=str(out),
-        overwrite=False, batch_size=4, chip_size=None, classes_csv=None, remap=None,
-        tta=None, ensemble=(), device="cpu",
-    )  # fmt: skip
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(
+        [str(result.bundle), str(test_folder), "--out", str(out), "--batch-size", "4"]
+    )
     assert run(args) == 0
     cli = json.loads(out.read_text())
     assert cli["confusion_matrix"] == lib["confusion_matrix"]

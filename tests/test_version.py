@@ -13,4 +13,4 @@ def test_one_version_everywhere() -> None:
     project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
     assert version.__version__ == project["project"]["version"]
     assert landlearn.__version__ == version.__version__
-    assert bundle._versions()["landlearn"] == version.__version__
+    assert bundle.files._versions()["landlearn"] == version.__version__
