@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -80,9 +80,8 @@ def activation_bytes(pred: Predictor, tile_h: int, tile_w: int) -> int | None:
 
     hooks = [m.register_forward_hook(record) for m in model.modules()]
     try:
-        channels = pred.meta.model_kwargs.get("in_channels")
         x: Any = torch.empty(1, pred.meta.in_channels, tile_h, tile_w, device="meta")
-        if isinstance(channels, Mapping):  # a model that reads a dict of inputs
+        if pred.multi_input:  # a model that reads a dict of inputs
             x = {str(k): torch.empty(1, int(n), tile_h, tile_w, device="meta")
                  for k, n in pred.meta.in_channels_by_input.items()}  # fmt: skip
         with torch.inference_mode():

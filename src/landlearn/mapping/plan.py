@@ -229,18 +229,14 @@ def bundle_inputs(pred: Predictor) -> list[tuple[str | None, list[str]]]:
     A single-input bundle whose model reads one tensor gives one entry named None.
     """
     meta = pred.meta
-    if not _reads_dict(pred):
+    if not pred.multi_input:
         return [(None, list(meta.band_names))]
     return [(s.name, list(s.bands)) for s in meta.inputs if s.kind == "raster"]
 
 
-def _reads_dict(pred: Predictor) -> bool:
-    return isinstance(pred.meta.model_kwargs.get("in_channels"), Mapping)
-
-
 def _model_split(pred: Predictor) -> dict[str, int] | None:
     """Input name → band count (in the bundle's input order) for a model that reads a dict."""
-    return dict(pred.meta.in_channels_by_input) if _reads_dict(pred) else None
+    return dict(pred.meta.in_channels_by_input) if pred.multi_input else None
 
 
 def scene_paths(scene: Scene) -> list[str | os.PathLike[str]]:
