@@ -18,7 +18,8 @@ This package sits at the bottom: it imports only ``errors``, ``conventions`` and
 
 from __future__ import annotations
 
-from landlearn.bundle_check.header import MAX_CHIP_SIZE, MODES, TASKS, type_name, validate_meta
+from landlearn.bundle_check.fields import MAX_CHIP_SIZE, MODES, type_name
+from landlearn.bundle_check.header import TASKS, validate_meta
 from landlearn.bundle_check.header_v2 import COMBINES
 from landlearn.bundle_check.model import (
     DEFAULT_MAX_PARAMS,

@@ -12,70 +12,32 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from landlearn.bundle_check.fields import (
+    MAX_CHIP_SIZE,
+    MODES,
+    PathLike,
+    choice,
+    dict_field,
+    int_field,
+    is_int,
+    is_number,
+    show,
+    type_name,
+)
+from landlearn.bundle_check.header_v2 import validate_v2
 from landlearn.conventions import BUNDLE_FORMAT_VERSION
 from landlearn.errors import LandlearnError
-from landlearn.registry import did_you_mean
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MAX_CHIP_SIZE", "MODES", "TASKS", "type_name", "validate_meta"]
+__all__ = ["TASKS", "validate_meta"]
 
-PathLike = str | os.PathLike[str] | None
 
 TASKS = ("classification", "segmentation")
-MODES = ("multiclass", "binary", "multilabel")
-MAX_CHIP_SIZE = 65536
-"""Largest chip side a header may ask for (a 65536² float chip is already 16 GiB per band)."""
-
 _REQUIRED = ("task", "model_name", "band_names", "class_names", "mean", "std")
-
-
-def type_name(value: object) -> str:
-    """A JSON-ish name for the type of ``value``, for messages: ``a list``, ``null``, …"""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a number"
-    if isinstance(value, list | tuple):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
-
-
-def _show(value: object, limit: int = 40) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _int_field(raw: Mapping[str, Any], key: str, lo: int, hi: int | None, path: PathLike) -> int:
-    value = raw[key]
-    if not _is_int(value):
-        raise LandlearnError(
-            f"bundle {key} must be an integer, got {_show(value)} ({type_name(value)})", path
-        )
-    if value < lo or (hi is not None and value > hi):
-        span = f">= {lo}" if hi is None else f"between {lo} and {hi}"
-        raise LandlearnError(f"bundle {key} must be {span}, got {_show(value)}", path)
-    return int(value)
 
 
 def _names(raw: Mapping[str, Any], key: str, path: PathLike) -> list[str]:
@@ -87,7 +49,7 @@ def _names(raw: Mapping[str, Any], key: str, path: PathLike) -> list[str]:
     for i, name in enumerate(value):
         if not isinstance(name, str) or not name.strip():
             raise LandlearnError(
-                f"bundle {key}[{i}] must be a non-empty string, got {_show(name)} "
+                f"bundle {key}[{i}] must be a non-empty string, got {show(name)} "
                 f"({type_name(name)})",
                 path,
             )
@@ -115,9 +77,9 @@ def _stats(raw: Mapping[str, Any], key: str, bands: Sequence[str], path: PathLik
             path,
         )
     for i, v in enumerate(value):
-        if not _is_number(v):
+        if not is_number(v):
             raise LandlearnError(
-                f"bundle {key}[{i}] ({bands[i]}) must be a number, got {_show(v)} ({type_name(v)})",
+                f"bundle {key}[{i}] ({bands[i]}) must be a number, got {show(v)} ({type_name(v)})",
                 path,
             )
         if not math.isfinite(v):
@@ -136,11 +98,11 @@ def _colors(
         raise LandlearnError(f"bundle class_colors must be a list, got {type_name(value)}", path)
     for i, c in enumerate(value):
         ok = isinstance(c, list) and len(c) in (3, 4)
-        ok = ok and all(_is_int(v) and 0 <= v <= 255 for v in c)
+        ok = ok and all(is_int(v) and 0 <= v <= 255 for v in c)
         if not ok:
             raise LandlearnError(
                 f"bundle class_colors[{i}] must be 3 or 4 integers 0-255 (RGB or RGBA), "
-                f"got {_show(c)}",
+                f"got {show(c)}",
                 path,
             )
     colors = [list(c) for c in value]
@@ -152,34 +114,17 @@ def _colors(
     return colors[:k]
 
 
-def _dict_field(raw: Mapping[str, Any], key: str, path: PathLike) -> dict[str, Any]:
-    value = raw.get(key, {})
-    if not isinstance(value, dict):
-        raise LandlearnError(f"bundle {key} must be a JSON object, got {type_name(value)}", path)
-    return dict(value)
-
-
-def _choice(value: object, key: str, known: Sequence[str], path: PathLike) -> str:
-    if isinstance(value, str) and value in known:
-        return value
-    tip = did_you_mean(value, known, otherwise="") if isinstance(value, str) else ""
-    listed = f"known: {', '.join(known)}"
-    raise LandlearnError(
-        f"unknown bundle {key} {_show(value)}; " + " ".join(p for p in (tip, listed) if p), path
-    )
-
-
 def _version(raw: Mapping[str, Any], path: PathLike) -> int:
     version = raw.get("format_version", 0)
-    if not _is_int(version) or version < 0:
+    if not is_int(version) or version < 0:
         raise LandlearnError(
-            f"bundle format_version must be an integer >= 0, got {_show(version)} "
+            f"bundle format_version must be an integer >= 0, got {show(version)} "
             f"({type_name(version)})",
             path,
         )
     if version > BUNDLE_FORMAT_VERSION:
         raise LandlearnError(
-            f"bundle format {_show(version)} is newer than this landlearn understands "
+            f"bundle format {show(version)} is newer than this landlearn understands "
             f"({BUNDLE_FORMAT_VERSION}); upgrade landlearn",
             path,
         )
@@ -197,16 +142,16 @@ def _model_kwargs(
             path,
         )
     c = kwargs.get("in_channels", len(bands))
-    if c != len(bands) or not _is_int(c):
+    if c != len(bands) or not is_int(c):
         raise LandlearnError(
-            f"bundle model_kwargs in_channels is {_show(c)} but band_names has {len(bands)}",
+            f"bundle model_kwargs in_channels is {show(c)} but band_names has {len(bands)}",
             path,
         )
     k = kwargs.get("num_classes", len(classes))
     ok = (1, len(classes)) if mode == "binary" else (len(classes),)
-    if not _is_int(k) or k not in ok:
+    if not is_int(k) or k not in ok:
         raise LandlearnError(
-            f"bundle model_kwargs num_classes is {_show(k)} but class_names has {len(classes)}"
+            f"bundle model_kwargs num_classes is {show(k)} but class_names has {len(classes)}"
             + (" (binary: 1 or 2)" if mode == "binary" else ""),
             path,
         )
@@ -238,17 +183,15 @@ def validate_meta(
         )
     version = _version(raw, path)
     if version >= 2:
-        from landlearn.bundle_check.header_v2 import validate_v2
-
         return validate_v2(raw, version, path, palette=palette)
     missing = [k for k in _REQUIRED if k not in raw]
     if missing:
         raise LandlearnError(f"bundle metadata lacks {', '.join(missing)}", path)
-    task = _choice(raw["task"], "task", TASKS, path)
-    mode = _choice(raw.get("mode", "multiclass"), "mode", MODES, path)
+    task = choice(raw["task"], "task", TASKS, path)
+    mode = choice(raw.get("mode", "multiclass"), "mode", MODES, path)
     name = raw["model_name"]
     if not isinstance(name, str) or not name:
-        raise LandlearnError(f"bundle model_name must be a string, got {_show(name)}", path)
+        raise LandlearnError(f"bundle model_name must be a string, got {show(name)}", path)
     bands = _names(raw, "band_names", path)
     classes = _names(raw, "class_names", path)
     out: dict[str, Any] = {
@@ -264,9 +207,9 @@ def validate_meta(
         "class_colors": _colors(raw.get("class_colors"), len(classes), palette, path),
     }
     if "ignore_index" in raw:
-        out["ignore_index"] = _int_field(raw, "ignore_index", -(2**31), 2**31 - 1, path)
+        out["ignore_index"] = int_field(raw, "ignore_index", -(2**31), 2**31 - 1, path)
     if "chip_size" in raw:
-        out["chip_size"] = _int_field(raw, "chip_size", 1, MAX_CHIP_SIZE, path)
+        out["chip_size"] = int_field(raw, "chip_size", 1, MAX_CHIP_SIZE, path)
     for key in ("metrics", "versions", "extra"):
-        out[key] = _dict_field(raw, key, path)
+        out[key] = dict_field(raw, key, path)
     return out

@@ -23,16 +23,16 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from landlearn.bundle_check.header import (
+from landlearn.bundle_check.fields import (
     MAX_CHIP_SIZE,
     MODES,
     PathLike,
-    _choice,
-    _dict_field,
-    _int_field,
-    _is_int,
-    _is_number,
-    _show,
+    choice,
+    dict_field,
+    int_field,
+    is_int,
+    is_number,
+    show,
     type_name,
 )
 from landlearn.errors import LandlearnError
@@ -77,12 +77,12 @@ def _known(entry: Mapping[str, Any], known: Sequence[str], where: str, path: Pat
     for key in entry:
         if key not in known:
             tip = did_you_mean(str(key), known, otherwise=f"known: {', '.join(known)}")
-            raise LandlearnError(f"unknown bundle {where} key {_show(key)}; {tip}", path)
+            raise LandlearnError(f"unknown bundle {where} key {show(key)}; {tip}", path)
 
 
 def _text(value: object, where: str, path: PathLike) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise _fail(where, f"must be a non-empty string, got {_show(value)} ({type_name(value)})",
+        raise _fail(where, f"must be a non-empty string, got {show(value)} ({type_name(value)})",
                     path)  # fmt: skip
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
         raise _fail(where, f"{value!r} holds a control character (newline, tab, …)", path)
@@ -103,8 +103,8 @@ def _numbers(value: object, where: str, path: PathLike) -> list[float] | None:
     if not isinstance(value, list):
         raise _fail(where, f"must be a list of numbers or null, got {type_name(value)}", path)
     for i, v in enumerate(value):
-        if not _is_number(v):
-            raise _fail(f"{where}[{i}]", f"must be a number, got {_show(v)} ({type_name(v)})",
+        if not is_number(v):
+            raise _fail(f"{where}[{i}]", f"must be a number, got {show(v)} ({type_name(v)})",
                         path)  # fmt: skip
         if not math.isfinite(v):
             raise _fail(f"{where}[{i}]", f"is {v}, must be finite", path)
@@ -114,15 +114,15 @@ def _numbers(value: object, where: str, path: PathLike) -> list[float] | None:
 def _optional(value: object, where: str, path: PathLike, kind: str) -> object:
     """``value`` if it is null or of ``kind`` (``int``, ``number``, ``bool``, ``str``)."""
     ok = {
-        "int": _is_int(value),
-        "number": _is_number(value),
+        "int": is_int(value),
+        "number": is_number(value),
         "bool": isinstance(value, bool),
         "str": isinstance(value, str),
     }[kind]
     if value is not None and not ok:
         names = {"int": "an integer", "number": "a number", "bool": "true or false",
                  "str": "a string"}  # fmt: skip
-        raise _fail(where, f"must be {names[kind]} or null, got {_show(value)} "
+        raise _fail(where, f"must be {names[kind]} or null, got {show(value)} "
                     f"({type_name(value)})", path)  # fmt: skip
     return value
 
@@ -149,8 +149,8 @@ def _input(entry: Mapping[str, Any], where: str, path: PathLike) -> InputSpec:
         if values[key] is None:
             raise _fail(where, f"has no {key}; a bundle stores the training statistics", path)
     nodata = entry.get("nodata")
-    if not (nodata is None or nodata == "nan" or _is_number(nodata)):
-        raise _fail(f"{where}.nodata", f"must be a number, 'nan' or null, got {_show(nodata)}",
+    if not (nodata is None or nodata == "nan" or is_number(nodata)):
+        raise _fail(f"{where}.nodata", f"must be a number, 'nan' or null, got {show(nodata)}",
                     path)  # fmt: skip
     _optional(entry.get("chip_size"), f"{where}.chip_size", path, "int")
     _optional(entry.get("resolution"), f"{where}.resolution", path, "number")
@@ -163,9 +163,9 @@ def _colors(value: object, where: str, path: PathLike) -> list[list[int]]:
     if not isinstance(value, list):
         raise _fail(where, f"must be a list, got {type_name(value)}", path)
     for i, c in enumerate(value):
-        ok = isinstance(c, list) and len(c) == 3 and all(_is_int(v) and 0 <= v <= 255 for v in c)
+        ok = isinstance(c, list) and len(c) == 3 and all(is_int(v) and 0 <= v <= 255 for v in c)
         if not ok:
-            raise _fail(f"{where}[{i}]", f"must be 3 integers 0-255 (RGB), got {_show(c)}", path)
+            raise _fail(f"{where}[{i}]", f"must be 3 integers 0-255 (RGB), got {show(c)}", path)
     return [list(c) for c in value]
 
 
@@ -212,11 +212,11 @@ def _in_channels(value: object, inputs: Sequence[InputSpec], where: str, path: P
     total = sum(per_input.values())
     if isinstance(value, dict):
         if value != per_input:  # the order is the inputs' (JSON objects are written sorted)
-            raise _fail(f"{where}.kwargs", f"in_channels is {_show(value, 60)} but the inputs "
+            raise _fail(f"{where}.kwargs", f"in_channels is {show(value, 60)} but the inputs "
                         f"have {per_input}", path)  # fmt: skip
         return
-    if not _is_int(value) or value != total:
-        raise _fail(f"{where}.kwargs", f"in_channels is {_show(value)} but the inputs have "
+    if not is_int(value) or value != total:
+        raise _fail(f"{where}.kwargs", f"in_channels is {show(value)} but the inputs have "
                     f"{total} bands", path)  # fmt: skip
 
 
@@ -253,8 +253,8 @@ def _model(
     if "in_channels" in kwargs:
         _in_channels(kwargs["in_channels"], own, where, path)
     k = kwargs.get("num_classes", outputs[-1])
-    if not _is_int(k) or k not in outputs:
-        raise _fail(f"{where}.kwargs", f"num_classes is {_show(k)} but the heads have "
+    if not is_int(k) or k not in outputs:
+        raise _fail(f"{where}.kwargs", f"num_classes is {show(k)} but the heads have "
                     f"{' or '.join(map(str, outputs))} outputs", path)  # fmt: skip
     return out
 
@@ -299,14 +299,14 @@ def validate_v2(
     ]
     _unique([h.name for h in heads], "heads", path)
     default = "multilabel" if heads[0].kind == "multilabel" else "multiclass"
-    mode = _choice(raw.get("mode", default), "mode", MODES, path)
+    mode = choice(raw.get("mode", default), "mode", MODES, path)
     outputs = _outputs(heads, mode)
     models = [
         _model(e, f"models[{i}]", inputs, outputs, path)
         for i, e in enumerate(_entries(raw, "models", path))
     ]
     _unique([m["name"] for m in models], "models", path)
-    combine = _choice(raw.get("combine", "single"), "combine", COMBINES, path)
+    combine = choice(raw.get("combine", "single"), "combine", COMBINES, path)
     if combine == "single" and len(models) != 1:
         raise LandlearnError(
             f"bundle combine 'single' needs exactly one model, got {len(models)}; use 'mean' "
@@ -322,7 +322,7 @@ def validate_v2(
         "mode": mode,
     }
     if "chip_size" in raw:
-        out["chip_size"] = _int_field(raw, "chip_size", 1, MAX_CHIP_SIZE, path)
+        out["chip_size"] = int_field(raw, "chip_size", 1, MAX_CHIP_SIZE, path)
     for key in ("metrics", "versions", "extra"):
-        out[key] = _dict_field(raw, key, path)
+        out[key] = dict_field(raw, key, path)
     return out

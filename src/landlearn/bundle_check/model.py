@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from landlearn.bundle_check.header import PathLike, _is_int, _is_number, _show, type_name
+from landlearn.bundle_check.fields import PathLike, is_int, is_number, show, type_name
 from landlearn.conventions import IGNORE_INDEX
 from landlearn.errors import LandlearnError
 from landlearn.registry import did_you_mean
@@ -77,7 +77,7 @@ def check_model_kwargs(
         if not _fits(value, want):
             raise LandlearnError(
                 f"model {name!r}: model_kwargs {key} must be {_type_name(want)}, got "
-                f"{_show(value)} ({type_name(value)})",
+                f"{show(value)} ({type_name(value)})",
                 path,
             )
 
@@ -85,9 +85,9 @@ def check_model_kwargs(
 def _fits(value: object, annotation: object) -> bool:
     """Whether ``value`` has the simple type (int, float, bool, str) of a parameter's annotation."""
     if annotation is int:
-        return _is_int(value)
+        return is_int(value)
     if annotation is float:
-        return _is_number(value)
+        return is_number(value)
     if annotation is bool:
         return isinstance(value, bool)
     if annotation is str:
@@ -133,7 +133,7 @@ def _size(nbytes: float) -> str:
 
 
 def _describe(name: str, kwargs: Mapping[str, Any]) -> str:
-    shown = [f"{k}={_show(v, 24)}" for k, v in kwargs.items() if k not in _BUILD_KEYS]
+    shown = [f"{k}={show(v, 24)}" for k, v in kwargs.items() if k not in _BUILD_KEYS]
     return f"model {name!r}" + (f" with {', '.join(shown)}" if shown else "")
 
 
