@@ -137,3 +137,14 @@ def test_missing_unknown_and_short_inputs_are_one_line_and_write_nothing(
         with pytest.raises(LandlearnError, match=message):
             map_scene(fusion, scene, out, tile=32, overlap=8)  # type: ignore[arg-type]
         assert list(tmp_path.glob("m*")) == []
+
+
+def test_an_output_on_any_named_input_is_refused_and_the_input_kept(
+    fusion: Predictor, rasters: dict[str, Path]
+) -> None:
+    """The second input is as much the user's as the first: never overwritten by the map."""
+    before = {name: path.read_bytes() for name, path in rasters.items()}
+    for name in ("s2", "s1"):
+        with pytest.raises(LandlearnError, match="is an input of this command; refusing"):
+            map_scene(fusion, rasters, rasters[name], tile=32, overlap=8, overwrite=True)
+    assert {name: path.read_bytes() for name, path in rasters.items()} == before
