@@ -509,7 +509,8 @@ class ScaledMaskFolderDataModule(MaskFolderDataModule):
         """Chips and pixels per split, for the run record."""
         if self.train_dataset is None:
             self.setup("fit")
-        assert self.train_dataset is not None and self.test_dataset is not None
+        assert self.train_dataset is not None
+        assert self.test_dataset is not None
         counts = self._train_class_counts()[: self.num_classes]
         return {
             "train_files": self.train_files,

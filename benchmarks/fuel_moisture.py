@@ -88,7 +88,9 @@ def _train_mlp(
     args: argparse.Namespace, dm: PrestoDataModule, seed: int, variance: bool, split: str
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Train on ``train``, predict ``split``; predictions (and log-variances) in % units."""
-    assert dm.head_spec is not None and dm.head_spec.mean and dm.head_spec.std
+    assert dm.head_spec is not None
+    assert dm.head_spec.mean
+    assert dm.head_spec.std
     mu, sd = dm.head_spec.mean[0], dm.head_spec.std[0]
     x_np, y_np = dm.arrays("train")
     x = torch.as_tensor(x_np)

@@ -338,7 +338,7 @@ def _tag(r: dict[str, Any]) -> str:
 
 
 def _ratios(runs: list[dict[str, Any]]) -> dict[str, float]:
-    """landlearn over TorchGeo (fully labelled runs), and sparse over full mIoU."""
+    """Landlearn over TorchGeo (fully labelled runs), and sparse over full mIoU."""
     full = {r["side"]: r for r in runs if r["point_fraction"] == 1.0}
     out: dict[str, float] = {}
     ll, tg = full.get("landlearn"), full.get("torchgeo")

@@ -82,8 +82,11 @@ def time_steps(
     batch: int,
     size: int,
 ) -> float:
-    """Images per second of ``steps`` training steps of ``batch`` chips of ``size``², after
-    ``warmup`` untimed ones."""
+    """Training throughput in images per second.
+
+    Images per second of ``steps`` training steps of ``batch`` chips of ``size``², after
+    ``warmup`` untimed ones.
+    """
     model_name, bands, classes, _, _ = CASES[name]
     torch.manual_seed(0)
     model = build_model(model_name, in_channels=bands, num_classes=classes).to(device)

@@ -52,7 +52,8 @@ def fixture_maker(name: str) -> ModuleType:
     """The module ``tests/data/<name>/make.py`` (its ``make(out_dir)`` writes the fixture)."""
     path = ROOT / "tests" / "data" / name / "make.py"
     spec = importlib.util.spec_from_file_location(f"_make_{name}", path)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -1,4 +1,6 @@
-"""Fuzzing the CLI with hostile inputs (issue #21): shared by tests/test_fuzz.py and
+"""Fuzzing the CLI with hostile inputs.
+
+Fuzzing the CLI with hostile inputs (issue #21): shared by tests/test_fuzz.py and
 benchmarks/fuzz.py.
 
 Each case runs one ``landlearn`` command in-process on a mutated input and checks the promise:
@@ -62,7 +64,8 @@ def check_promise(code: int, err: str, what: str) -> str:
     lines = [ln for ln in err.strip().splitlines() if ln.strip()]
     assert code == 2, f"{what}: exit {code}: {err}"
     assert "Traceback" not in err, f"{what}: {err}"
-    assert lines and lines[-1].startswith("error: "), f"{what}: {err}"
+    assert lines, f"{what}: {err}"
+    assert lines[-1].startswith("error: "), f"{what}: {err}"
     assert len([ln for ln in lines if ln.startswith("error: ")]) == 1, f"{what}: {err}"
     return "refused"
 
@@ -71,8 +74,11 @@ def check_promise(code: int, err: str, what: str) -> str:
 
 
 def make_world(root: Path) -> dict[str, Path]:
-    """A segmentation bundle (1×1 conv), a 4-band scene, a label raster, a class folder and a
-    classification bundle: the valid inputs that the cases mutate."""
+    """The valid inputs that the fuzz cases mutate.
+
+    A segmentation bundle (1×1 conv), a 4-band scene, a label raster, a class folder and a
+    classification bundle: the valid inputs that the cases mutate.
+    """
     if str(MAPPING) not in sys.path:
         sys.path.insert(0, str(MAPPING))
     import mapping_helpers as mh

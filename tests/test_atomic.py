@@ -17,7 +17,9 @@ from landlearn.mapping import outputs
 
 def test_dump_json_is_strict_json_with_nan_as_null() -> None:
     text = dump_json({"a": math.nan, "b": [1.5, float("inf"), -math.inf], "c": {"d": math.nan}})
-    assert "NaN" not in text and "Infinity" not in text and text.endswith("}\n")
+    assert "NaN" not in text
+    assert "Infinity" not in text
+    assert text.endswith("}\n")
     assert json.loads(text) == {"a": None, "b": [1.5, None, None], "c": {"d": None}}
     assert text == json.dumps(json.loads(text), indent=2) + "\n"  # indented, one final newline
 
@@ -69,5 +71,6 @@ def test_cli_and_map_write_the_same_text(tmp_path: Path) -> None:
     tmp = tmp_path / ".areas.tmp.json"
     assert outputs.write_marked_json(tmp, {"area": math.nan}) == tmp  # the map commits it later
     data = json.loads(tmp.read_text())
-    assert data["area"] is None and "written_by" in data
+    assert data["area"] is None
+    assert "written_by" in data
     assert tmp.read_text() == dump_json(data)

@@ -84,11 +84,13 @@ def test_segmentation_full_and_sparse_on_a_tiny_budget(shared_data: Path, tmp_pa
         ("landlearn", 0.05),
     ]
     for r in runs:
-        assert 0.0 <= r["miou"] <= 1.0 and 0.0 <= r["miou_tta"] <= 1.0
+        assert 0.0 <= r["miou"] <= 1.0
+        assert 0.0 <= r["miou_tta"] <= 1.0
         assert len(r["per_class_iou"]) == len(r["class_names"]) == 5  # Unlabeled is ignored
     assert 0.0 <= record["ratios"]["dubai"]["miou_0.05_points_over_full"]
     md = (tmp_path / "s.md").read_text()
-    assert "mIoU d4 TTA" in md and "brightness and contrast 1 ± 0.5" in md
+    assert "mIoU d4 TTA" in md
+    assert "brightness and contrast 1 ± 0.5" in md
 
 
 def test_fuel_moisture_on_a_tiny_fake_presto(tmp_path: Path) -> None:
@@ -104,7 +106,8 @@ def test_fuel_moisture_on_a_tiny_fake_presto(tmp_path: Path) -> None:
         spec = importlib.util.spec_from_file_location(
             "_fm", ROOT / "benchmarks" / "fuel_moisture.py"
         )
-        assert spec is not None and spec.loader is not None
+        assert spec is not None
+        assert spec.loader is not None
         fm = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(fm)
         md_path = str(tmp_path / "m.md")
@@ -115,17 +118,20 @@ def test_fuel_moisture_on_a_tiny_fake_presto(tmp_path: Path) -> None:
         sys.path.remove(str(ROOT / "benchmarks"))
     assert code == 0
     record = json.loads(out.read_text())
-    assert record["rows"] == {"train": 40, "val": 0, "test": 20} and record["features"] == 58
+    assert record["rows"] == {"train": 40, "val": 0, "test": 20}
+    assert record["features"] == 58
     assert [(r["model"], r["seed"]) for r in record["runs"]] == [
         (m, s) for m in ("mlp", "mlp_nll", "hgb", "rf") for s in (0, 1)
     ]
     for r in record["runs"]:
-        assert r["metrics"]["per_target"]["count"] == [20] and r["metrics"]["mae"] > 0
+        assert r["metrics"]["per_target"]["count"] == [20]
+        assert r["metrics"]["mae"] > 0
         assert (r["metrics"]["nll"] is not None) == (r["model"] == "mlp_nll")
     assert record["summary"]["hgb"]["r2"][1] == 0.0  # no randomness in the boosted trees
     assert record["runs"][0]["metrics"] != record["runs"][1]["metrics"]  # seeds differ
     md = (tmp_path / "m.md").read_text()
-    assert md.startswith("| model | R² | MAE (%) |") and "| mlp_nll |" in md
+    assert md.startswith("| model | R² | MAE (%) |")
+    assert "| mlp_nll |" in md
 
 
 @pytest.mark.real
@@ -141,7 +147,9 @@ def test_sen1floods11_fusion_against_one_sensor_on_a_tiny_budget(
     record = json.loads(out.read_text())
     assert [(r["variant"], r["seed"]) for r in record["runs"]] == [("s1s2", 0), ("s1", 0)]
     for r in record["runs"]:
-        assert 0.0 <= r["water_iou"] <= 1.0 and 0.0 <= r["miou"] <= 1.0
+        assert 0.0 <= r["water_iou"] <= 1.0
+        assert 0.0 <= r["miou"] <= 1.0
         assert (Path(r["run"]) / "metrics.json").is_file()
     text = md.read_text()
-    assert text.startswith("| inputs | water IoU (India) |") and "| S1 only |" in text
+    assert text.startswith("| inputs | water IoU (India) |")
+    assert "| S1 only |" in text

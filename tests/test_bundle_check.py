@@ -227,7 +227,7 @@ def test_unknown_key_passed_on_to_timm_is_caught_when_built(good: Path) -> None:
 
 
 def test_zero_std_keeps_the_floor(good: Path) -> None:
-    """std 0 (a constant band) in format 1 loads as the predictor's floor 1e-12."""
+    """Std 0 (a constant band) in format 1 loads as the predictor's floor 1e-12."""
     pred = load_bundle(_hostile(good, _set(std=[0.0, 4.0, 8.0])))
     assert pred.meta.std == [1e-12, 4.0, 8.0]
     assert float(pred._std.flatten()[0]) == pytest.approx(1e-12)

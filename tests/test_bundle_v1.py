@@ -78,25 +78,33 @@ def test_v1_predicts_bit_for_bit(v1_files: dict[str, Path], kind: str) -> None:
     want = _direct_proba(path, x)
     got = pred.predict_proba(x)
     assert _same(got, want)
-    assert torch.isnan(got[1]).any() and not torch.isnan(got[0]).any()
+    assert torch.isnan(got[1]).any()
+    assert not torch.isnan(got[0]).any()
     assert _same(pred.predict_proba({"image": x}), want)  # the dict form, one input
     meta = pred.meta
-    assert meta.format_version == 1 and meta.model_name == _header(path)["model_name"]
-    assert [s.name for s in meta.inputs] == ["image"] and meta.band_names == _header(path)[
-        "band_names"
-    ]
+    assert meta.format_version == 1
+    assert meta.model_name == _header(path)["model_name"]
+    assert [s.name for s in meta.inputs] == ["image"]
+    assert meta.band_names == _header(path)["band_names"]
 
 
 def test_v1_upgrade_keeps_every_field(v1_files: dict[str, Path]) -> None:
     raw = _header(v1_files["cls"])
     meta = read_meta(v1_files["cls"])
-    assert meta.task == raw["task"] and meta.mode == raw["mode"]
-    assert meta.class_names == raw["class_names"] and meta.class_colors == raw["class_colors"]
-    assert meta.mean == raw["mean"] and meta.std == [50.0, 40.0, 30.0, 1e-12]  # 0 → the floor
-    assert meta.model_kwargs == raw["model_kwargs"] and meta.chip_size == raw["chip_size"]
-    assert meta.metrics == raw["metrics"] and meta.versions == raw["versions"]
-    assert meta.ignore_index == raw["ignore_index"] and meta.in_channels == 4
-    assert meta.heads[0].kind == "classification" and meta.combine == "single"
+    assert meta.task == raw["task"]
+    assert meta.mode == raw["mode"]
+    assert meta.class_names == raw["class_names"]
+    assert meta.class_colors == raw["class_colors"]
+    assert meta.mean == raw["mean"]
+    assert meta.std == [50.0, 40.0, 30.0, 1e-12]
+    assert meta.model_kwargs == raw["model_kwargs"]
+    assert meta.chip_size == raw["chip_size"]
+    assert meta.metrics == raw["metrics"]
+    assert meta.versions == raw["versions"]
+    assert meta.ignore_index == raw["ignore_index"]
+    assert meta.in_channels == 4
+    assert meta.heads[0].kind == "classification"
+    assert meta.combine == "single"
 
 
 @pytest.mark.parametrize("kind", ["cls", "seg"])
@@ -106,7 +114,8 @@ def test_v2_resave_is_format_2_and_predicts_the_same(
     old = load_bundle(v1_files[kind])
     new_path = save_bundle(tmp_path / "v2.safetensors", old.model, old.meta)
     raw = _header(new_path)
-    assert raw["format_version"] == 2 and [m["name"] for m in raw["models"]] == ["model"]
+    assert raw["format_version"] == 2
+    assert [m["name"] for m in raw["models"]] == ["model"]
     assert all(k.startswith("model.") for k in load_file(str(new_path)))
     new = load_bundle(new_path)
     assert new.meta.to_json() == old.meta.to_json()
@@ -145,6 +154,7 @@ def test_checkpoint_with_format_1_metadata_loads(v1_files: dict[str, Path], tmp_
     ckpt = tmp_path / "old.ckpt"
     torch.save({"state_dict": state, "landlearn_bundle_meta": json.dumps(raw)}, ckpt)
     pred = load_bundle(ckpt)
-    assert pred.meta.format_version == 1 and pred.meta.class_names == raw["class_names"]
+    assert pred.meta.format_version == 1
+    assert pred.meta.class_names == raw["class_names"]
     x = _images(2)
     assert _same(pred.predict_proba(x), _direct_proba(v1_files["cls"], x))

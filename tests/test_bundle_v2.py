@@ -52,25 +52,33 @@ def _header(path: Path) -> dict[str, Any]:
 def test_fusion_bundle_views_and_header(tmp_path: Path) -> None:
     path, _ = _fusion(tmp_path)
     raw = _header(path)
-    assert raw["format_version"] == 2 and raw["combine"] == "single"
+    assert raw["format_version"] == 2
+    assert raw["combine"] == "single"
     assert [i["name"] for i in raw["inputs"]] == ["s2", "s1"]
     assert raw["heads"][0]["classes"] == ["land", "water"]
     assert raw["models"] == [{"name": "model", "registry": "early_fusion_unet",
                               "kwargs": FUSION_KWARGS}]  # fmt: skip
     assert all(k.startswith("model.") for k in load_file(str(path)))
     meta = read_meta(path)
-    assert meta.inputs == [S2, S1] and meta.heads[0].classes == ("land", "water")
+    assert meta.inputs == [S2, S1]
+    assert meta.heads[0].classes == ("land", "water")
     assert meta.band_names == ["B02", "B03", "B04", "VV", "VH"]
-    assert meta.mean == [100.0, 200.0, 300.0, -10.0, -17.0] and meta.std[3:] == [3.0, 4.0]
-    assert meta.in_channels == 5 and meta.in_channels_by_input == {"s2": 3, "s1": 2}
-    assert meta.task == "segmentation" and meta.num_classes == 2 and meta.ignore_index == 255
-    assert meta.class_colors and len(meta.class_colors) == 2  # default palette filled in
+    assert meta.mean == [100.0, 200.0, 300.0, -10.0, -17.0]
+    assert meta.std[3:] == [3.0, 4.0]
+    assert meta.in_channels == 5
+    assert meta.in_channels_by_input == {"s2": 3, "s1": 2}
+    assert meta.task == "segmentation"
+    assert meta.num_classes == 2
+    assert meta.ignore_index == 255
+    assert meta.class_colors
+    assert len(meta.class_colors) == 2
 
 
 def test_multi_input_predicts_with_per_input_statistics(tmp_path: Path) -> None:
     path, model = _fusion(tmp_path)
     pred = load_bundle(path)
-    assert isinstance(pred, Predictor) and pred.multi_input
+    assert isinstance(pred, Predictor)
+    assert pred.multi_input
     x = _pair()
     with torch.no_grad():
         z = {n: (x[n] - torch.tensor(s.mean).view(1, -1, 1, 1)) / torch.tensor(s.std).view(
@@ -79,7 +87,8 @@ def test_multi_input_predicts_with_per_input_statistics(tmp_path: Path) -> None:
     got = pred.predict_proba(x)
     torch.testing.assert_close(got, want)
     out = pred.predict(x)
-    assert set(out) == {"water"} and torch.equal(out["water"], want.argmax(1))
+    assert set(out) == {"water"}
+    assert torch.equal(out["water"], want.argmax(1))
     # the stacked tensor (bands in meta.band_names order) is the same model input
     stacked = torch.cat([x["s2"], x["s1"]], dim=1)
     torch.testing.assert_close(pred.predict_proba(stacked), got)
@@ -94,10 +103,12 @@ def test_non_finite_pixels_of_any_input_are_no_data(tmp_path: Path) -> None:
     x["s1"][0, 1, 3, 4] = float("nan")
     x["s2"][1, 0, 10, 11] = float("inf")
     classes = pred.predict(x)["water"]
-    assert classes[0, 3, 4] == 255 and classes[1, 10, 11] == 255
+    assert classes[0, 3, 4] == 255
+    assert classes[1, 10, 11] == 255
     assert int((classes == 255).sum()) == 2
     probs = pred.predict_proba(x)
-    assert torch.isnan(probs[0, :, 3, 4]).all() and not torch.isnan(probs[0, :, 3, 5]).any()
+    assert torch.isnan(probs[0, :, 3, 4]).all()
+    assert not torch.isnan(probs[0, :, 3, 5]).any()
 
 
 def test_missing_or_wrong_inputs_are_one_line(tmp_path: Path) -> None:
@@ -120,7 +131,8 @@ def test_regression_head_gives_values_in_units(tmp_path: Path) -> None:
     model = build_model("mlp_regressor", in_channels=3, num_classes=1).eval()
     meta = BundleMeta(inputs=[table], heads=[head], models=[ModelEntry("model", "mlp_regressor")])
     pred = load_bundle(save_bundle(tmp_path / "reg.safetensors", model, meta))
-    assert pred.meta.task == "regression" and pred.meta.class_names == ["moisture"]
+    assert pred.meta.task == "regression"
+    assert pred.meta.class_names == ["moisture"]
     x = torch.tensor([[1.0, 2.0, 3.0], [5.0, 0.0, float("nan")]])
     with torch.no_grad():
         z = (x[:1] - torch.tensor([[1.0, 2.0, 3.0]])) / 2.0
@@ -288,12 +300,16 @@ def test_task_meta_from_its_specs(tmp_path: Path) -> None:
     task.head_specs = [WATER]  # type: ignore[attr-defined]
     task.data_info = {"chip_size": 32}
     meta = task.bundle_meta({"water_iou": 0.5})
-    assert meta.inputs[0].mean == (1.0, 2.0, 3.0) and meta.inputs[1] == S1
+    assert meta.inputs[0].mean == (1.0, 2.0, 3.0)
+    assert meta.inputs[1] == S1
     assert meta.heads == [WATER.__class__(**{**WATER.__dict__, "colors": meta.heads[0].colors})]
     kwargs = meta.model_kwargs
-    assert kwargs["in_channels"] == {"s2": 3, "s1": 2} and kwargs["num_classes"] == 2
-    assert kwargs["dropout"] == 0.0 and kwargs["encoder"] == FUSION_KWARGS["encoder"]
-    assert meta.chip_size == 32 and meta.metrics == {"water_iou": 0.5}
+    assert kwargs["in_channels"] == {"s2": 3, "s1": 2}
+    assert kwargs["num_classes"] == 2
+    assert kwargs["dropout"] == 0.0
+    assert kwargs["encoder"] == FUSION_KWARGS["encoder"]
+    assert meta.chip_size == 32
+    assert meta.metrics == {"water_iou": 0.5}
     torch.manual_seed(0)
     model = build_model("early_fusion_unet", **kwargs).eval()
     pred = load_bundle(save_bundle(tmp_path / "t.safetensors", model, meta))
@@ -309,8 +325,11 @@ def test_task_meta_without_specs_is_format_1_content() -> None:
     task.data_info = {"band_names": ["r", "g", "b"], "mean": [1, 2, 3], "std": [4, 5, 6],
                       "chip_size": 64}  # fmt: skip
     meta = task.bundle_meta()
-    assert [s.name for s in meta.inputs] == ["image"] and meta.band_names == ["r", "g", "b"]
-    assert meta.mean == [1.0, 2.0, 3.0] and meta.std == [4.0, 5.0, 6.0]
-    assert meta.heads[0].kind == "classification" and meta.class_names == ["a", "b"]
+    assert [s.name for s in meta.inputs] == ["image"]
+    assert meta.band_names == ["r", "g", "b"]
+    assert meta.mean == [1.0, 2.0, 3.0]
+    assert meta.std == [4.0, 5.0, 6.0]
+    assert meta.heads[0].kind == "classification"
+    assert meta.class_names == ["a", "b"]
     assert meta.model_kwargs == {"dropout": 0.0, "num_classes": 2, "in_channels": 3}
     assert meta.chip_size == 64

@@ -11,10 +11,12 @@ from landlearn.errors import LandlearnError
 
 def test_default_colors_are_tab10_then_tab20() -> None:
     ten = default_colors(10)
-    assert ten[0] == [31, 119, 180] and ten[1] == [255, 127, 14]  # tab10 blue, orange
+    assert ten[0] == [31, 119, 180]
+    assert ten[1] == [255, 127, 14]
     assert len({tuple(c) for c in ten}) == 10
     twelve = default_colors(12)
-    assert twelve[0] == [31, 119, 180] and twelve[1] == [174, 199, 232]  # tab20 pairs
+    assert twelve[0] == [31, 119, 180]
+    assert twelve[1] == [174, 199, 232]
     assert all(0 <= v <= 255 for c in twelve for v in c)
     assert default_colors(0) == []
 

@@ -57,7 +57,9 @@ def test_mean_of_the_members(tmp_path: Path, images: torch.Tensor) -> None:
     torch.testing.assert_close(probs, (pa + pb) / 2)
     torch.testing.assert_close(probs.sum(1), torch.ones(5))
     assert torch.equal(ens.predict(images), ((pa + pb) / 2).argmax(1))
-    assert ens.class_names == CLASSES and ens.band_names == BANDS and ens.task == "classification"
+    assert ens.class_names == CLASSES
+    assert ens.band_names == BANDS
+    assert ens.task == "classification"
 
 
 def test_one_member_is_the_bundle_itself(tmp_path: Path, images: torch.Tensor) -> None:
@@ -141,15 +143,19 @@ def test_saved_ensemble_loads_as_the_same_ensemble(tmp_path: Path, images: torch
     ens = load_ensemble([a, b, c])
     path = ens.save(tmp_path / "ens.safetensors")
     raw = _header(path)
-    assert raw["combine"] == "mean" and raw["format_version"] == 2
+    assert raw["combine"] == "mean"
+    assert raw["format_version"] == 2
     models = raw["models"]
-    assert isinstance(models, list) and [m["name"] for m in models] == ["member0", "member1",
-                                                                        "member2"]  # fmt: skip
-    assert "inputs" in models[1] and "inputs" not in models[0]  # b's own statistics
+    assert isinstance(models, list)
+    assert [m["name"] for m in models] == ["member0", "member1", "member2"]
+    assert "inputs" in models[1]
+    assert "inputs" not in models[0]
     assert models[1]["inputs"][0]["mean"] == [80.0] * 3
     loaded = load_bundle(path)
-    assert isinstance(loaded, Ensemble) and len(loaded) == 3
-    assert loaded.class_names == CLASSES and loaded.band_names == BANDS
+    assert isinstance(loaded, Ensemble)
+    assert len(loaded) == 3
+    assert loaded.class_names == CLASSES
+    assert loaded.band_names == BANDS
     assert torch.equal(loaded.predict_proba(images), ens.predict_proba(images))
     assert torch.equal(loaded.predict(images, tta="d4"), ens.predict(images, tta="d4"))
     by_head = loaded.predict({"image": images})
@@ -180,7 +186,8 @@ def test_saved_ensemble_maps_and_evaluates_like_its_members(tmp_path: Path) -> N
     one = map_scene(ens, scene, tmp_path / "one.tif", tile=32, overlap=8, probabilities=True)
     two = map_scene(a, scene, tmp_path / "two.tif", ensemble=[b], tile=32, overlap=8,
                     probabilities=True)  # fmt: skip
-    assert "ensemble_variance" in one.bands and one.bands == two.bands
+    assert "ensemble_variance" in one.bands
+    assert one.bands == two.bands
     with rasterio.open(one.path) as r1, rasterio.open(two.path) as r2:
         assert np.array_equal(r1.read(), r2.read())
     loaded = load_bundle(ens)

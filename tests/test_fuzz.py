@@ -1,7 +1,10 @@
-"""Property-based fuzzing of the CLI (issue #21): mutated bundle headers, GeoTIFF bytes, CSV
+"""Property-based fuzzing of the CLI.
+
+Property-based fuzzing of the CLI (issue #21): mutated bundle headers, GeoTIFF bytes, CSV
 tables, YAML configs and pixel values give success or one line with exit 2, never a traceback,
 and never change an input file. A bounded number of examples here; ``benchmarks/fuzz.py`` runs
-many more and records its counts in RESULTS.md."""
+many more and records its counts in RESULTS.md.
+"""
 
 from __future__ import annotations
 

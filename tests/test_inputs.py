@@ -32,7 +32,8 @@ def test_a_regular_file_passes(tmp_path: Path) -> None:
     f = tmp_path / "a.tif"
     f.write_bytes(b"x")
     assert check_input_file(f, "scene") == f
-    assert check_input(f) == f and check_input(tmp_path) == tmp_path
+    assert check_input(f) == f
+    assert check_input(tmp_path) == tmp_path
 
 
 @posix
@@ -42,7 +43,8 @@ def test_fifo_is_refused_without_opening_it(tmp_path: Path) -> None:
     # Opening a FIFO for reading would block this test forever; the check must only stat it.
     with pytest.raises(LandlearnError, match=r"is a FIFO \(named pipe\), not a regular file") as e:
         check_input_file(fifo, "scene")
-    assert e.value.path == str(fifo) and "expected a scene" in e.value.message
+    assert e.value.path == str(fifo)
+    assert "expected a scene" in e.value.message
 
 
 @posix
@@ -113,7 +115,9 @@ def test_undecodable_name(tmp_path: Path) -> None:
 def test_one_line_escapes_control_characters() -> None:
     err = LandlearnError("bad\nvalue \x1b[31m", "a\nerror: injected\r.tif")
     line = err.one_line()
-    assert "\n" not in line and "\r" not in line and "\x1b" not in line
+    assert "\n" not in line
+    assert "\r" not in line
+    assert "\x1b" not in line
     assert line == "a\\nerror: injected\\r.tif: bad value \\x1b[31m"
     assert str(err) == line
     assert escape("x\u2028y\udcffz\ud800") == "x\\u2028y\\xffz\\ud800"

@@ -119,7 +119,7 @@ def test_partial_ce_gamma_zero_equals_ce() -> None:
 
 
 def test_focal_gamma_zero_is_mean_per_class_bce() -> None:
-    """smp's focal is one-vs-rest sigmoid focal: gamma 0 gives mean per-class BCE."""
+    """Smp's focal is one-vs-rest sigmoid focal: gamma 0 gives mean per-class BCE."""
     logits, mask = _batch("focal")
     focal = build_loss({"name": "focal", "gamma": 0.0}, num_classes=3)
     valid = mask != IGNORE_INDEX
@@ -245,7 +245,7 @@ def _bce(z: float, t: float, pos_weight: float = 1.0) -> float:
 
 
 def test_focal_gamma_two_hand_value() -> None:
-    """smp multiclass focal: one-vs-rest sigmoid focal per class, mean over pixels, then classes."""
+    """Smp multiclass focal: one-vs-rest sigmoid focal per class, mean over pixels, then classes."""
     per_class = []
     for c in range(2):
         terms = []

@@ -36,7 +36,8 @@ def _expected(pred: np.ndarray, true: np.ndarray, logvar: np.ndarray) -> dict[st
 def test_hand_computed_values_with_nan_targets() -> None:
     # target 0 by hand: errors -0.5, 0, 0.5, 1 → MAE 0.5, RMSE sqrt(1.5 / 4)
     want = _expected(PRED, TRUE, LOGVAR)
-    assert want["mae"][0] == pytest.approx(0.5) and want["rmse"][0] == pytest.approx(1.5**0.5 / 2)
+    assert want["mae"][0] == pytest.approx(0.5)
+    assert want["rmse"][0] == pytest.approx(1.5**0.5 / 2)
     m = RegressionMetrics(["a", "b"])
     t = torch.tensor
     m.update(t(PRED[:3]), t(TRUE[:3]), t(LOGVAR[:3]))
@@ -46,7 +47,8 @@ def test_hand_computed_values_with_nan_targets() -> None:
         assert got["per_target"][key] == pytest.approx(want[key], rel=1e-6), key
         assert got[key] == pytest.approx(np.mean(want[key]), rel=1e-6), key
     assert got["per_target"]["count"] == want["count"] == [4, 4]
-    assert got["targets"] == ["a", "b"] and got["task"] == "regression"
+    assert got["targets"] == ["a", "b"]
+    assert got["task"] == "regression"
     json.dumps(got, allow_nan=False)
 
 
@@ -59,8 +61,10 @@ def test_r2_matches_the_textbook_value_and_nll_is_none_without_variance() -> Non
     m = RegressionMetrics(1)
     m.update(torch.tensor(p), torch.tensor(y))  # (B,) for a single target
     got = m.compute()
-    assert got["r2"] == pytest.approx(r2) and got["nll"] is None
-    assert got["per_target"]["nll"] == [None] and got["targets"] == ["target_0"]
+    assert got["r2"] == pytest.approx(r2)
+    assert got["nll"] is None
+    assert got["per_target"]["nll"] == [None]
+    assert got["targets"] == ["target_0"]
 
 
 def test_undefined_values_are_none_not_nan() -> None:
@@ -71,7 +75,8 @@ def test_undefined_values_are_none_not_nan() -> None:
     assert got["r2"] is None
     assert got["per_target"]["mae"] == pytest.approx([3.5, 2.0])
     empty = RegressionMetrics(1).compute()
-    assert empty["mae"] is None and empty["per_target"]["count"] == [0]
+    assert empty["mae"] is None
+    assert empty["per_target"]["count"] == [0]
 
 
 def test_pixel_targets() -> None:

@@ -42,8 +42,11 @@ def _toy() -> Registry[int]:
 
 def test_names_build_and_tags() -> None:
     reg = _toy()
-    assert reg.names() == ["broken", "square"] and reg.in_order() == ["square", "broken"]
-    assert "square" in reg and "circle" not in reg and len(reg) == 2
+    assert reg.names() == ["broken", "square"]
+    assert reg.in_order() == ["square", "broken"]
+    assert "square" in reg
+    assert "circle" not in reg
+    assert len(reg) == 2
     assert reg.build("square", 3, scale=2) == 18
     assert reg.tags("square") == {"colour": "red"}
 
@@ -99,7 +102,8 @@ def test_did_you_mean_helpers() -> None:
     assert did_you_mean("x", ["a", "b"]) == "known: a, b"
     assert did_you_mean("x", ["a", "b"], otherwise="") == ""
     err = unknown_name("encoder", "qqq", ["resnet18"], "see the list")
-    assert isinstance(err, LandlearnError) and err.message == "unknown encoder 'qqq'; see the list"
+    assert isinstance(err, LandlearnError)
+    assert err.message == "unknown encoder 'qqq'; see the list"
 
 
 # ---- every registered entry, so a new one is tested for free --------------------------------
@@ -160,7 +164,8 @@ def test_every_augmentation_refuses_an_unknown_option(name: str) -> None:
 def test_every_augmentation_builds_from_its_defaults(name: str) -> None:
     aug = build_augment({name: 1.0}, "segmentation")
     out = aug({"image": torch.rand(2, 3, 16, 16), "mask": torch.zeros(2, 16, 16, dtype=torch.long)})
-    assert out["image"].shape == (2, 3, 16, 16) and out["mask"].shape == (2, 16, 16)
+    assert out["image"].shape == (2, 3, 16, 16)
+    assert out["mask"].shape == (2, 16, 16)
 
 
 def test_small_cnn_refuses_an_unknown_option() -> None:

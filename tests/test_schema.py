@@ -17,11 +17,14 @@ def test_input_spec_round_trips_through_json() -> None:
         "s2", "raster", bands=["B02", "B03"], mean=[1, 2.5], std=[0.5, 1], nodata=0,
         chip_size=64, resolution=10,
     )  # fmt: skip
-    assert spec.bands == ("B02", "B03") and spec.mean == (1.0, 2.5) and spec.num_bands == 2
+    assert spec.bands == ("B02", "B03")
+    assert spec.mean == (1.0, 2.5)
+    assert spec.num_bands == 2
     text = json.dumps(spec.to_dict())
     back = InputSpec.from_dict(json.loads(text))
     assert back == spec
-    assert back.to_dict()["chip_size"] == 64 and back.resolution == 10.0
+    assert back.to_dict()["chip_size"] == 64
+    assert back.resolution == 10.0
 
 
 def test_nan_nodata_is_json_safe() -> None:
@@ -30,14 +33,17 @@ def test_nan_nodata_is_json_safe() -> None:
     assert d["nodata"] == "nan"
     json.dumps(d, allow_nan=False)  # strict JSON: would raise on a float NaN
     back = InputSpec.from_dict(d)
-    assert back.nodata is not None and math.isnan(back.nodata)
+    assert back.nodata is not None
+    assert math.isnan(back.nodata)
 
 
 def test_table_input_and_with_stats() -> None:
     spec = InputSpec("meta", "table", bands=["a", "b", "c"])
     assert not spec.has_stats
     filled = spec.with_stats([0, 1, 2], [1, 1, 2])
-    assert filled.std == (1.0, 1.0, 2.0) and filled.has_stats and spec.mean is None
+    assert filled.std == (1.0, 1.0, 2.0)
+    assert filled.has_stats
+    assert spec.mean is None
     with pytest.raises(LandlearnError, match=r"input 'meta': a table input has no chip_size"):
         InputSpec("meta", "table", bands=["a"], chip_size=8)
 
@@ -85,9 +91,12 @@ def test_class_head_defaults_and_round_trip() -> None:
     head = HeadSpec(
         "lc", "segmentation", classes=["water", "land"], colors=[[0, 0, 255], [0, 128, 0]]
     )
-    assert head.target_key == "mask" and head.ignore_index == IGNORE_INDEX
-    assert head.num_outputs == head.out_channels == 2 and head.is_spatial
-    assert not head.is_regression and head.colors == ((0, 0, 255), (0, 128, 0))
+    assert head.target_key == "mask"
+    assert head.ignore_index == IGNORE_INDEX
+    assert head.num_outputs == head.out_channels == 2
+    assert head.is_spatial
+    assert not head.is_regression
+    assert head.colors == ((0, 0, 255), (0, 128, 0))
     back = HeadSpec.from_dict(json.loads(json.dumps(head.to_dict())))
     assert back == head
     assert HeadSpec("c", "classification", classes=["a", "b"]).target_key == "label"
@@ -98,13 +107,20 @@ def test_regression_head_defaults_and_round_trip() -> None:
     head = HeadSpec(
         "lfmc", "regression", targets=["lfmc"], units=["%"], mean=[100], std=[30], variance=True
     )
-    assert head.target_key == "target" and head.ignore_index is None
-    assert head.num_outputs == 1 and head.out_channels == 2 and head.is_regression
-    assert not head.is_spatial and HeadSpec("h", "pixel_regression", targets=["h"]).is_spatial
+    assert head.target_key == "target"
+    assert head.ignore_index is None
+    assert head.num_outputs == 1
+    assert head.out_channels == 2
+    assert head.is_regression
+    assert not head.is_spatial
+    assert HeadSpec("h", "pixel_regression", targets=["h"]).is_spatial
     back = HeadSpec.from_dict(json.loads(json.dumps(head.to_dict())))
-    assert back == head and back.mean == (100.0,)
+    assert back == head
+    assert back.mean == (100.0,)
     custom = HeadSpec("y", "regression", targets=["a", "b"], target_key="yield")
-    assert custom.target_key == "yield" and custom.units == () and custom.mean is None
+    assert custom.target_key == "yield"
+    assert custom.units == ()
+    assert custom.mean is None
 
 
 _CLS = {"kind": "classification", "classes": ["a", "b"]}

@@ -128,7 +128,8 @@ def test_train_without_testing_still_exports_the_best_weights(
         _config(tmp_path, patches, tmp_path / "runs"), "--trainer.max_epochs=1", test=False,
         report=False,
     )  # fmt: skip
-    assert result.bundle is not None and result.bundle.is_file()
+    assert result.bundle is not None
+    assert result.bundle.is_file()
     assert result.metrics == {}
     assert not (result.run_dir / "metrics.json").exists()
     assert not (result.run_dir / "report").exists()
@@ -137,10 +138,11 @@ def test_train_without_testing_still_exports_the_best_weights(
 def test_train_refuses_unclear_calls(tmp_path: Path, patches: Path) -> None:
     with pytest.raises(LandlearnError, match="a config, or a model"):
         landlearn.train()
-    with pytest.raises(LandlearnError, match="datamodule"):
-        from landlearn.tasks import ClassificationTask
+    from landlearn.tasks import ClassificationTask
 
-        landlearn.train(model=ClassificationTask(model="small_cnn"))
+    task = ClassificationTask(model="small_cnn")
+    with pytest.raises(LandlearnError, match="datamodule"):
+        landlearn.train(model=task)
     bad = tmp_path / "bad.yaml"
     bad.write_text("trainer: {max_epochs: -3}\n")
     with pytest.raises(LandlearnError, match=r"bad\.yaml"):

@@ -108,7 +108,7 @@ _CLASS = re.compile(r"<class '(?:[\w.]*\.)?(\w+)'>")
 
 
 def parse_error(message: str, argv: list[str]) -> LandlearnError:
-    """jsonargparse's (multi-line) parse error as one line naming the config file and key."""
+    """Jsonargparse's (multi-line) parse error as one line naming the config file and key."""
     text = message.strip()
     m = re.search(r"(?:Subcommand|Group) '[^']*' does not accept option '([^']+)'", text)
     if m:

@@ -22,7 +22,7 @@ def _escaped(ch: str) -> str | None:
 
 
 def escape(text: str, keep_whitespace: bool = False) -> str:
-    """``text`` with control characters, line breaks and undecodable bytes escaped (``\\n``).
+    r"""``text`` with control characters, line breaks and undecodable bytes escaped (``\\n``).
 
     With ``keep_whitespace`` plain spaces, tabs and newlines are kept (a message's own line
     breaks, joined later); in a path every one of them is escaped.

@@ -38,7 +38,7 @@ from landlearn.run_outputs import (
     pair_tensorboard,
     run_dir,
     run_outputs,
-    test_after_fit,
+    run_test_after_fit,
 )
 from landlearn.verbosity import is_debug, is_quiet
 
@@ -151,7 +151,7 @@ class LandlearnCLI(LightningCLI):
         """Test the best weights (``RunOutputs`` loaded them and writes the run's files)."""
         if self.config_init[self.subcommand].get("no_test"):
             return
-        test_after_fit(self.trainer, self.model, self.datamodule, verbose=not is_quiet())
+        run_test_after_fit(self.trainer, self.model, self.datamodule, verbose=not is_quiet())
 
     @property
     def bundle_path(self) -> Path | None:

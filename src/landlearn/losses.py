@@ -305,7 +305,7 @@ def _dice(
     mode: str,
     **options: Any,
 ) -> nn.Module:
-    """smp ``DiceLoss``; options: ``smooth``, ``log_loss``, ``eps``, ``classes``."""
+    """Smp ``DiceLoss``; options: ``smooth``, ``log_loss``, ``eps``, ``classes``."""
     return _overlap("dice", smp.losses.DiceLoss, mode, ignore_index, class_weights, options)
 
 
@@ -318,7 +318,7 @@ def _jaccard(
     mode: str,
     **options: Any,
 ) -> nn.Module:
-    """smp ``JaccardLoss``; options: ``smooth``, ``log_loss``, ``eps``, ``classes``."""
+    """Smp ``JaccardLoss``; options: ``smooth``, ``log_loss``, ``eps``, ``classes``."""
     return _overlap("jaccard", smp.losses.JaccardLoss, mode, ignore_index, class_weights, options)
 
 
@@ -331,7 +331,7 @@ def _tversky(
     mode: str,
     **options: Any,
 ) -> nn.Module:
-    """smp ``TverskyLoss``; options: ``alpha`` (FP weight), ``beta`` (FN weight), ``gamma``."""
+    """Smp ``TverskyLoss``; options: ``alpha`` (FP weight), ``beta`` (FN weight), ``gamma``."""
     return _overlap("tversky", smp.losses.TverskyLoss, mode, ignore_index, class_weights, options)
 
 

@@ -52,7 +52,7 @@ __all__ = [
     "pair_tensorboard",
     "run_dir",
     "run_outputs",
-    "test_after_fit",
+    "run_test_after_fit",
     "write_outputs",
 ]
 
@@ -196,7 +196,7 @@ def has_test_split(dm: LightningDataModule | None) -> bool:
 def default_callbacks(
     model: Any, have: set[type] | None = None, logger: bool = True
 ) -> list[Callback]:
-    """landlearn's callbacks for a task, leaving out the kinds in ``have``.
+    """Landlearn's callbacks for a task, leaving out the kinds in ``have``.
 
     The best checkpoint by the task's monitored metric, early stopping when ``patience`` > 0,
     an LR monitor when there is a logger, and :class:`RunOutputs`.
@@ -246,7 +246,7 @@ def run_outputs(trainer: Trainer) -> RunOutputs | None:
     return next((c for c in trainer.callbacks if isinstance(c, RunOutputs)), None)  # type: ignore[attr-defined]
 
 
-def test_after_fit(trainer: Trainer, model: Any, datamodule: Any, verbose: bool = True) -> None:
+def run_test_after_fit(trainer: Trainer, model: Any, datamodule: Any, verbose: bool = True) -> None:
     """Test the (best) weights on the datamodule's test split, when fitting finished."""
     if trainer.interrupted or not exports_bundles(model) or not has_test_split(datamodule):
         return

@@ -30,7 +30,7 @@ from landlearn.run_outputs import (
     pair_tensorboard,
     run_dir,
     run_outputs,
-    test_after_fit,
+    run_test_after_fit,
 )
 
 __all__ = ["TrainResult", "train"]
@@ -158,7 +158,7 @@ def _train_objects(
     pair_tensorboard(trainer)
     trainer.fit(model, datamodule=datamodule)
     if test:
-        test_after_fit(trainer, model, datamodule)
+        run_test_after_fit(trainer, model, datamodule)
     return _result(trainer, model, datamodule)
 
 

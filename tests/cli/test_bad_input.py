@@ -197,8 +197,11 @@ def test_remap_on_class_folders_is_refused(
 
 
 def _hostile_bundle(good: Path, **fields: object) -> Path:
-    """``good`` as a format-1 file (the fields below are format 1's) with ``fields`` replaced
-    (``_raw`` = the whole text)."""
+    """A bundle with some header fields replaced.
+
+    ``good`` as a format-1 file (the fields below are format 1's) with ``fields`` replaced
+    (``_raw`` = the whole text).
+    """
     import json
 
     from safetensors.torch import save_file

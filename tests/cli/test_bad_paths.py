@@ -206,4 +206,6 @@ def test_missing_crs_is_warned_once(
     assert code == 0, err
     lines = [ln for ln in err.splitlines() if "no CRS" in ln]
     assert len(lines) == 1, err
-    assert "UserWarning" not in err and "map_scene(" not in err and ".py:" not in err
+    assert "UserWarning" not in err
+    assert "map_scene(" not in err
+    assert ".py:" not in err

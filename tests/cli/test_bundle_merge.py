@@ -32,7 +32,9 @@ def members(tmp_path: Path) -> list[Path]:
 def _one_line(code: int, err: str, *needles: str) -> None:
     lines = [ln for ln in err.strip().splitlines() if ln.strip()]
     assert code == 2, err
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: "), err
+    assert "Traceback" not in err, err
     for needle in needles:
         assert needle in lines[0], lines[0]
 
@@ -44,7 +46,8 @@ def test_merge_writes_an_ensemble_bundle(
     code, _, err = run_cli(["bundle", "merge", *map(str, members), "-o", str(out)], capsys)
     assert code == 0, err
     loaded = load_bundle(out)
-    assert isinstance(loaded, Ensemble) and len(loaded) == 3
+    assert isinstance(loaded, Ensemble)
+    assert len(loaded) == 3
     x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 255
     torch.testing.assert_close(loaded.predict_proba(x), load_ensemble(members).predict_proba(x))
 

@@ -61,7 +61,9 @@ def test_config_fits_and_exports_a_bundle(
     assert bundle.is_file(), err
     meta = load_bundle(bundle).meta
     if "RegressionTask" in text:
-        assert [h.kind for h in meta.heads] == ["regression"] and meta.heads[0].targets
+        assert [h.kind for h in meta.heads] == ["regression"]
+        assert meta.heads[0].targets
     else:
-        assert meta.class_names and len(meta.mean) == meta.in_channels
+        assert meta.class_names
+        assert len(meta.mean) == meta.in_channels
     assert (tmp_path / "metrics.json").is_file()

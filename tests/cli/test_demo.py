@@ -30,8 +30,10 @@ def test_demo_writes_everything_a_user_opens(
         rasterio.open(out / "new_area_landcover.tif") as src,
         rasterio.open(out / "data" / "new_area.tif") as scene,
     ):
-        assert src.crs == scene.crs and src.transform == scene.transform
-        assert src.nodata == 255 and src.dtypes[0] == "uint8"
+        assert src.crs == scene.crs
+        assert src.transform == scene.transform
+        assert src.nodata == 255
+        assert src.dtypes[0] == "uint8"
         assert src.colormap(1)[0][:3] == tuple(synthetic.COLORS[0])
         assert "water" in src.tags()["CLASS_NAMES"]
         assert src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"

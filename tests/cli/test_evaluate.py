@@ -72,7 +72,8 @@ def test_mask_folder_scores(
     write_mask_pair(tmp_path / "d", mask)
     code, stdout, err = run_cli(["evaluate", str(seg_bundle), str(tmp_path / "d")], capsys)
     assert code == 0, err
-    assert "water" in stdout and "forest" in stdout
+    assert "water" in stdout
+    assert "forest" in stdout
 
 
 def test_unknown_tta_is_an_argument_error(

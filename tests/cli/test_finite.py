@@ -42,12 +42,15 @@ def test_one_inf_pixel_is_one_nan_output(seg_bundle: Path) -> None:
     counts = FiniteCounts()
     probs = pred.predict_proba(dirty, counts=counts)
     void = torch.isnan(probs).any(dim=1)[0]
-    assert void.sum() == 2 and void[10, 20] and void[40, 3]
+    assert void.sum() == 2
+    assert void[10, 20]
+    assert void[40, 3]
     expect = pred.predict_proba(filled)
     assert torch.allclose(probs[:, :, ~void], expect[:, :, ~void])
     assert (counts.pixels, counts.nonfinite, counts.absurd) == (64 * 64, 2, 0)
     classes = pred.predict(dirty)
-    assert classes[0, 10, 20] == IGNORE_INDEX and classes[0, 40, 3] == IGNORE_INDEX
+    assert classes[0, 10, 20] == IGNORE_INDEX
+    assert classes[0, 40, 3] == IGNORE_INDEX
     assert (classes[0][~void] < 2).all()
 
 
@@ -72,7 +75,8 @@ def test_scene_classifier_voids_the_image_not_the_batch(cls_bundle: Path) -> Non
     batch[1, 0, 3, 3] = float("nan")
     counts = FiniteCounts()
     probs = pred.predict_proba(batch, counts=counts)
-    assert torch.isnan(probs[1]).all() and torch.isfinite(probs[[0, 2]]).all()
+    assert torch.isnan(probs[1]).all()
+    assert torch.isfinite(probs[[0, 2]]).all()
     assert torch.allclose(probs[[0, 2]], pred.predict_proba(batch[[0, 2]]))
     assert (counts.unit, counts.pixels, counts.nonfinite) == ("images", 3, 1)
     assert pred.predict(batch).tolist()[1] == IGNORE_INDEX
@@ -84,7 +88,8 @@ def test_ensemble_follows_the_rule(seg_bundle: Path, cls_bundle: Path, tmp_path:
     dirty[0, :, 0, 0] = float("-inf")
     counts = FiniteCounts()
     probs = ens.predict_proba(dirty, counts=counts)
-    assert torch.isnan(probs[0, :, 0, 0]).all() and torch.isfinite(probs[0, :, 1:, :]).all()
+    assert torch.isnan(probs[0, :, 0, 0]).all()
+    assert torch.isfinite(probs[0, :, 1:, :]).all()
     assert counts.nonfinite == 1  # counted once, not once per member
     assert ens.predict(dirty)[0, 0, 0] == IGNORE_INDEX
 

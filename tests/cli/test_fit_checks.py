@@ -136,7 +136,9 @@ def test_debug_keeps_jsonargparse_usage(tmp_path: Path, capsys: pytest.CaptureFi
         main(["--debug", "fit", "--config", str(cfg)])
     assert exit_.value.code == 2
     err = capsys.readouterr().err
-    assert "usage:" in err and "bogus_key" in err and len(err.splitlines()) > 10
+    assert "usage:" in err
+    assert "bogus_key" in err
+    assert len(err.splitlines()) > 10
 
 
 def test_parse_error_message_shapes() -> None:
@@ -186,7 +188,8 @@ def test_remove_empty_run_keeps_results(tmp_path: Path) -> None:
         return folder
 
     assert remove_empty_run(run("a", "config.yaml", "hparams.yaml", "events.out.tfevents.1"))
-    assert not (tmp_path / "runs" / "a").exists() and (tmp_path / "runs").is_dir()
+    assert not (tmp_path / "runs" / "a").exists()
+    assert (tmp_path / "runs").is_dir()
     assert remove_empty_run(run("b"))  # left empty
     for files in (("config.yaml", "checkpoints/best-epoch=0.ckpt"), ("metrics.csv",),
                   ("model.safetensors",), ("config.yaml", "my_notes.txt")):  # fmt: skip

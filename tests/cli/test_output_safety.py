@@ -1,5 +1,8 @@
-"""Issue #21: `evaluate --out`, `fit --bundle`, `lr-find --out` and `demo --out` never destroy a
-user's file; the folder's files are hashed before and after."""
+"""Commands never destroy a user's file.
+
+Issue #21: `evaluate --out`, `fit --bundle`, `lr-find --out` and `demo --out` never destroy a
+user's file; the folder's files are hashed before and after.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
-"""Run every ``tests/data/*/make.py`` (and ``bundle_v1.py``) so no fixture script rots (the
-Makefile calls this)."""
+"""Run every fixture script.
+
+Run every ``tests/data/*/make.py`` (and ``bundle_v1.py``) so no fixture script rots (the
+Makefile calls this).
+"""
 
 from __future__ import annotations
 

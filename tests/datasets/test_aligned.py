@@ -61,7 +61,8 @@ def test_inputs_and_mask_are_chips_of_the_same_pixels(scene: dict[str, str]) -> 
     for i in range(len(ds)):
         sample = ds[i]
         assert list(sample) == ["a", "b", "mask"]
-        assert sample["a"].shape == (3, 16, 16) and sample["b"].shape == (2, 16, 16)
+        assert sample["a"].shape == (3, 16, 16)
+        assert sample["b"].shape == (2, 16, 16)
         assert torch.equal(sample["a"][0], sample["b"][0])  # the same pixel numbers
         window, _ = ds.window(i)
         r, c = int(window.row_off), int(window.col_off)
@@ -76,7 +77,8 @@ def test_inputs_and_mask_are_chips_of_the_same_pixels(scene: dict[str, str]) -> 
 def test_an_input_on_another_grid_is_warped_onto_the_first(scene: dict[str, str]) -> None:
     inputs = parse_inputs({"a": scene["a"], "c": {"path": scene["c"], "resampling": "nearest"}})
     ds = AlignedRasterDataset(inputs, None, chip_size=SIZE, sampler="grid")
-    assert ds.warped == {"a": False, "c": True} and "mask" not in ds[0]
+    assert ds.warped == {"a": False, "c": True}
+    assert "mask" not in ds[0]
     coarse = np.arange((SIZE // 2) ** 2, dtype=np.float32).reshape(SIZE // 2, SIZE // 2)
     np.testing.assert_array_equal(ds[0]["c"][0].numpy(), coarse.repeat(2, 0).repeat(2, 1))
     assert np.isnan(ds.nodata("c"))
@@ -98,9 +100,11 @@ def test_label_on_another_grid_and_partial_cover_become_ignored(
     ds = AlignedRasterDataset(parse_inputs({"a": scene["a"], "e": shifted}), label,
                               chip_size=SIZE, sampler="grid")  # fmt: skip
     sample = ds[0]
-    assert ds.warped == {"a": False, "e": True} and ds.label_warped
+    assert ds.warped == {"a": False, "e": True}
+    assert ds.label_warped
     west = sample["mask"][:, :half]
-    assert (west == IGNORE_INDEX).all() and (sample["e"][:, :, :half] == 0).all()  # not covered
+    assert (west == IGNORE_INDEX).all()
+    assert (sample["e"][:, :, :half] == 0).all()
     expected = torch.from_numpy(coarse.repeat(2, 0).repeat(2, 1)).long()[:, half:]
     assert torch.equal(sample["mask"][:, half:], expected)  # nearest: the 20 m classes
     assert (sample["e"][:, :, half:] == 1).all()
@@ -115,7 +119,10 @@ def test_training_batches_move_every_input_and_the_mask_together(scene: dict[str
     dm.trainer = SimpleNamespace(training=True)  # type: ignore[assignment]
     out = dm.on_after_batch_transfer(dict(batch), 0)
     (a, b) = dm.input_specs
-    assert a.mean is not None and a.std is not None and b.mean is not None and b.std is not None
+    assert a.mean is not None
+    assert a.std is not None
+    assert b.mean is not None
+    assert b.std is not None
     raw_a = out["a"][:, 0] * a.std[0] + a.mean[0]
     raw_b = out["b"][:, 0] * b.std[0] + b.mean[0]
     torch.testing.assert_close(raw_a, batch["a"][:, 0].flip(-1), rtol=0, atol=1e-2)
@@ -131,30 +138,39 @@ def test_datamodule_specs_stats_and_unlabelled_remainder(scene: dict[str, str]) 
     )  # fmt: skip
     dm.setup("fit")
     specs = dm.input_specs
-    assert [s.name for s in specs] == ["a", "b"] and dm.input_names == ["a", "b"]
-    assert specs[0].bands == ("red", "green", "blue") and specs[1].bands == ("VV", "VH")
-    assert specs[0].chip_size == 8 and specs[0].resolution == 10.0
+    assert [s.name for s in specs] == ["a", "b"]
+    assert dm.input_names == ["a", "b"]
+    assert specs[0].bands == ("red", "green", "blue")
+    assert specs[1].bands == ("VV", "VH")
+    assert specs[0].chip_size == 8
+    assert specs[0].resolution == 10.0
     head = dm.head_specs[0]
-    assert head.kind == "segmentation" and head.classes == ("zero", "one")
+    assert head.kind == "segmentation"
+    assert head.classes == ("zero", "one")
     # statistics of every train block (labelled or not), none from val / test blocks
     assert isinstance(dm.train_dataset, AlignedRasterDataset)
     assert isinstance(dm.unlabelled_dataset, AlignedRasterDataset)
     regions = dm.train_dataset.regions + dm.unlabelled_dataset.regions
     index = np.arange(SIZE * SIZE, dtype=np.float64).reshape(SIZE, SIZE)
     pixels = np.concatenate([index[r : r + h, c : c + w].ravel() for r, c, h, w in regions])
-    assert specs[1].mean is not None and specs[1].std is not None
+    assert specs[1].mean is not None
+    assert specs[1].std is not None
     assert specs[1].mean[0] == pytest.approx(pixels.mean(), rel=1e-6)
     assert specs[1].std[0] == pytest.approx(pixels.std(), rel=1e-6)
     assert specs[1].mean[1] == pytest.approx(pixels.mean() + 0.5, rel=1e-6)
     # labelled and unlabelled train blocks are disjoint; val and test blocks are neither
     labelled = set(dm.train_dataset.regions)
     unlabelled = set(dm.unlabelled_dataset.regions)
-    assert labelled and unlabelled and not labelled & unlabelled
-    assert dm.val_dataset is not None and dm.test_dataset is not None
+    assert labelled
+    assert unlabelled
+    assert not labelled & unlabelled
+    assert dm.val_dataset is not None
+    assert dm.test_dataset is not None
     held = set(dm.val_dataset.regions) | set(dm.test_dataset.regions)  # type: ignore[attr-defined]
     assert not held & (labelled | unlabelled)
     batch = next(iter(dm.unlabelled_dataloader()))
-    assert set(batch) == {"a", "b"} and batch["a"].shape == (4, 3, 8, 8)
+    assert set(batch) == {"a", "b"}
+    assert batch["a"].shape == (4, 3, 8, 8)
     normalised = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)
     assert set(normalised) == {"a", "b", "mask"}
     raw = dm.train_dataset[0]["b"]
@@ -173,7 +189,8 @@ def test_label_fraction_one_keeps_every_label(scene: dict[str, str]) -> None:
     stats = AlignedRasterDataModule(inputs={"a": {"path": scene["a"], "mean": [1, 2, 3],
                                                   "std": [1, 1, 1]}}, chip_size=8)  # fmt: skip
     stats.setup("fit")
-    assert stats.input_specs[0].mean == (1.0, 2.0, 3.0) and stats.head_specs == []
+    assert stats.input_specs[0].mean == (1.0, 2.0, 3.0)
+    assert stats.head_specs == []
 
 
 def test_bad_inputs_are_one_line_errors(scene: dict[str, str], tmp_path: Path) -> None:
@@ -183,7 +200,8 @@ def test_bad_inputs_are_one_line_errors(scene: dict[str, str], tmp_path: Path) -
     assert "\n" not in str(info.value)
     with pytest.raises(LandlearnError, match="does not overlap") as info:
         AlignedRasterDataset(parse_inputs({"a": scene["a"], "far": scene["far"]}))
-    assert info.value.path is not None and "far.tif" in str(info.value.path)
+    assert info.value.path is not None
+    assert "far.tif" in str(info.value.path)
     with pytest.raises(LandlearnError, match=r"expected 4 bands \(B1, B2, B3, B4\), got 3"):
         AlignedRasterDataset(
             parse_inputs({"a": {"path": scene["a"], "band_names": ["B1", "B2", "B3", "B4"]}})
@@ -215,7 +233,8 @@ def test_constructor_parses_with_jsonargparse(scene: dict[str, str]) -> None:
         "label": scene["label"], "remap": {0: 0, 1: 1}, "label_fraction": 0.5,
     }})  # fmt: skip
     dm = AlignedRasterDataModule(**cfg.data.as_dict())
-    assert [i.name for i in dm.inputs] == ["s2", "s1"] and dm.inputs[1].resampling == "nearest"
+    assert [i.name for i in dm.inputs] == ["s2", "s1"]
+    assert dm.inputs[1].resampling == "nearest"
 
 
 # ---- real data: Sen1Floods11, S1 + S2 + hand-labelled water, two chips ----------------------
@@ -241,16 +260,27 @@ def test_real_sen1floods11_one_chip_trains_the_other_tests(shared_data: Path) ->
     )  # fmt: skip
     dm.setup("fit")
     s2, s1 = dm.input_specs
-    assert s2.name == "s2" and s2.bands[0] == "B1" and s2.bands[-1] == "B12" and len(s2.bands) == 13
-    assert s1.bands == ("VV", "VH") and s2.nodata == 0.0 and s1.nodata is not None
-    assert s2.mean is not None and 500 < s2.mean[3] < 3000  # reflectance x 10000
-    assert s1.mean is not None and -25 < s1.mean[0] < -5 and -30 < s1.mean[1] < -10  # dB
-    assert dm.test_dataset is not None and len(dm.test_dataset) == 64  # 512 / 64 squared
+    assert s2.name == "s2"
+    assert s2.bands[0] == "B1"
+    assert s2.bands[-1] == "B12"
+    assert len(s2.bands) == 13
+    assert s1.bands == ("VV", "VH")
+    assert s2.nodata == 0.0
+    assert s1.nodata is not None
+    assert s2.mean is not None
+    assert 500 < s2.mean[3] < 3000
+    assert s1.mean is not None
+    assert -25 < s1.mean[0] < -5
+    assert -30 < s1.mean[1] < -10
+    assert dm.test_dataset is not None
+    assert len(dm.test_dataset) == 64
     # India's 152 no-data pixels (-1) are ignored, its water and land kept
     masks = torch.stack([dm.test_dataset[i]["mask"] for i in range(len(dm.test_dataset))])
     counts = {int(k): int(v) for k, v in zip(*torch.unique(masks, return_counts=True), strict=True)}
     assert counts == {0: 138_039, 1: 123_953, IGNORE_INDEX: 152}
     batch = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)
-    assert batch["s2"].shape == (8, 13, 64, 64) and batch["s1"].shape == (8, 2, 64, 64)
-    assert torch.isfinite(batch["s2"]).all() and torch.isfinite(batch["s1"]).all()
+    assert batch["s2"].shape == (8, 13, 64, 64)
+    assert batch["s1"].shape == (8, 2, 64, 64)
+    assert torch.isfinite(batch["s2"]).all()
+    assert torch.isfinite(batch["s1"]).all()
     assert abs(float(batch["s1"].mean())) < 1.5  # normalised with Spain's own statistics

@@ -32,14 +32,16 @@ def _batch(bands: int = 3, size: tuple[int, int] = (16, 16), seed: int = 0) -> d
 def test_identity(cfg: dict | None) -> None:
     batch = _batch()
     out = build_augment(cfg, "segmentation")(batch)
-    assert out["image"] is batch["image"] and out["mask"] is batch["mask"]
+    assert out["image"] is batch["image"]
+    assert out["mask"] is batch["mask"]
 
 
 def test_hflip_moves_image_and_mask_together() -> None:
     batch = _batch(bands=5)
     out = build_augment({"hflip": 1.0}, "segmentation")(batch)
     torch.testing.assert_close(out["image"], batch["image"].flip(-1))
-    assert torch.equal(out["mask"], batch["mask"].flip(-1)) and out["mask"].dtype == torch.int64
+    assert torch.equal(out["mask"], batch["mask"].flip(-1))
+    assert out["mask"].dtype == torch.int64
     assert out["label"] is batch["label"]
 
 
@@ -61,7 +63,8 @@ def test_ignore_preserved_and_padding_becomes_ignore() -> None:
     torch.manual_seed(0)
     out = build_augment({"rot90": 1.0}, "segmentation")(batch)
     values = set(out["mask"].unique().tolist())
-    assert values == {1, IGNORE_INDEX} and 0 not in values  # padding is ignore, never class 0
+    assert values == {1, IGNORE_INDEX}
+    assert 0 not in values
     assert (out["mask"] == IGNORE_INDEX).sum() > (batch["mask"] == IGNORE_INDEX).sum()
 
 
@@ -72,7 +75,8 @@ def test_all_ops_on_13_bands_deterministic() -> None:
     first = aug(batch)
     torch.manual_seed(0)
     second = aug(batch)
-    assert first["image"].shape == (4, 13, 16, 24) and first["mask"].shape == (4, 16, 24)
+    assert first["image"].shape == (4, 13, 16, 24)
+    assert first["mask"].shape == (4, 16, 24)
     assert torch.equal(first["image"], second["image"])
     assert torch.equal(first["mask"], second["mask"])
     assert set(first["mask"].unique().tolist()) <= {0, 1, 2, 3, IGNORE_INDEX}
@@ -87,7 +91,8 @@ def test_brightness_is_one_gain_per_sample_on_raw_units() -> None:
     out = build_augment({"brightness": {"p": 1.0, "limit": 0.2}}, "segmentation")({"image": image})
     gain = out["image"] / image  # one gain per sample, the same on every band and pixel
     assert ((gain - gain[:, :1, :1, :1]).abs() < 1e-5).all()
-    assert ((gain - 1).abs() <= 0.2 + 1e-6).all() and (gain - 1).abs().max() > 0.02
+    assert ((gain - 1).abs() <= 0.2 + 1e-6).all()
+    assert (gain - 1).abs().max() > 0.02
 
 
 def test_contrast_scales_deviations_from_each_band_mean() -> None:
@@ -98,14 +103,16 @@ def test_contrast_scales_deviations_from_each_band_mean() -> None:
     torch.testing.assert_close(out["image"].mean(dim=(-2, -1), keepdim=True), mean)
     factor = (out["image"] - mean) / (image - mean)  # one factor per sample on every band
     assert ((factor - factor[:, :1, :1, :1]).abs() < 1e-3).all()
-    assert ((factor - 1).abs() <= 0.3 + 1e-4).all() and (factor - 1).abs().max() > 0.03
+    assert ((factor - 1).abs() <= 0.3 + 1e-4).all()
+    assert (factor - 1).abs().max() > 0.03
 
 
 def test_classification_leaves_label() -> None:
     batch = {"image": torch.rand(2, 3, 8, 8), "label": torch.tensor([3, 1])}
     out = build_augment({"vflip": 1.0}, "classification")(batch)
     torch.testing.assert_close(out["image"], batch["image"].flip(-2))
-    assert out["label"] is batch["label"] and "mask" not in out
+    assert out["label"] is batch["label"]
+    assert "mask" not in out
 
 
 def test_config_errors() -> None:
@@ -141,7 +148,8 @@ def test_crop_moves_image_and_mask_together() -> None:
     batch = _quadrants()
     torch.manual_seed(0)
     out = build_augment({"crop": {"p": 1.0, "scale": [0.2, 0.4]}}, "segmentation")(batch)
-    assert out["image"].shape == batch["image"].shape and out["mask"].shape == batch["mask"].shape
+    assert out["image"].shape == batch["image"].shape
+    assert out["mask"].shape == batch["mask"].shape
     assert not torch.equal(out["mask"], batch["mask"])  # it cropped
     assert set(out["mask"].unique().tolist()) <= {0, 1, 2, 3}  # nearest: no new classes
     # where the bilinear image sits on a whole class value, the mask carries the same class

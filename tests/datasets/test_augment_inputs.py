@@ -112,7 +112,8 @@ def test_intensity_draws_are_per_input_and_per_input_overrides() -> None:
         "segmentation",
         ("s2", "s1"),
     )(batch)
-    assert torch.equal(only_s2["s1"], batch["s1"]) and not torch.equal(only_s2["s2"], batch["s2"])
+    assert torch.equal(only_s2["s1"], batch["s1"])
+    assert not torch.equal(only_s2["s2"], batch["s2"])
 
 
 def test_per_input_refuses_geometry_and_unknown_inputs() -> None:

@@ -18,7 +18,8 @@ from landlearn.errors import LandlearnError
 
 def test_counts_from_targets() -> None:
     counts = class_counts_from_targets([0, 2, 2, IGNORE_INDEX, 2, 0], num_classes=4)
-    assert counts.tolist() == [2, 0, 3, 0] and counts.dtype == np.int64
+    assert counts.tolist() == [2, 0, 3, 0]
+    assert counts.dtype == np.int64
     assert class_counts_from_targets(torch.tensor([1, 1]), 2).tolist() == [0, 2]
     multi = np.array([[1, 0, 1], [1, 1, 0], [0, 0, 1]], dtype=np.float32)
     assert class_counts_from_targets(multi, 3).tolist() == [2, 1, 2]
@@ -70,7 +71,9 @@ def test_oversampling_draws_classes_equally_and_is_seeded() -> None:
     a = list(oversampling_sampler(targets, seed=5))
     b = list(oversampling_sampler(targets, seed=5))
     c = list(oversampling_sampler(targets, seed=6))
-    assert a == b and a != c and len(a) == 100
+    assert a == b
+    assert a != c
+    assert len(a) == 100
 
 
 def test_oversampling_never_draws_ignored() -> None:

@@ -47,7 +47,8 @@ def test_stratified_split_deterministic_and_covering() -> None:
 def test_label_subset_keeps_fraction_per_class() -> None:
     targets = np.array([0] * 40 + [1] * 4)
     keep = label_subset(range(44), targets, 0.1, seed=0)
-    assert sum(targets[keep] == 0) == 4 and sum(targets[keep] == 1) == 1
+    assert sum(targets[keep] == 0) == 4
+    assert sum(targets[keep] == 1) == 1
     assert keep == label_subset(range(44), targets, 0.1, seed=0)
     assert label_subset([3, 1], targets, 1.0) == [1, 3]
     with pytest.raises(LandlearnError, match="label fraction"):
@@ -76,18 +77,24 @@ def test_image_folder_datamodule_stats_on_train_only(
     dm.setup("test")  # idempotent: no second split, no second statistics
     assert seen == [dm.train_dataset]
     train, val, test = (set(d.files) for d in (dm.train_dataset, dm.val_dataset, dm.test_dataset))
-    assert not (train & val or train & test or val & test)
+    assert not (train & val)
+    assert not (train & test)
+    assert not (val & test)
     assert len(train | val | test) == 20
     assert dm.class_names == ["Forest", "River", "Urban"]
     assert dm.band_names == ["red", "green", "blue"]
-    assert dm.chip_size == 16 and dm.num_classes == 3 and dm.task == "classification"
+    assert dm.chip_size == 16
+    assert dm.num_classes == 3
+    assert dm.task == "classification"
     x = _normalised_images(dm)
     assert torch.allclose(x.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-3)
     assert torch.allclose(x.std(dim=(0, 2, 3), unbiased=False), torch.ones(3), atol=1e-3)
     batch = next(iter(dm.train_dataloader()))
-    assert batch["image"].shape[1:] == (3, 16, 16) and batch["label"].dtype == torch.int64
+    assert batch["image"].shape[1:] == (3, 16, 16)
+    assert batch["label"].dtype == torch.int64
     weights = dm.class_weights
-    assert weights.shape == (3,) and weights[2] > weights[0]  # Urban is the rarest class
+    assert weights.shape == (3,)
+    assert weights[2] > weights[0]
     assert describe_datamodule(dm)["mean"] == dm.mean
 
 
@@ -104,7 +111,8 @@ def test_image_folder_datamodule_options(images: Path) -> None:
         str(images / "ms"), test_root=str(images / "ms"), mean=[1.0] * 5, std=[2.0] * 5
     )
     fixed.setup("test")
-    assert fixed.mean == [1.0] * 5 and len(fixed.test_dataset) == 8
+    assert fixed.mean == [1.0] * 5
+    assert len(fixed.test_dataset) == 8
     with pytest.raises(LandlearnError, match="5 bands"):
         ImageFolderDataModule(str(images / "ms"), mean=[0.0], std=[1.0]).setup("fit")
     with pytest.raises(LandlearnError, match="no test split"):
@@ -136,11 +144,13 @@ def test_mask_folder_datamodule(masks: Path) -> None:
     dm.setup("fit")
     assert dm.class_names == ["urban_land", "agriculture_land", "water"]
     assert dm.class_colors == [[0, 255, 255], [255, 255, 0], [0, 0, 255]]
-    assert dm.task == "segmentation" and dm.chip_size == 16
+    assert dm.task == "segmentation"
+    assert dm.chip_size == 16
     files = [set(d.files) for d in (dm.train_dataset, dm.val_dataset, dm.test_dataset)]
     assert [len(f) for f in files] == [2, 1, 1]
     batch = next(iter(dm.train_dataloader()))
-    assert batch["mask"].shape[1:] == (16, 16) and batch["mask"].dtype == torch.int64
+    assert batch["mask"].shape[1:] == (16, 16)
+    assert batch["mask"].dtype == torch.int64
     sparse = torch.stack([dm.train_dataset[i]["mask"] for i in range(len(dm.train_dataset))])
     dense = torch.stack([dm.val_dataset[i]["mask"] for i in range(len(dm.val_dataset))])
     assert (sparse != IGNORE_INDEX).float().mean() < 0.15  # about 5 % of labelled pixels kept
@@ -174,14 +184,18 @@ def test_raster_pair_datamodule_spatial_split(pair: Path) -> None:
     assert dm.band_names == ["B02", "B03", "B04", "B08"]
     assert dm.crs.to_epsg() == 32633
     regions = [set(d.regions) for d in (dm.train_dataset, dm.val_dataset, dm.test_dataset)]
-    assert not (regions[0] & regions[1] or regions[0] & regions[2] or regions[1] & regions[2])
+    assert not (regions[0] & regions[1])
+    assert not (regions[0] & regions[2])
+    assert not (regions[1] & regions[2])
     assert len(dm.train_dataset) == 12
     for i in range(len(dm.train_dataset)):  # random chips stay inside train blocks
         window, region = dm.train_dataset.window(i)
         row, col, height, width = region
         assert region in regions[0]
-        assert row <= window.row_off and window.row_off + 16 <= row + max(height, 16)
-        assert col <= window.col_off and window.col_off + 16 <= col + max(width, 16)
+        assert row <= window.row_off
+        assert window.row_off + 16 <= row + max(height, 16)
+        assert col <= window.col_off
+        assert window.col_off + 16 <= col + max(width, 16)
     batch = next(iter(dm.train_dataloader()))
     assert batch["image"].shape == (4, 4, 16, 16)
     out = dm.on_after_batch_transfer(batch, 0)
@@ -200,7 +214,8 @@ def test_raster_pair_datamodule_separate_files(pair: Path) -> None:
         val_image=scene, val_label=label, test_image=scene, test_label=label,
     )  # fmt: skip
     dm.setup("fit")
-    assert len(dm.val_dataset) == 9 and len(dm.test_dataset) == 9
+    assert len(dm.val_dataset) == 9
+    assert len(dm.test_dataset) == 9
     assert dm.train_dataset.regions == [(0, 0, 48, 40)]
     with pytest.raises(LandlearnError, match="give both val_image and val_label"):
         RasterPairDataModule(scene, label, val_image=scene)
@@ -227,17 +242,20 @@ def test_describe_torchgeo_eurosat(images: Path) -> None:
     assert info["band_names"] == ["B04", "B03", "B02"]
     assert info["class_names"] == ["AnnualCrop", "Forest"]
     assert info["mean"] == pytest.approx([947.62620298, 1042.92983953, 1118.24399958])
-    assert len(info["std"]) == 3 and info["chip_size"] == 16
+    assert len(info["std"]) == 3
+    assert info["chip_size"] == 16
     assert info["class_colors"] is None
     batch = next(iter(dm.train_dataloader()))
-    assert set(batch) >= {"image", "label"} and batch["image"].shape == (2, 3, 16, 16)
+    assert set(batch) >= {"image", "label"}
+    assert batch["image"].shape == (2, 3, 16, 16)
 
 
 def test_describe_torchgeo_deepglobe_before_setup() -> None:
     from torchgeo.datamodules import DeepGlobeLandCoverDataModule
 
     info = describe_datamodule(DeepGlobeLandCoverDataModule(root="nowhere", patch_size=32))
-    assert info["class_names"][0] == "Urban land" and len(info["class_names"]) == 7
+    assert info["class_names"][0] == "Urban land"
+    assert len(info["class_names"]) == 7
     assert info["class_colors"][1] == [255, 255, 0]
     assert info["chip_size"] == 32
     assert info["std"] == [255.0] * len(info["band_names"])
@@ -253,7 +271,8 @@ def test_real_slovenia_datamodule(shared_data: Path) -> None:
         samples_per_epoch=16, batch_size=8,
     )  # fmt: skip
     dm.setup("fit")
-    assert len(dm.band_names) == 13 and len(dm.mean) == 13
+    assert len(dm.band_names) == 13
+    assert len(dm.mean) == 13
     batch = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)
     assert batch["image"].shape == (8, 13, 32, 32)
     assert set(batch["mask"].unique().tolist()) <= {0, 1, 2, 3, 4, IGNORE_INDEX}

@@ -143,7 +143,8 @@ def test_mask_folder_errors(masks: Path) -> None:
     ds = MaskFolderDataset(bad / "images", bad / "masks", table)
     with pytest.raises(LandlearnError, match=r"\(12, 200, 7\) at row 5, col 7") as err:
         ds[0]
-    assert err.value.path is not None and err.value.path.endswith("x_mask.png")
+    assert err.value.path is not None
+    assert err.value.path.endswith("x_mask.png")
     with pytest.raises(LandlearnError, match="no colour table"):
         MaskFolderDataset(bad / "images", bad / "masks")[0]
     mm = masks / "mismatch"
@@ -164,7 +165,8 @@ def test_sparse_points_keeps_fraction_per_class() -> None:
     np.testing.assert_array_equal(sparse, sparse_points(mask, 0.1, seed=3))
     tiny = sparse_points(torch.from_numpy(mask), 0.001, seed=0)
     assert isinstance(tiny, torch.Tensor)
-    assert (tiny == 0).sum() == 1 and (tiny == 1).sum() == 1
+    assert (tiny == 0).sum() == 1
+    assert (tiny == 1).sum() == 1
 
 
 @pytest.mark.real

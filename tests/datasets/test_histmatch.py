@@ -18,7 +18,8 @@ def test_float_quantiles_match_reference() -> None:
     image = rng.normal(0.0, 1.0, (2, 64, 64)).astype(np.float32)
     reference = np.stack([rng.gamma(2.0, 3.0, (50, 40)), rng.uniform(5, 9, (50, 40))])
     out = match_histograms(image, reference)
-    assert out.dtype == np.float32 and out.shape == image.shape
+    assert out.dtype == np.float32
+    assert out.shape == image.shape
     for b in range(2):
         np.testing.assert_allclose(
             np.quantile(out[b], QS), np.quantile(reference[b], QS), rtol=0.02, atol=0.02
@@ -61,7 +62,8 @@ def test_nan_pixels_untouched_and_band_mismatch() -> None:
     reference = rng.random((1, 8, 8)) + 5.0
     reference[0, 1, 1] = np.nan
     out = match_histograms(image, reference)
-    assert np.isnan(out[0, 0, 0]) and np.isfinite(out[0]).sum() == 255
+    assert np.isnan(out[0, 0, 0])
+    assert np.isfinite(out[0]).sum() == 255
     assert np.nanmin(out) >= 5.0
     with pytest.raises(LandlearnError, match="3 bands but reference has 1"):
         match_histograms(np.zeros((3, 4, 4)), reference)
@@ -89,7 +91,9 @@ def test_match_raster_equals_in_memory(tmp_path: Path) -> None:
     out = match_raster(tmp_path / "src.tif", tmp_path / "ref.tif", tmp_path / "out.tif", block=32)
     with rasterio.open(out) as dst:
         got = dst.read()
-        assert dst.crs.to_epsg() == 32633 and dst.nodata == 0 and dst.dtypes[0] == "uint8"
+        assert dst.crs.to_epsg() == 32633
+        assert dst.nodata == 0
+        assert dst.dtypes[0] == "uint8"
     # full-resolution histograms (small files are read whole), so identical to in-memory matching
     np.testing.assert_array_equal(got, match_histograms(src, ref, nodata=0))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.tif", "ref.tif", "src.tif"]
@@ -118,10 +122,12 @@ def test_deepglobe_means_move_to_reference(shared_data: Path) -> None:
 
     image, reference = load("6399_sat.jpg"), load("119_sat.jpg")
     out = match_histograms(image, reference)
-    assert out.dtype == np.uint8 and out.shape == image.shape
+    assert out.dtype == np.uint8
+    assert out.shape == image.shape
     before = np.abs(image.mean(axis=(1, 2)) - reference.mean(axis=(1, 2)))
     after = np.abs(out.mean(axis=(1, 2)) - reference.mean(axis=(1, 2)))
-    assert (after < 1.5).all() and (after < before / 4 + 0.5).all()
+    assert (after < 1.5).all()
+    assert (after < before / 4 + 0.5).all()
     np.testing.assert_allclose(
         np.quantile(out, QS, axis=(1, 2)), np.quantile(reference, QS, axis=(1, 2)), atol=3
     )

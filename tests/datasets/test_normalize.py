@@ -56,7 +56,8 @@ def test_compute_stats_subset_is_seeded_and_bounded() -> None:
     a = compute_stats(_ListDataset(images), max_samples=5, seed=1)
     b = compute_stats(_ListDataset(images), max_samples=5, seed=1)
     c = compute_stats(_ListDataset(images), max_samples=5, seed=2)
-    assert a == b and a != c
+    assert a == b
+    assert a != c
     chosen = np.sort(np.random.default_rng(1).choice(20, size=5, replace=False))
     expect = np.nanmean(np.stack([images[i] for i in chosen]), axis=(0, 2, 3))
     np.testing.assert_allclose(a[0], expect, rtol=1e-6)
@@ -65,7 +66,8 @@ def test_compute_stats_subset_is_seeded_and_bounded() -> None:
 def test_compute_stats_floor_and_errors() -> None:
     const = [np.ones((2, 4, 4), dtype=np.float32)]
     mean, std = compute_stats(_ListDataset(const))
-    assert mean == [1.0, 1.0] and std == [1e-6, 1e-6]
+    assert mean == [1.0, 1.0]
+    assert std == [1e-6, 1e-6]
     with pytest.raises(LandlearnError, match="empty"):
         compute_stats(_ListDataset([]))
     nan_band = [np.stack([np.ones((4, 4)), np.full((4, 4), np.nan)])]
@@ -97,7 +99,9 @@ def test_compute_raster_stats_skips_nodata(tmp_path: Path) -> None:
 def test_compute_raster_stats_real(shared_data: Path) -> None:
     path = shared_data / "slovenia_s2_lulc" / "s2_l1c_20150909.tif"
     mean, std = compute_raster_stats(path)
-    assert len(mean) == 13 and all(np.isfinite(mean)) and all(s > 0 for s in std)
+    assert len(mean) == 13
+    assert all(np.isfinite(mean))
+    assert all(s > 0 for s in std)
 
 
 def test_normalize_tensor_and_dict() -> None:
@@ -108,7 +112,8 @@ def test_normalize_tensor_and_dict() -> None:
     torch.testing.assert_close(out.flatten(), torch.tensor([1.0, 0.0, 0.0, 1e6]))
     batch = {"image": x[0], "label": torch.tensor(3)}
     out_d = norm(batch)
-    assert isinstance(out_d, dict) and out_d["label"] is batch["label"]
+    assert isinstance(out_d, dict)
+    assert out_d["label"] is batch["label"]
     torch.testing.assert_close(out_d["image"].flatten(), torch.tensor([1.0, 0.0]))
     with pytest.raises(LandlearnError, match="expected 2 bands"):
         norm(torch.zeros(1, 3, 4, 4))
@@ -145,7 +150,8 @@ def test_normalize_input_and_batch_use_each_inputs_spec() -> None:
     }
     out = normalize_batch(batch, [s2, s1, meta])
     torch.testing.assert_close(out["s2"][:, :, 0, 0], torch.tensor([[2.0, -1.5]] * 2))
-    assert out["s1"].eq(1.0).all() and out["mask"] is batch["mask"]
+    assert out["s1"].eq(1.0).all()
+    assert out["mask"] is batch["mask"]
     torch.testing.assert_close(out["meta"], torch.tensor([[0.0, 1.0, 2.0]]))
     with pytest.raises(LandlearnError, match="no mean / std"):
         normalize_input(batch["s1"], InputSpec("s1", bands=["vv"]))

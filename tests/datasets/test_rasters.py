@@ -43,7 +43,9 @@ def test_pad_chip_reflects_image_and_ignores_mask() -> None:
     img, msk = pad_chip(image, mask, (0, 1, 0, 2))
     assert img.shape == (1, 3, 5)
     np.testing.assert_array_equal(img[0, 2, :3], image[0, 0])  # reflected row
-    assert msk is not None and (msk[2] == IGNORE_INDEX).all() and (msk[:, 3:] == IGNORE_INDEX).all()
+    assert msk is not None
+    assert (msk[2] == IGNORE_INDEX).all()
+    assert (msk[:, 3:] == IGNORE_INDEX).all()
 
 
 def test_grid_dataset_chips_remap_nodata_nan(pair: Path) -> None:
@@ -52,7 +54,8 @@ def test_grid_dataset_chips_remap_nodata_nan(pair: Path) -> None:
     assert ds.band_names == ["B02", "B03", "B04", "B08"]
     assert ds.crs.to_epsg() == 32633
     first = ds[0]
-    assert first["image"].shape == (4, 16, 16) and first["image"].dtype == torch.float32
+    assert first["image"].shape == (4, 16, 16)
+    assert first["image"].dtype == torch.float32
     assert first["mask"].dtype == torch.int64
     assert not torch.isnan(first["image"]).any()
     assert (first["mask"][:2, :3] == IGNORE_INDEX).all()  # NaN pixels → ignored
@@ -101,7 +104,8 @@ def test_windows_restrict_chips_to_their_region(pair: Path) -> None:
 def test_misaligned_pair_names_both_files(pair: Path, label: str, message: str) -> None:
     with pytest.raises(LandlearnError, match=message) as err:
         RasterPairDataset(pair / "scene.tif", pair / label)
-    assert "scene.tif" in str(err.value) and label in str(err.value)
+    assert "scene.tif" in str(err.value)
+    assert label in str(err.value)
 
 
 def test_bad_arguments(pair: Path) -> None:

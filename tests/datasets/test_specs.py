@@ -23,13 +23,20 @@ def test_image_folder_specs_hold_the_train_statistics(images: Path) -> None:
     dm = ImageFolderDataModule(str(images / "rgb"), val_fraction=0.2, test_fraction=0.2, seed=1)
     dm.setup("fit")
     (spec,) = dm.input_specs
-    assert isinstance(spec, InputSpec) and spec.name == "image" and spec.kind == "raster"
-    assert spec.bands == ("red", "green", "blue") and spec.chip_size == 16
-    assert spec.mean == tuple(dm.mean or []) and spec.std == tuple(dm.std or [])
+    assert isinstance(spec, InputSpec)
+    assert spec.name == "image"
+    assert spec.kind == "raster"
+    assert spec.bands == ("red", "green", "blue")
+    assert spec.chip_size == 16
+    assert spec.mean == tuple(dm.mean or [])
+    assert spec.std == tuple(dm.std or [])
     (head,) = dm.head_specs
-    assert isinstance(head, HeadSpec) and head.name == head.kind == "classification"
-    assert head.classes == ("Forest", "River", "Urban") and head.target_key == "label"
-    assert dm.input_names == ["image"] and dm.input_stats == {"image": (dm.mean, dm.std)}
+    assert isinstance(head, HeadSpec)
+    assert head.name == head.kind == "classification"
+    assert head.classes == ("Forest", "River", "Urban")
+    assert head.target_key == "label"
+    assert dm.input_names == ["image"]
+    assert dm.input_stats == {"image": (dm.mean, dm.std)}
 
 
 def test_image_folder_label_fraction_keeps_the_rest_unlabelled(images: Path) -> None:
@@ -40,7 +47,8 @@ def test_image_folder_label_fraction_keeps_the_rest_unlabelled(images: Path) -> 
     assert few.unlabelled_dataset is not None
     assert len(few.train_dataset) + len(few.unlabelled_dataset) == len(full.train_dataset)
     batch = next(iter(few.unlabelled_dataloader()))
-    assert set(batch) == {"image"} and batch["image"].shape[1:] == (3, 16, 16)
+    assert set(batch) == {"image"}
+    assert batch["image"].shape[1:] == (3, 16, 16)
     with pytest.raises(LandlearnError, match="label_fraction below 1"):
         full.unlabelled_dataloader()
 
@@ -53,9 +61,12 @@ def test_mask_folder_specs(masks: Path) -> None:
     )  # fmt: skip
     dm.setup("fit")
     (spec,) = dm.input_specs
-    assert spec.num_bands == len(dm.band_names) == 3 and spec.chip_size == 16
+    assert spec.num_bands == len(dm.band_names) == 3
+    assert spec.chip_size == 16
     (head,) = dm.head_specs
-    assert head.kind == "segmentation" and head.target_key == "mask" and head.ignore_index == 255
+    assert head.kind == "segmentation"
+    assert head.target_key == "mask"
+    assert head.ignore_index == 255
     assert head.classes == ("urban_land", "agriculture_land", "water")
     assert head.colors == ((0, 255, 255), (255, 255, 0), (0, 0, 255))
 
@@ -64,7 +75,8 @@ def test_raster_pair_specs_carry_nodata_and_resolution(pair: Path) -> None:
     dm = RasterPairDataModule(str(pair / "scene.tif"), str(pair / "label.tif"), remap=REMAP,
                               chip_size=16, samples_per_epoch=8)  # fmt: skip
     (spec,) = dm.input_specs  # runs setup
-    assert spec.bands == ("B02", "B03", "B04", "B08") and spec.chip_size == 16
+    assert spec.bands == ("B02", "B03", "B04", "B08")
+    assert spec.chip_size == 16
     assert spec.resolution == pytest.approx(abs(dm.transform.a))
     assert spec.mean == tuple(dm.mean or [])
     assert dm.head_specs[0].classes == ("class_0", "class_1", "class_2", "class_3")
@@ -83,6 +95,9 @@ def test_datamodule_specs_of_ours_and_torchgeo(images: Path) -> None:
     dm = EuroSATDataModule(root=str(images / "eurosat"), batch_size=2, bands=("B04", "B03", "B02"))
     dm.setup("fit")
     (spec,), (head,) = datamodule_specs(dm, "classification")
-    assert spec.name == "image" and spec.bands == ("B04", "B03", "B02") and spec.chip_size == 16
+    assert spec.name == "image"
+    assert spec.bands == ("B04", "B03", "B02")
+    assert spec.chip_size == 16
     assert spec.mean == pytest.approx([947.62620298, 1042.92983953, 1118.24399958])
-    assert head.kind == "classification" and len(head.classes) >= 2
+    assert head.kind == "classification"
+    assert len(head.classes) >= 2

@@ -29,14 +29,21 @@ def test_legend() -> None:
 
 def test_scene_shapes_dtypes_and_profile() -> None:
     image, label, profile = make_scene(48, 40, bands=6, seed=1)
-    assert image.shape == (6, 48, 40) and image.dtype == np.float32
-    assert label.shape == (48, 40) and label.dtype == np.uint8
-    assert 0.0 <= image.min() and image.max() <= 1.0
+    assert image.shape == (6, 48, 40)
+    assert image.dtype == np.float32
+    assert label.shape == (48, 40)
+    assert label.dtype == np.uint8
+    assert 0.0 <= image.min()
+    assert image.max() <= 1.0
     assert set(np.unique(label)) <= set(range(5))
-    assert profile["count"] == 6 and profile["height"] == 48 and profile["width"] == 40
+    assert profile["count"] == 6
+    assert profile["height"] == 48
+    assert profile["width"] == 40
     assert profile["crs"].to_epsg() == 32633
-    assert profile["transform"].c == 500000.0 and profile["transform"].f == 5100000.0
-    assert profile["transform"].a == 10.0 and profile["transform"].e == -10.0
+    assert profile["transform"].c == 500000.0
+    assert profile["transform"].f == 5100000.0
+    assert profile["transform"].a == 10.0
+    assert profile["transform"].e == -10.0
 
 
 def test_scene_deterministic_by_seed() -> None:
@@ -52,7 +59,8 @@ def test_regions_are_coherent_and_all_classes_present() -> None:
     _, label, _ = make_scene(256, 256, seed=0)
     same_right = (label[:, 1:] == label[:, :-1]).mean()
     same_down = (label[1:] == label[:-1]).mean()
-    assert same_right > 0.95 and same_down > 0.95
+    assert same_right > 0.95
+    assert same_down > 0.95
     counts = np.bincount(label.ravel(), minlength=5)
     assert (counts > 0.03 * label.size).all()
 
@@ -75,14 +83,17 @@ def test_clouds_and_nodata_are_ignored() -> None:
     assert np.isnan(image[:, hole]).all()  # every band is no-data there
     assert (label[hole] == IGNORE_INDEX).all()
     bright = ~hole & (image.min(axis=0) > 0.6)  # cloud cores: bright in all bands
-    assert bright.mean() > 0.02 and (label[bright] == IGNORE_INDEX).all()
+    assert bright.mean() > 0.02
+    assert (label[bright] == IGNORE_INDEX).all()
     assert np.isnan(profile["nodata"])
 
 
 def test_uint16_scene() -> None:
     image, _, profile = make_scene(32, 32, dtype="uint16", nodata_fraction=0.2, seed=5)
     ref, _, _ = make_scene(32, 32, seed=5, nodata_fraction=0.2)
-    assert image.dtype == np.uint16 and profile["dtype"] == "uint16" and profile["nodata"] == 0
+    assert image.dtype == np.uint16
+    assert profile["dtype"] == "uint16"
+    assert profile["nodata"] == 0
     valid = ~np.isnan(ref)
     np.testing.assert_allclose(image[valid], np.clip(np.round(ref[valid] * 10000), 1, None))
     assert (image[~valid] == 0).all()
@@ -103,9 +114,11 @@ def test_write_scene_blocks_equal_one_shot(tmp_path: Path) -> None:
     with rasterio.open(p_img) as src:
         np.testing.assert_array_equal(src.read(), image)
         assert src.crs.to_epsg() == 32633
-        assert src.transform.c == 1000.0 and src.transform.f == 2000.0
+        assert src.transform.c == 1000.0
+        assert src.transform.f == 2000.0
         assert src.descriptions == ("blue", "green", "red", "nir")
-        assert np.isnan(src.nodata) and src.profile["tiled"]
+        assert np.isnan(src.nodata)
+        assert src.profile["tiled"]
         assert src.compression.value.lower() == "deflate"
     with rasterio.open(p_lab) as src:
         np.testing.assert_array_equal(src.read(1), label)
@@ -123,8 +136,10 @@ def test_write_scene_unknown_argument(tmp_path: Path) -> None:
 
 def test_make_patches_balanced_and_learnable() -> None:
     x, y = make_patches(100, size=32, bands=3, seed=0)
-    assert x.shape == (100, 3, 32, 32) and x.dtype == np.float32
-    assert y.dtype == np.int64 and np.bincount(y).tolist() == [20] * 5
+    assert x.shape == (100, 3, 32, 32)
+    assert x.dtype == np.float32
+    assert y.dtype == np.int64
+    assert np.bincount(y).tolist() == [20] * 5
     x2, y2 = make_patches(100, size=32, bands=3, seed=0)
     np.testing.assert_array_equal(x, x2)
     np.testing.assert_array_equal(y, y2)
@@ -144,11 +159,14 @@ def test_write_patch_folder_png_and_tif(tmp_path: Path) -> None:
     files = sorted((root / "water").iterdir())
     assert [f.name for f in files] == ["0.png", "1.png", "2.png"]
     arr = np.asarray(Image.open(files[0]))
-    assert arr.shape == (16, 16, 3) and arr.dtype == np.uint8
+    assert arr.shape == (16, 16, 3)
+    assert arr.dtype == np.uint8
     rasterio = pytest.importorskip("rasterio")
     root = write_patch_folder(tmp_path / "tif", 1, size=16, bands=13, fmt="tif")
     with rasterio.open(root / "forest" / "0.tif") as src:
-        assert src.count == 13 and src.crs is not None and src.dtypes[0] == "float32"
+        assert src.count == 13
+        assert src.crs is not None
+        assert src.dtypes[0] == "float32"
     with pytest.raises(LandlearnError, match="bands=3"):
         write_patch_folder(tmp_path / "bad", 1, bands=4)
 
@@ -159,5 +177,6 @@ def test_make_scene_2048_is_fast() -> None:
 
     start = time.perf_counter()
     image, label, _ = make_scene(2048, 2048, clouds=0.1, nodata_fraction=0.05)
-    assert image.shape == (4, 2048, 2048) and label.shape == (2048, 2048)
+    assert image.shape == (4, 2048, 2048)
+    assert label.shape == (2048, 2048)
     assert time.perf_counter() - start < 10.0  # about 2 s on one shared core

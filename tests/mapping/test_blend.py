@@ -20,8 +20,10 @@ def test_reflect_index_matches_numpy_reflect(size: int) -> None:
 @pytest.mark.parametrize("kind", ["cosine", "linear", "none"])
 def test_weights_positive_flat_middle_symmetric(kind: str) -> None:
     w = weight_window(64, 48, 16, kind)
-    assert w.shape == (64, 48) and w.dtype == np.float32
-    assert (w > 0).all() and w.max() == pytest.approx(1.0)
+    assert w.shape == (64, 48)
+    assert w.dtype == np.float32
+    assert (w > 0).all()
+    assert w.max() == pytest.approx(1.0)
     np.testing.assert_allclose(w, w[::-1, ::-1])
     assert w[16:48, 16:32].min() == pytest.approx(1.0)
     if kind != "none":
@@ -39,10 +41,13 @@ def test_weights_reject_unknown_blend() -> None:
 )
 def test_grid_covers_scene_with_margin(h: int, w: int, tile: int, overlap: int) -> None:
     g = TileGrid.build(h, w, tile, overlap)
-    assert g.y0(0) == -(overlap // 2) and g.x0(0) == -(overlap // 2)
+    assert g.y0(0) == -(overlap // 2)
+    assert g.x0(0) == -(overlap // 2)
     assert g.y0(g.rows - 1) + g.tile_h >= h + g.margin
     assert g.x0(g.cols - 1) + g.tile_w >= w + g.margin
-    assert g.tile_h <= tile and g.tile_w <= tile and g.tile_h > overlap
+    assert g.tile_h <= tile
+    assert g.tile_w <= tile
+    assert g.tile_h > overlap
 
 
 @pytest.mark.parametrize(
@@ -88,7 +93,8 @@ def test_streaming_equals_whole_scene_accumulator(
     blender = StreamingBlender(g, c, weight, sink, rows.append)
     for i, (v, ok) in enumerate(zip(windows, valids, strict=True)):
         blender.add(i, v, ok)
-    assert blender.finished and rows == list(range(g.rows))
+    assert blender.finished
+    assert rows == list(range(g.rows))
     assert (seen == 1).all()  # every pixel emitted exactly once
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
 

@@ -46,7 +46,8 @@ def test_blocks_equal_the_one_piece_map(tmp_path: Path, size: int, opts: MapOpti
     assert set(joined) == set(whole)
     np.testing.assert_array_equal(joined["valid"], whole["valid"])
     assert not whole["valid"][140:150, 200:260].any()
-    assert whole["valid"].mean() > 0.99 and np.isfinite(whole["probabilities"]).mean() > 0.99
+    assert whole["valid"].mean() > 0.99
+    assert np.isfinite(whole["probabilities"]).mean() > 0.99
     for name in whole:
         if name != "valid":
             np.testing.assert_allclose(joined[name], whole[name], atol=1e-5, equal_nan=True)

@@ -26,8 +26,10 @@ def test_cli_map_writes_cog_and_sidecars(tmp_path: Path, bundle: Path, scene: Pa
     )
     assert code == 0
     with rasterio.open(out) as m:
-        assert m.count == 2 + 3 + 1 and m.descriptions[-1] == "entropy"
-    assert (tmp_path / "cli.areas.json").exists() and (tmp_path / "cli.preview.png").exists()
+        assert m.count == 2 + 3 + 1
+        assert m.descriptions[-1] == "entropy"
+    assert (tmp_path / "cli.areas.json").exists()
+    assert (tmp_path / "cli.preview.png").exists()
 
 
 def test_cli_map_bad_scene_is_one_line_exit_2(
@@ -37,7 +39,8 @@ def test_cli_map_bad_scene_is_one_line_exit_2(
     bad.write_text("nope")
     assert main(["map", str(bundle), str(bad), "-o", str(tmp_path / "x.tif")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("error: ") and "not a raster" in err[-1]
+    assert err[-1].startswith("error: ")
+    assert "not a raster" in err[-1]
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")

@@ -30,7 +30,8 @@ def test_owned_parts_tile_the_scene_once(h: int, w: int, tile: int, overlap: int
         r, c = divmod(i, grid.cols)
         y0, x0 = grid.y0(r), grid.x0(c)
         seen[y0 + ys.start : y0 + ys.stop, x0 + xs.start : x0 + xs.stop] += 1
-        assert 0 <= ys.start <= ys.stop <= grid.tile_h and xs.stop <= grid.tile_w
+        assert 0 <= ys.start <= ys.stop <= grid.tile_h
+        assert xs.stop <= grid.tile_w
     assert (seen == 1).all()
 
 
@@ -76,12 +77,14 @@ def test_ensemble_and_classification_maps_follow_the_rule(tmp_path: Path) -> Non
     res = map_scene(a, scene, tmp_path / "e.tif", ensemble=[b], tile=48, overlap=16)
     with rasterio.open(res.path) as src:
         cls = src.read(1)
-    assert (cls[nan] == 255).all() and (cls[~nan] < 3).all()
+    assert (cls[nan] == 255).all()
+    assert (cls[~nan] < 3).all()
     patch = make_bundle(tmp_path / "p.safetensors", "test_patch", chip_size=16)
     res = map_scene(patch, scene, tmp_path / "p.tif", overlap=0)
     with rasterio.open(res.path) as src:
         cls = src.read(1)
-    assert (cls[nan] == 255).all() and (cls[~nan] < 3).all()
+    assert (cls[nan] == 255).all()
+    assert (cls[~nan] < 3).all()
 
 
 def test_clean_scene_has_no_screened_entry(tmp_path: Path, bundle: Path, scene: Path) -> None:
@@ -131,4 +134,5 @@ def test_allocation_failure_is_one_line_and_writes_nothing(
     monkeypatch.setattr(uncertainty.WindowModel, "_forward", boom)
     with pytest.raises(LandlearnError, match="out of memory with --tile 364 and --batch-size 4"):
         map_scene(bundle, scene, tmp_path / "m.tif")
-    assert not list(tmp_path.glob("m*")) and not list(tmp_path.glob(".m*"))
+    assert not list(tmp_path.glob("m*"))
+    assert not list(tmp_path.glob(".m*"))

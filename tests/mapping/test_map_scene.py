@@ -66,11 +66,17 @@ def test_georeference_nodata_colours_names_and_cog(tmp_path: Path, bundle: Path)
     scene = write_tif(tmp_path / "s.tif", data, nodata=0, crs="EPSG:32618")
     res = map_scene(bundle, scene, tmp_path / "out" / "m.tif", tile=128, overlap=32)
     with rasterio.open(scene) as s, rasterio.open(res.path) as m:
-        assert m.crs == s.crs and m.transform == s.transform and m.shape == s.shape
-        assert m.nodata == IGNORE_INDEX and m.dtypes[0] == "uint8" and m.count == 2
+        assert m.crs == s.crs
+        assert m.transform == s.transform
+        assert m.shape == s.shape
+        assert m.nodata == IGNORE_INDEX
+        assert m.dtypes[0] == "uint8"
+        assert m.count == 2
         cls = m.read(1)
-        assert (cls[:40, :60] == IGNORE_INDEX).all() and (m.read(2)[:40, :60] == 255).all()
-        assert (cls[40:] < 3).all() and (cls[:, 60:] < 3).all()
+        assert (cls[:40, :60] == IGNORE_INDEX).all()
+        assert (m.read(2)[:40, :60] == 255).all()
+        assert (cls[40:] < 3).all()
+        assert (cls[:, 60:] < 3).all()
         cmap = m.colormap(1)
         assert cmap[0][:3] == tuple(load_bundle(bundle).meta.class_colors[0])
         assert cmap[IGNORE_INDEX][3] == 0
@@ -80,23 +86,28 @@ def test_georeference_nodata_colours_names_and_cog(tmp_path: Path, bundle: Path)
         assert m.descriptions[1] == "confidence"
     assert_cog(res.path)
     areas = json.loads(res.areas.read_text())
-    assert areas["unit"] == "km2" and areas["nodata_pixels"] == 40 * 60
+    assert areas["unit"] == "km2"
+    assert areas["nodata_pixels"] == 40 * 60
     total = sum(c["pixels"] for c in areas["classes"])
     assert total == 600 * 700 - 40 * 60
     assert sum(c["area"] for c in areas["classes"]) == pytest.approx(total * 100 / 1e6)
-    assert res.preview is not None and res.preview.read_bytes()[:4] == b"\x89PNG"
+    assert res.preview is not None
+    assert res.preview.read_bytes()[:4] == b"\x89PNG"
 
 
 def assert_cog(path: Path) -> None:
     """The essential checks of GDAL's validate_cloud_optimized_geotiff.py."""
     head = path.read_bytes()[:400]
-    assert b"GDAL_STRUCTURAL_METADATA_SIZE" in head and b"LAYOUT=IFDS_BEFORE_DATA" in head
+    assert b"GDAL_STRUCTURAL_METADATA_SIZE" in head
+    assert b"LAYOUT=IFDS_BEFORE_DATA" in head
     assert b"BLOCK_ORDER=ROW_MAJOR" in head
     with rasterio.open(path) as src:
-        assert src.profile["tiled"] and src.profile["compress"] == "deflate"
+        assert src.profile["tiled"]
+        assert src.profile["compress"] == "deflate"
         assert src.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
         overviews = src.overviews(1)
-        assert overviews and overviews == sorted(overviews)
+        assert overviews
+        assert overviews == sorted(overviews)
         main = int(src.get_tag_item("BLOCK_OFFSET_0_0", "TIFF", bidx=1))
     with rasterio.open(path, overview_level=len(overviews) - 1) as ovr:
         smallest = int(ovr.get_tag_item("BLOCK_OFFSET_0_0", "TIFF", bidx=1))
@@ -145,7 +156,8 @@ def test_nan_pixels_are_nodata(tmp_path: Path, bundle: Path) -> None:
     data[2, 10:20, 30:35] = np.nan
     scene = write_tif(tmp_path / "holes.tif", data)
     got = predict_scene_array(bundle, scene, tile=32, overlap=8)
-    assert not got["valid"][10:20, 30:35].any() and got["valid"].sum() == 80 * 90 - 50
+    assert not got["valid"][10:20, 30:35].any()
+    assert got["valid"].sum() == 80 * 90 - 50
     assert np.isfinite(got["probabilities"][:, got["valid"]]).all()
 
 
@@ -218,7 +230,8 @@ def test_progress_reports_every_window(tmp_path: Path, scene: Path, bundle: Path
         progress=lambda d, t: seen.append((d, t)),
         preview=False,
     )
-    assert seen[-1] == (res.windows, res.windows) and len(seen) == -(-res.windows // 4)
+    assert seen[-1] == (res.windows, res.windows)
+    assert len(seen) == -(-res.windows // 4)
 
 
 def test_qgis_style_names_every_class_in_its_colour(tmp_path: Path) -> None:
@@ -229,7 +242,8 @@ def test_qgis_style_names_every_class_in_its_colour(tmp_path: Path) -> None:
     tmp = write_qgis_style(tmp_path / "m.qml", ["water", "a & b"], [[0, 0, 255], [10, 20, 30]])
     root = ET.parse(tmp).getroot()
     renderer = root.find("pipe/rasterrenderer")
-    assert renderer is not None and renderer.get("type") == "paletted"
+    assert renderer is not None
+    assert renderer.get("type") == "paletted"
     assert renderer.get("band") == "1"
     entries = [(e.get("value"), e.get("label"), e.get("color")) for e in root.iter("paletteEntry")]
     assert entries == [("0", "water", "#0000ff"), ("1", "a & b", "#0a141e")]
@@ -238,9 +252,12 @@ def test_qgis_style_names_every_class_in_its_colour(tmp_path: Path) -> None:
 def test_an_alpha_flagged_band_the_bundle_reads_is_data_not_a_mask(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A 4-band uint8 GeoTIFF written with default settings is RGBA to GDAL: its 4th band (NIR
+    """A band GDAL calls alpha is read as data.
+
+    A 4-band uint8 GeoTIFF written with default settings is RGBA to GDAL: its 4th band (NIR
     here) is "alpha". Read as data with a warning: pixels whose NIR is 0 stay mapped, and the
-    probabilities equal those of the same pixels in a file without the alpha flag."""
+    probabilities equal those of the same pixels in a file without the alpha flag.
+    """
     data = (smooth_scene(64, 72) // 256).astype(np.uint8)
     data[3, 10:30, 5:40] = 0  # dark NIR (water): an "alpha" of 0
     order = ("red", "green", "blue", "nir")

@@ -63,8 +63,11 @@ def _in_memory(pred: Predictor, rasters: dict[str, Path]) -> np.ndarray:
 
 
 def _away_from_window_edges(h: int, w: int, tile: int, overlap: int) -> np.ndarray:
-    """Pixels that are not the first / last row or column of any window nor on the scene's
-    border (there a 3×3 conv sees the window's zero padding, or reflection)."""
+    """Pixels away from window edges and the scene border.
+
+    Pixels that are not the first / last row or column of any window nor on the scene's
+    border (there a 3×3 conv sees the window's zero padding, or reflection).
+    """
     g = TileGrid.build(h, w, tile, overlap)
     ok = np.ones((h, w), bool)
     ok[[0, -1], :] = ok[:, [0, -1]] = False

@@ -39,7 +39,8 @@ def _refused(capsys: pytest.CaptureFixture[str], args: list[str], *needles: str)
     code = main(["-q", "map", *args])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2, err
-    assert len(err) == 1 and err[0].startswith("error: "), err
+    assert len(err) == 1, err
+    assert err[0].startswith("error: "), err
     for n in needles:
         assert n in err[0], err[0]
     return err[0]
@@ -119,10 +120,12 @@ def test_an_earlier_map_is_replaced_as_a_group(tmp_path: Path, bundle: Path, sce
     out = tmp_path / "m.tif"
     assert main(["-q", "map", str(bundle), str(scene), "-o", str(out), *FAST]) == 0
     first = map_run_id(out)
-    assert first and stale_sidecars(out) == []
+    assert first
+    assert stale_sidecars(out) == []
     assert main(["-q", "map", str(bundle), str(scene), "-o", str(out), *FAST]) == 0
     second = map_run_id(out)
-    assert second and second != first
+    assert second
+    assert second != first
     assert stale_sidecars(out) == []
     assert json.loads((tmp_path / "m.areas.json").read_text())["run_id"] == second
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
@@ -134,7 +137,8 @@ def test_fifo_output_is_refused_without_opening_it(
     fifo = tmp_path / "out.tif"
     os.mkfifo(fifo)
     _refused(capsys, [str(bundle), str(scene), "-o", str(fifo)], "FIFO")
-    assert fifo.exists() and not fifo.is_file()
+    assert fifo.exists()
+    assert not fifo.is_file()
 
 
 @pytest.mark.parametrize("where", ["under_a_file", "proc"])
@@ -236,7 +240,8 @@ def test_sigterm_between_the_renames_finishes_the_commit(
     after = _hashes(tmp_path)
     assert set(after) == set(before)  # the same names, no temporary files
     new_id = map_run_id(tmp_path / "m.tif")
-    assert new_id and new_id != old_id
+    assert new_id
+    assert new_id != old_id
     assert stale_sidecars(tmp_path / "m.tif") == []  # every file is the new run's
 
 

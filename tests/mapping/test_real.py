@@ -73,12 +73,15 @@ def test_rgb_byte_landsat(shared_data: Path, tmp_path: Path) -> None:
     )
     res = map_scene(bundle, scene, tmp_path / "rgb_map.tif", tile=256, overlap=32)
     with rasterio.open(res.path) as m:
-        assert m.crs == crs and m.transform == transform
+        assert m.crs == crs
+        assert m.transform == transform
         cls = m.read(1)
-    assert (cls[~valid] == IGNORE_INDEX).all() and (cls[valid] < 3).all()
+    assert (cls[~valid] == IGNORE_INDEX).all()
+    assert (cls[valid] < 3).all()
     assert (cls[valid] == labels[valid]).mean() > 0.8
     areas = json.loads(res.areas.read_text())
-    assert areas["unit"] == "km2" and areas["valid_pixels"] == int(valid.sum())
+    assert areas["unit"] == "km2"
+    assert areas["valid_pixels"] == int(valid.sum())
 
 
 def test_slovenia_s2_by_band_alias(shared_data: Path, tmp_path: Path) -> None:
@@ -103,7 +106,8 @@ def test_slovenia_s2_by_band_alias(shared_data: Path, tmp_path: Path) -> None:
     )
     res = map_scene(bundle, scene, tmp_path / "s2_map.tif", tile=128, overlap=16, tta="d4")
     with rasterio.open(res.path) as m:
-        assert m.shape == (101, 100) and m.descriptions[2] == "entropy"
+        assert m.shape == (101, 100)
+        assert m.descriptions[2] == "entropy"
         cls = m.read(1)
     labelled = y != IGNORE_INDEX
     majority = np.bincount(y[labelled]).max() / labelled.sum()
@@ -162,4 +166,5 @@ def test_eurosat_classifier_on_sentinel2_scene(shared_data: Path, tmp_path: Path
     with rasterio.open(res.path) as m:
         cls = m.read(1)
         assert json.loads(m.tags()["LANDLEARN_TILING"])["tile"] == 64
-    assert cls.shape == (101, 100) and (cls < len(classes)).all()
+    assert cls.shape == (101, 100)
+    assert (cls < len(classes)).all()

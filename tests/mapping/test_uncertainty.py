@@ -21,7 +21,8 @@ from landlearn.mapping.uncertainty import D4, d4_forward, d4_inverse, entropy, m
 def test_d4_inverse_undoes_forward() -> None:
     x = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).view(2, 3, 4, 4)
     outs = {tuple(d4_forward(x, k, f).flatten().tolist()) for k, f in D4}
-    assert len(D4) == 8 and len(outs) == 8
+    assert len(D4) == 8
+    assert len(outs) == 8
     for k, f in D4:
         assert torch.equal(d4_inverse(d4_forward(x, k, f), k, f), x)
 
@@ -36,7 +37,8 @@ def test_mc_dropout_switches_only_dropout(tmp_path: Path) -> None:
     bn = torch.nn.BatchNorm2d(3).eval()
     pred.model.add_module("bn", bn)
     with mc_dropout(pred.model):
-        assert pred.model.drop.training and not bn.training
+        assert pred.model.drop.training
+        assert not bn.training
     assert not pred.model.drop.training
     plain = load_bundle(make_bundle(tmp_path / "p.safetensors"))
     with pytest.raises(LandlearnError, match="dropout"), mc_dropout(plain.model):
@@ -50,7 +52,9 @@ def test_mc_dropout_map_has_entropy_and_mutual_information(tmp_path: Path) -> No
     again = predict_scene_array(bundle, scene, tile=32, overlap=8, mc_dropout=4, seed=1)
     np.testing.assert_array_equal(got["probabilities"], again["probabilities"])  # seeded
     mi, h = got["mutual_information"], got["entropy"]
-    assert (mi >= 0).all() and (mi <= h + 1e-6).all() and mi.max() > 1e-4
+    assert (mi >= 0).all()
+    assert (mi <= h + 1e-6).all()
+    assert mi.max() > 1e-4
     res = map_scene(bundle, scene, tmp_path / "mc.tif", tile=32, overlap=8, mc_dropout=3)
     with rasterio.open(res.path) as m:
         assert m.descriptions[2:] == ("entropy", "mutual_information")
@@ -64,7 +68,8 @@ def test_tta_d4_on_symmetric_model_changes_nothing_but_adds_entropy(
     plain = predict_scene_array(bundle, scene, tile=64, overlap=16)
     tta = predict_scene_array(bundle, scene, tile=64, overlap=16, tta="d4")
     np.testing.assert_allclose(tta["probabilities"], plain["probabilities"], atol=1e-5)
-    assert "entropy" in tta and "mutual_information" not in tta
+    assert "entropy" in tta
+    assert "mutual_information" not in tta
 
 
 def test_ensemble_averages_members_and_reports_variance(tmp_path: Path, scene: Path) -> None:
@@ -78,7 +83,8 @@ def test_ensemble_averages_members_and_reports_variance(tmp_path: Path, scene: P
     np.testing.assert_allclose(both["ensemble_variance"], expected_var, atol=1e-5)
     res = map_scene([a, b], scene, tmp_path / "e.tif", tile=64, overlap=16, probabilities=True)
     with rasterio.open(res.path) as m:
-        assert m.count == 2 + 3 + 2 and m.descriptions[-1] == "ensemble_variance"
+        assert m.count == 2 + 3 + 2
+        assert m.descriptions[-1] == "ensemble_variance"
 
 
 def test_ensemble_with_other_classes_is_refused(tmp_path: Path, scene: Path) -> None:
@@ -105,4 +111,5 @@ def test_classification_bundle_gives_patch_level_map(tmp_path: Path) -> None:
         cls = m.read(1)
         tiling = json.loads(m.tags()["LANDLEARN_TILING"])
     assert tiling["tile"] == 32  # the bundle's chip size, not --tile
-    assert (cls[:, :48] == 0).all() and (cls[:, 80:] == 1).all()
+    assert (cls[:, :48] == 0).all()
+    assert (cls[:, 80:] == 1).all()

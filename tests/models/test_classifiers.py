@@ -55,8 +55,11 @@ def test_state_dict_keys_do_not_depend_on_dropout() -> None:
 
 
 def test_small_input_keeps_twice_the_resolution_with_the_same_weights(tmp_path: Path) -> None:
-    """``small_input`` drops the stem's max-pool: layer4 sees 4x4 instead of 2x2 on 64x64 chips,
-    the state dict is unchanged, and a bundle rebuilds the same network from its kwargs."""
+    """``small_input`` drops the stem's max-pool.
+
+    ``small_input`` drops the stem's max-pool: layer4 sees 4x4 instead of 2x2 on 64x64 chips,
+    the state dict is unchanged, and a bundle rebuilds the same network from its kwargs.
+    """
     from landlearn.bundle import BundleMeta, load_bundle, save_bundle
 
     torch.manual_seed(0)
@@ -124,7 +127,7 @@ def test_pretrained_offline_is_a_landlearn_error(
 
 
 def test_pretrained_extra_bands_repeat_rgb_kernels(tmp_path: Path) -> None:
-    """timm's ``in_chans`` adapts RGB weights: cyclic repeat R,G,B,R,... scaled by 3 / C."""
+    """Timm's ``in_chans`` adapts RGB weights: cyclic repeat R,G,B,R,... scaled by 3 / C."""
     torch.manual_seed(0)
     rgb = timm.create_model("resnet18", in_chans=3)  # stands in for ImageNet weights
     path = tmp_path / "resnet18.safetensors"
@@ -152,11 +155,13 @@ def test_timm_prefix_builds_any_timm_classifier() -> None:
     model = build_model("timm:convnext_atto", in_channels=13, num_classes=5, dropout=0.2).eval()
     with torch.no_grad():
         out = model(torch.randn(2, 13, 64, 64))
-    assert out.shape == (2, 5) and torch.isfinite(out).all()
+    assert out.shape == (2, 5)
+    assert torch.isfinite(out).all()
     assert model_task("timm:convnext_atto") == "classification"
     assert model.stem[0].in_channels == 13
     head = model.head.fc  # timm's pretrained_cfg["classifier"] is "head.fc" for ConvNeXt
-    assert isinstance(head, nn.Sequential) and isinstance(head[0], nn.Dropout)
+    assert isinstance(head, nn.Sequential)
+    assert isinstance(head[0], nn.Dropout)
     assert head[0].p == pytest.approx(0.2)
     assert "timm:convnext_atto" not in list_models()  # timm's thousand names are not listed
 

@@ -26,7 +26,8 @@ def _inputs(seed: int = 0) -> dict[str, torch.Tensor]:
 
 def test_registered_as_a_multi_input_segmenter() -> None:
     assert model_task("early_fusion_unet") == "segmentation"
-    assert is_multi_input("early_fusion_unet") and not is_multi_input("unet")
+    assert is_multi_input("early_fusion_unet")
+    assert not is_multi_input("unet")
 
 
 def test_forward_stacks_inputs_in_input_names_order() -> None:
@@ -40,16 +41,21 @@ def test_forward_stacks_inputs_in_input_names_order() -> None:
         direct = model.net(torch.cat([x["s2"], x["s1"]], dim=1))
         stacked = model(torch.cat([x["s2"], x["s1"]], dim=1))
         other = model.net(torch.cat([x["s1"], x["s2"][:, :2], x["s2"][:, 2:]], dim=1))
-    assert out.shape == (2, 2, 64, 64) and torch.isfinite(out).all()
-    assert torch.equal(out, swapped) and torch.equal(out, direct) and torch.equal(out, stacked)
+    assert out.shape == (2, 2, 64, 64)
+    assert torch.isfinite(out).all()
+    assert torch.equal(out, swapped)
+    assert torch.equal(out, direct)
+    assert torch.equal(out, stacked)
     assert not torch.allclose(out, other)  # s1 first would be another stacking
     first = model.net.encoder.conv1
-    assert isinstance(first, nn.Conv2d) and first.in_channels == 15
+    assert isinstance(first, nn.Conv2d)
+    assert first.in_channels == 15
 
 
 def test_in_channels_order_is_the_stacking_order() -> None:
     model = build_model("early_fusion_unet", in_channels={"s1": 2, "s2": 13}, num_classes=3)
-    assert model.input_names == ("s1", "s2") and model.in_channels == {"s1": 2, "s2": 13}
+    assert model.input_names == ("s1", "s2")
+    assert model.in_channels == {"s1": 2, "s2": 13}
 
 
 def test_one_input_is_the_unet_on_that_input() -> None:
@@ -68,7 +74,8 @@ def test_dropout_and_size_divisor_see_through_the_wrapper() -> None:
         "early_fusion_unet", in_channels={"a": 3, "b": 1}, num_classes=2, dropout=0.3
     )
     head = model.net.segmentation_head
-    assert isinstance(head[0], nn.Dropout2d) and head[0].p == pytest.approx(0.3)
+    assert isinstance(head[0], nn.Dropout2d)
+    assert head[0].p == pytest.approx(0.3)
     assert size_divisor(model) == size_divisor(model.net) == 1
     assert model.encoder is model.net.encoder
 
@@ -100,8 +107,11 @@ def test_bad_inputs_are_one_line_errors() -> None:
 def test_real_sen1floods11_config_batch_through_the_model(
     variant: str, shared_data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The config's datamodule and model: a normalised real batch, logits, a finite loss whose
-    gradient reaches the first convolution's weights of every input's bands."""
+    """A config's real batch trains every input's bands.
+
+    The config's datamodule and model: a normalised real batch, logits, a finite loss whose
+    gradient reaches the first convolution's weights of every input's bands.
+    """
     config = yaml.safe_load((ROOT / "configs" / f"sen1floods11_{variant}.yaml").read_text())
     monkeypatch.chdir(ROOT)  # configs name ../shared/data relative to the checkout
     data = config["data"]
@@ -126,5 +136,6 @@ def test_real_sen1floods11_config_batch_through_the_model(
     assert torch.isfinite(loss)
     loss.backward()
     grad = model.net.encoder.conv1.weight.grad  # (64, sum C, 7, 7)
-    assert grad is not None and grad.shape[1] == sum(s.num_bands for s in specs)
+    assert grad is not None
+    assert grad.shape[1] == sum(s.num_bands for s in specs)
     assert (grad.abs().sum(dim=(0, 2, 3)) > 0).all()

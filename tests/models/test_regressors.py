@@ -26,9 +26,9 @@ def test_means_only_and_with_log_variance() -> None:
     out = var(x)
     assert out.shape == (5, 6)
     mean, log_var = split_mean_logvar(out, 3)
-    assert (
-        log_var is not None and torch.equal(mean, out[:, :3]) and torch.equal(log_var, out[:, 3:])
-    )
+    assert log_var is not None
+    assert torch.equal(mean, out[:, :3])
+    assert torch.equal(log_var, out[:, 3:])
     assert split_mean_logvar(plain(x), 3)[1] is None
 
 

@@ -80,7 +80,7 @@ def test_pretrained_offline_is_a_landlearn_error(
 def test_pretrained_encoder_adapts_first_conv(
     bands: int, arch: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """smp loads RGB weights, then ``set_in_channels``: C > 3 repeats R,G,B,... × 3 / C; 1 sums.
+    """Smp loads RGB weights, then ``set_in_channels``: C > 3 repeats R,G,B,... × 3 / C; 1 sums.
 
     The hub download is replaced by a local file of a random RGB encoder (no network), so the
     real load and adaptation path of smp runs.

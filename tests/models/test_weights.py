@@ -50,7 +50,8 @@ def test_an_encoder_bundle_starts_the_encoder_and_leaves_the_decoder(tmp_path: P
     path = tmp_path / "encoder.safetensors"
     save_file(encoder, str(path))
     report = load_matching_weights(_unet(4), path)
-    assert set(report.loaded) == set(encoder) and report.unused == []
+    assert set(report.loaded) == set(encoder)
+    assert report.unused == []
     assert all(not k.startswith("encoder.") for k in report.left)
     assert all(why == "not in the file" for why in report.left.values())
 

@@ -22,7 +22,8 @@ def test_cli_writes_report(seg_run: Path, tmp_path: Path, caplog: pytest.LogCapt
     out = tmp_path / "out"
     with caplog.at_level(logging.INFO, logger="landlearn"):
         assert cli_report.run(_parse([str(seg_run), "--out", str(out)])) == 0
-    assert (out / "index.html").is_file() and (out / "metrics.md").is_file()
+    assert (out / "index.html").is_file()
+    assert (out / "metrics.md").is_file()
     assert str(out / "index.html") in caplog.text
 
 

@@ -28,7 +28,8 @@ def _size(path: Path) -> tuple[int, int]:
 def test_training_curves_epoch_only_columns(tmp_path: Path) -> None:
     frame = pd.DataFrame({"epoch": [0, 1, 2], "val_loss": [1.0, 0.7, np.nan]})
     out = plot_training_curves(frame, tmp_path / "curves.png")
-    assert out == tmp_path / "curves.png" and out.stat().st_size > 5_000
+    assert out == tmp_path / "curves.png"
+    assert out.stat().st_size > 5_000
     width, height = _size(out)
     assert width < 1.6 * height  # one panel only
 

@@ -32,18 +32,22 @@ def test_segmentation_report(seg_run: Path) -> None:
     assert f"{metrics['overall_accuracy']:.4f}" in page
     assert f"{metrics['miou']:.4f}" in page
     assert "unet_resnet18" in page  # key setting from hparams.yaml
-    assert 'src="report/' not in page and page.count("data:image/png;base64,") == 5
+    assert 'src="report/' not in page
+    assert page.count("data:image/png;base64,") == 5
     assert "absent from the test split" in page
     width, height = _png(out / "training_curves.png")
     assert width > 2 * height  # three panels side by side: loss, metrics, lr
     width, height = _png(out / "confusion_matrix.png")
-    assert 500 < width < 1000 and 500 < height < 1000
+    assert 500 < width < 1000
+    assert 500 < height < 1000
     _png(out / "per_class.png")
     _png(out / "reliability.png")
     width, height = _png(out / "examples.png")
-    assert width > 800 and height > 3 * 200  # 4 columns (with confidence), 3 rows
+    assert width > 800
+    assert height > 3 * 200
     md = (out / "metrics.md").read_text(encoding="utf-8")
-    assert "| wetland | — |" in md and f"{metrics['overall_accuracy']:.4f}" in md
+    assert "| wetland | — |" in md
+    assert f"{metrics['overall_accuracy']:.4f}" in md
     assert not list(out.glob(".*.tmp"))
 
 
@@ -55,9 +59,11 @@ def test_classification_report_uses_latest_version(cls_run: Path, tmp_path: Path
     assert len(metrics["class_names"]) == 10
     assert all(f">{name}<" in page for name in metrics["class_names"])
     assert f"{metrics['overall_accuracy']:.4f}" in page
-    assert "version_2" in page and "9.9000" not in page  # version_0's stale CSV is not used
+    assert "version_2" in page
+    assert "9.9000" not in page
     width, height = _png(tmp_path / "elsewhere" / "confusion_matrix.png", min_kb=30)
-    assert width >= 800 and height >= 700  # 10 classes stay readable
+    assert width >= 800
+    assert height >= 700
     _png(tmp_path / "elsewhere" / "examples.png")
 
 
@@ -74,7 +80,8 @@ def test_json_only_run_with_bad_examples(seg_run: Path) -> None:
     (seg_run / "metrics.csv").unlink()
     (seg_run / "examples.npz").write_bytes(b"not a zip")
     page = build_report(seg_run).read_text(encoding="utf-8")
-    assert "no metrics.csv" in page and "Examples skipped" in page
+    assert "no metrics.csv" in page
+    assert "Examples skipped" in page
     assert "Confusion matrix" in page
 
 
@@ -112,12 +119,16 @@ def test_training_table_best_is_min_for_loss_and_ece_and_skips_test_rows() -> No
     rows = {r[0]: r for r in _training_rows(frame)}
     assert "test_oa" not in rows
     assert rows["val_ece"][2:] == ["0.0100", "1"]
-    assert rows["val_loss"][3] == "1" and rows["val_miou"][3] == "1"
+    assert rows["val_loss"][3] == "1"
+    assert rows["val_miou"][3] == "1"
 
 
 def test_regression_report_has_errors_not_classes(tmp_path: Path) -> None:
-    """A regression run's page: R², MAE and RMSE in the target's units, lowest error is best,
-    and no class count, confusion matrix or calibration notes."""
+    """A regression run's page.
+
+    A regression run's page: R², MAE and RMSE in the target's units, lowest error is best,
+    and no class count, confusion matrix or calibration notes.
+    """
     from landlearn.report.page import _training_rows
 
     run = tmp_path / "run"
@@ -130,11 +141,16 @@ def test_regression_report_has_errors_not_classes(tmp_path: Path) -> None:
         "0,10,26.7,35.6,0.1,\n0,10,,,,0.9\n1,20,22.6,31.8,0.3,\n1,20,,,,0.5\n"
     )
     page = build_report(run).read_text(encoding="utf-8")
-    assert "targets: lfmc" in page and "classes" not in page
-    assert "MAE (%)" in page and "RMSE (%)" in page and "0.4800" in page
-    assert "Confusion matrix" not in page and "Reliability" not in page
+    assert "targets: lfmc" in page
+    assert "classes" not in page
+    assert "MAE (%)" in page
+    assert "RMSE (%)" in page
+    assert "0.4800" in page
+    assert "Confusion matrix" not in page
+    assert "Reliability" not in page
     md = (run / "report" / "metrics.md").read_text(encoding="utf-8")
-    assert "Task: regression of lfmc." in md and "| R² | 0.4800 |" in md
+    assert "Task: regression of lfmc." in md
+    assert "| R² | 0.4800 |" in md
 
     import pandas as pd
 

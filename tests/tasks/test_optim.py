@@ -30,7 +30,8 @@ def test_optimizers_build_with_lr(name: str) -> None:
 
 def test_sgd_defaults_to_nesterov_momentum() -> None:
     group = build_optimizer(_params(), "sgd", lr=0.1).param_groups[0]
-    assert group["momentum"] > 0 and group["nesterov"] is True
+    assert group["momentum"] > 0
+    assert group["nesterov"] is True
 
 
 def test_unknown_optimizer_names_nearest() -> None:
@@ -61,25 +62,30 @@ def _lrs(name: str, epochs: int = 6, steps_per_epoch: int = 4) -> list[float]:
 
 def test_step_schedule_divides_by_ten_every_k_epochs() -> None:
     lrs = _lrs("step")
-    assert lrs[0] == pytest.approx(0.1) and lrs[2] == pytest.approx(0.01)
+    assert lrs[0] == pytest.approx(0.1)
+    assert lrs[2] == pytest.approx(0.01)
     assert lrs[4] == pytest.approx(0.001)
 
 
 def test_cosine_decays_to_zero() -> None:
     lrs = _lrs("cosine")
-    assert lrs == sorted(lrs, reverse=True) and lrs[-1] < 0.02
+    assert lrs == sorted(lrs, reverse=True)
+    assert lrs[-1] < 0.02
 
 
 def test_cyclic_goes_up_and_down() -> None:
     lrs = _lrs("cyclic", epochs=32, steps_per_epoch=1)  # 4 steps up, 4 down: 4 cycles
     peaks = [i for i in range(1, len(lrs) - 1) if lrs[i - 1] < lrs[i] > lrs[i + 1]]
-    assert len(peaks) >= 3 and max(lrs) == pytest.approx(0.1) and min(lrs) == pytest.approx(0.01)
+    assert len(peaks) >= 3
+    assert max(lrs) == pytest.approx(0.1)
+    assert min(lrs) == pytest.approx(0.01)
 
 
 def test_onecycle_peaks_then_anneals() -> None:
     lrs = _lrs("onecycle", epochs=10, steps_per_epoch=2)
     peak = lrs.index(max(lrs))
-    assert 0 < peak < 9 and lrs[-1] < lrs[peak] / 10
+    assert 0 < peak < 9
+    assert lrs[-1] < lrs[peak] / 10
 
 
 def test_plateau_reduces_when_stuck() -> None:

@@ -46,11 +46,14 @@ def test_regression_task_trains_and_scores_in_target_units(
     task = RegressionTask(model="mlp_regressor", model_kwargs={"hidden": [32]}, loss=loss, lr=0.01)
     trainer = _trainer(tmp_path, max_epochs=3)
     trainer.fit(task, datamodule=dm)
-    assert task.monitor == "val_rmse" and task.monitor_mode == "min"
-    assert "val_rmse" in trainer.callback_metrics and "val_r2" in trainer.callback_metrics
+    assert task.monitor == "val_rmse"
+    assert task.monitor_mode == "min"
+    assert "val_rmse" in trainer.callback_metrics
+    assert "val_r2" in trainer.callback_metrics
     trainer.test(task, datamodule=dm, verbose=False)
     got = task.test_results
-    assert got is not None and got["targets"] == ["lfmc"]
+    assert got is not None
+    assert got["targets"] == ["lfmc"]
     x, y = dm.arrays("test")  # normalised features, targets in %
     task.eval()
     with torch.no_grad():
@@ -62,7 +65,8 @@ def test_regression_task_trains_and_scores_in_target_units(
     r2 = 1 - (err**2).sum() / ((y - y.mean()) ** 2).sum()
     assert got["r2"] == pytest.approx(r2, rel=1e-4, abs=1e-6)
     assert (got["nll"] is not None) == (loss == "gaussian_nll")
-    assert task.model is not None and task.model.out.out_features == (2 if loss != "mse" else 1)
+    assert task.model is not None
+    assert task.model.out.out_features == (2 if loss != "mse" else 1)
 
 
 def test_regression_task_refuses_a_class_loss_and_a_wrong_target_count(
@@ -99,7 +103,8 @@ def test_the_hooks_build_model_losses_and_metrics_per_head(images: Path, tmp_pat
     _trainer(tmp_path, fast_dev_run=2).fit(task, datamodule=dm)
     assert isinstance(task.losses["classification"], _SoftL1)
     assert list(task.val_metrics) == ["classification"] == task.head_names
-    assert task.input_names == ["image"] and [s.name for s in task.input_specs] == ["image"]
+    assert task.input_names == ["image"]
+    assert [s.name for s in task.input_specs] == ["image"]
     assert isinstance(task, SupervisedTask)
 
 
@@ -139,8 +144,11 @@ def _two_input_module(tmp_path: Path) -> AlignedRasterDataModule:
 
 
 def test_two_inputs_train_validate_test_and_keep_examples(tmp_path: Path) -> None:
-    """Each input reaches the early-fusion model under its own name; the report's examples come
-    from the first input; TTA averages over the same transform of both inputs."""
+    """Each input reaches the early-fusion model by name.
+
+    Each input reaches the early-fusion model under its own name; the report's examples come
+    from the first input; TTA averages over the same transform of both inputs.
+    """
     pl.seed_everything(0)
     dm = _two_input_module(tmp_path)
     task = SegmentationTask(model="early_fusion_unet", model_kwargs={"encoder": "resnet18"},
@@ -148,21 +156,25 @@ def test_two_inputs_train_validate_test_and_keep_examples(tmp_path: Path) -> Non
     trainer = _trainer(tmp_path, max_epochs=1, limit_train_batches=2, limit_val_batches=1)
     trainer.fit(task, datamodule=dm)
     assert task.hparams["in_channels"] == {"s2": 4, "s1": 2}
-    assert task.input_names == ["s2", "s1"] and task.is_multi_input
+    assert task.input_names == ["s2", "s1"]
+    assert task.is_multi_input
     trainer.test(task, datamodule=dm, verbose=False)
-    assert task.test_results is not None and 0 <= task.test_results["miou"] <= 1
+    assert task.test_results is not None
+    assert 0 <= task.test_results["miou"] <= 1
     assert len(task.test_examples["image"]) == 2
     assert task.test_examples["image"][0].shape == (32, 32, 3)
     batch = dm.on_after_batch_transfer(next(iter(dm.test_dataloader())), 0)
     x = task.inputs(batch)
-    assert isinstance(x, dict) and list(x) == ["s2", "s1"]
+    assert isinstance(x, dict)
+    assert list(x) == ["s2", "s1"]
     with torch.no_grad():
         task.eval()
         plain = task.probs(task(x))
         turned = task.probs(task({k: v.flip(-1) for k, v in x.items()})).flip(-1)
         tta = task.predict_step(batch, 0)
     # the d4 mean contains the flipped prediction turned back: it lies between the two
-    assert tta.shape == plain.shape and not torch.equal(tta, plain)
+    assert tta.shape == plain.shape
+    assert not torch.equal(tta, plain)
     assert torch.isfinite(turned).all()
 
 
@@ -170,8 +182,11 @@ def test_two_inputs_train_validate_test_and_keep_examples(tmp_path: Path) -> Non
 def test_real_early_fusion_trains_on_spain_and_tests_on_india(
     shared_data: Path, tmp_path: Path
 ) -> None:
-    """S1 + S2 of Sen1Floods11's Spain chip train the early-fusion U-Net a few steps; India's
-    chip is the test split: water IoU is a finite number between 0 and 1."""
+    """S1 + S2 train on Spain and test on India.
+
+    S1 + S2 of Sen1Floods11's Spain chip train the early-fusion U-Net a few steps; India's
+    chip is the test split: water IoU is a finite number between 0 and 1.
+    """
     root = shared_data / SEN1FLOODS11
 
     def files(site: str) -> dict[str, str]:
@@ -191,8 +206,11 @@ def test_real_early_fusion_trains_on_spain_and_tests_on_india(
     trainer.fit(task, datamodule=dm)
     assert task.hparams["in_channels"] == {"s2": 13, "s1": 2}
     specs = {s.name: s for s in task.input_specs}
-    assert specs["s1"].mean is not None and specs["s1"].mean[0] < 0  # dB, its own statistics
+    assert specs["s1"].mean is not None
+    assert specs["s1"].mean[0] < 0
     trainer.test(task, datamodule=dm, verbose=False)
     assert task.test_results is not None
     iou = task.test_results["per_class"]["iou"][1]
-    assert iou is not None and 0.0 <= iou <= 1.0 and math.isfinite(iou)
+    assert iou is not None
+    assert 0.0 <= iou <= 1.0
+    assert math.isfinite(iou)

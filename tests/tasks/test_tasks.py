@@ -113,7 +113,8 @@ def test_in_channels_must_match_the_data(
     cfg = _patch_config(tmp_path, tmp_path / "x", extra=", in_channels: 13, num_classes: 5")
     code, _, err = run_cli(["fit", "--config", str(cfg)], capsys)
     assert code == 2
-    assert "in_channels=13" in err and "3 bands" in err
+    assert "in_channels=13" in err
+    assert "3 bands" in err
 
 
 @pytest.mark.parametrize("mode", ["binary", "multilabel", "multiclass"])
@@ -239,7 +240,8 @@ def test_craft_options_train_through_the_cli(
     (path,) = out.rglob("metrics.csv")
     with path.open() as f:
         lrs = [float(r[k]) for r in csv.DictReader(f) for k in r if k.startswith("lr-") and r[k]]
-    assert lrs and all(lr > 0 for lr in lrs), "learning rate not logged"
+    assert lrs, "learning rate not logged"
+    assert all(lr > 0 for lr in lrs), lrs
     if scheduler == "step":  # step_size defaults to a third of the run: ×0.1 after epoch 1
         assert lrs[-1] == pytest.approx(lrs[0] * 0.1)
     assert 0.0 <= _metrics(out)["overall_accuracy"] <= 1.0
@@ -261,7 +263,8 @@ def test_class_weights_come_from_the_datamodule(tmp_path: Path) -> None:
     task.configure_losses(dm)
     loss = task.losses["classification"]
     assert torch.allclose(loss.weight, torch.as_tensor(dm.class_weights, dtype=torch.float32))
-    assert loss.weight[0] == loss.weight.max() and loss.weight[0] > loss.weight[1]
+    assert loss.weight[0] == loss.weight.max()
+    assert loss.weight[0] > loss.weight[1]
     with pytest.raises(LandlearnError, match="class_weights: true needs a datamodule"):
         task.configure_losses(object())
 

@@ -51,9 +51,12 @@ data:
     assert code == 0, err
     (bundle,) = (tmp_path / "runs").rglob("model.safetensors")
     meta = load_bundle(bundle).meta
-    assert meta.num_classes == 7 and meta.in_channels == 3
+    assert meta.num_classes == 7
+    assert meta.in_channels == 3
     assert meta.class_names[0] == "Urban land"
     assert meta.class_colors[4] == [0, 0, 255]  # TorchGeo's colour map travels in the bundle
-    assert meta.mean == [0.0, 0.0, 0.0] and meta.std == [255.0, 255.0, 255.0]
+    assert meta.mean == [0.0, 0.0, 0.0]
+    assert meta.std == [255.0, 255.0, 255.0]
     metrics = json.loads((bundle.parent / "metrics.json").read_text())
-    assert metrics["num_classes"] == 7 and metrics["pixels"] > 0
+    assert metrics["num_classes"] == 7
+    assert metrics["pixels"] > 0

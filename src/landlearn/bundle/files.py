@@ -90,7 +90,7 @@ def _modules(model: nn.Module | Mapping[str, nn.Module], meta: BundleMeta) -> di
 
 
 def _dedupe_shared(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """safetensors refuses tensors sharing memory; give each its own copy."""
+    """Safetensors refuses tensors sharing memory; give each its own copy."""
     seen: set[int] = set()
     out = {}
     for k, v in state.items():

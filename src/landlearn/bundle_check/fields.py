@@ -34,7 +34,7 @@ MAX_CHIP_SIZE = 65536
 
 
 def type_name(value: object) -> str:
-    """A JSON-ish name for the type of ``value``, for messages: ``a list``, ``null``, …"""
+    """A JSON-ish name for the type of ``value``, for messages: ``a list``, ``null``, …."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -53,19 +53,27 @@ def type_name(value: object) -> str:
 
 
 def show(value: object, limit: int = 40) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for an error message."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def is_int(value: object) -> bool:
+    """An int that is not a bool (JSON's ``true`` is no count)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
 def is_number(value: object) -> bool:
+    """An int or float that is not a bool."""
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def int_field(raw: Mapping[str, Any], key: str, lo: int, hi: int | None, path: PathLike) -> int:
+    """``raw[key]`` as an integer in ``[lo, hi]``.
+
+    Raises:
+        LandlearnError: naming the field, the value and the range.
+    """
     value = raw[key]
     if not is_int(value):
         raise LandlearnError(
@@ -78,6 +86,11 @@ def int_field(raw: Mapping[str, Any], key: str, lo: int, hi: int | None, path: P
 
 
 def dict_field(raw: Mapping[str, Any], key: str, path: PathLike) -> dict[str, Any]:
+    """``raw[key]`` (default ``{}``) as a JSON object.
+
+    Raises:
+        LandlearnError: when it is something else.
+    """
     value = raw.get(key, {})
     if not isinstance(value, dict):
         raise LandlearnError(f"bundle {key} must be a JSON object, got {type_name(value)}", path)
@@ -85,6 +98,11 @@ def dict_field(raw: Mapping[str, Any], key: str, path: PathLike) -> dict[str, An
 
 
 def choice(value: object, key: str, known: Sequence[str], path: PathLike) -> str:
+    """``value`` if it is one of ``known``.
+
+    Raises:
+        LandlearnError: with a "did you mean" and the known names.
+    """
     if isinstance(value, str) and value in known:
         return value
     tip = did_you_mean(value, known, otherwise="") if isinstance(value, str) else ""

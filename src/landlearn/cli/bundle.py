@@ -3,7 +3,7 @@
   merge   write several bundles into one ensemble bundle (combine: mean); `landlearn map` and
           `landlearn evaluate` use it like --ensemble with the same members
 
-examples:
+Examples:
   landlearn bundle merge a.safetensors b.safetensors c.safetensors -o ens.safetensors
   landlearn bundle merge a.safetensors b.safetensors -o ens.safetensors --overwrite
 """
@@ -42,7 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def check_merge_output(out: Path, bundles: list[str], overwrite: bool) -> None:
-    """Refuse an output that is an input, not a regular file, not writable, or a file that is
+    """Check the output path of ``bundle merge``.
+
+    Refuse an output that is an input, not a regular file, not writable, or a file that is
     not a landlearn bundle; an existing bundle only with ``overwrite``.
 
     Raises:

@@ -5,7 +5,7 @@ through the same `landlearn fit` path a real config takes, prints the test metri
 synthetic area into a land-cover GeoTIFF (colour table, class names, confidence, MC-dropout
 uncertainty) and writes a report page.
 
-example:
+Example:
   landlearn demo --out landlearn-demo
   then open landlearn-demo/report/index.html and landlearn-demo/new_area_landcover.tif (QGIS)
 """

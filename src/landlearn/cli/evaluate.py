@@ -6,7 +6,7 @@ DATA is one of:
                                      --classes-csv), or single-band class-code masks
   a GeoTIFF image and a label raster DATA.tif LABEL.tif on the same grid
 
-examples:
+Examples:
   landlearn evaluate model.safetensors ../shared/data/eurosat_rgb/test --out metrics.json
   landlearn evaluate model.safetensors ../shared/data/eurosat_rgb/test --tta d4
   landlearn evaluate a.safetensors ../shared/data/eurosat_rgb/test --ensemble b.safetensors

@@ -3,7 +3,7 @@
 Trains briefly with an exponentially growing learning rate and picks the steepest descent of the
 loss curve. Prints the suggestion and writes a plot.
 
-example:
+Example:
   landlearn lr-find --config configs/eurosat_resnet18.yaml --out lr_find.png
 """
 

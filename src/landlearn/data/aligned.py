@@ -84,6 +84,7 @@ class RasterInput:
 
 
 _LABEL = "\0label"  # key of the label's handle; not a valid input name in a config
+_TARGET = "\0target"  # key of the pixel-target raster's handle and facts
 _INPUT_KEYS = ("path", "bands", "band_names", "resampling", "mean", "std")
 
 
@@ -175,6 +176,9 @@ class AlignedRasterDataset(ChipSampler, Dataset[dict[str, torch.Tensor]]):
         windows: regions to take chips from; default the whole reference grid.
         seed: seed of the random chips.
         keep_nodata: keep NaN (and no-data values as NaN) instead of filling, for statistics.
+        target: a raster of continuous pixel targets (its ``bands``, one per target), read in
+            its own units as ``target`` ``(T, H, W)`` float32, NaN where unknown (its no-data,
+            outside it, or where an input has no data); None for no pixel target.
 
     Raises:
         LandlearnError: a missing or unreadable file, bad band numbers, band names whose count
@@ -193,6 +197,7 @@ class AlignedRasterDataset(ChipSampler, Dataset[dict[str, torch.Tensor]]):
         windows: Sequence[Window] | None = None,
         seed: int = 0,
         keep_nodata: bool = False,
+        target: RasterInput | None = None,
     ) -> None:
         if not inputs:
             raise LandlearnError("give at least one input raster")
@@ -216,6 +221,19 @@ class AlignedRasterDataset(ChipSampler, Dataset[dict[str, torch.Tensor]]):
             self.warped[spec.name] = not _same_grid(ref, info)
             if self.warped[spec.name]:
                 _check_overlap(ref, info, f"input {spec.name!r}", f"input {names[0]!r}")
+        self.target = target
+        self.target_names: list[str] = []  # the target bands' names (descriptions or given)
+        self.target_warped = False
+        self.target_info: RasterInfo | None = None
+        if target is not None:
+            if label is not None:
+                raise LandlearnError("give a label raster or a target raster, not both")
+            info = raster_info(target.path)
+            self.target_info = info
+            self.target_names = _band_names(target, info)
+            self.target_warped = not _same_grid(ref, info)
+            if self.target_warped:
+                _check_overlap(ref, info, "target", f"input {names[0]!r}")
         self.label_warped = self.label_info is not None and not _same_grid(ref, self.label_info)
         if self.label_info is not None and self.label_warped:
             _check_overlap(ref, self.label_info, "label", f"input {names[0]!r}")
@@ -260,6 +278,9 @@ class AlignedRasterDataset(ChipSampler, Dataset[dict[str, torch.Tensor]]):
             }
             if self.label_path is not None:
                 handles[_LABEL] = self._open_one(self.label_path, self.label_warped, "nearest")
+            if self.target is not None:
+                t = self.target
+                handles[_TARGET] = self._open_one(t.path, self.target_warped, t.resampling)
             self._handles, self._pid = handles, os.getpid()
         return self._handles
 
@@ -318,7 +339,54 @@ class AlignedRasterDataset(ChipSampler, Dataset[dict[str, torch.Tensor]]):
             padded = moved if k == 0 else padded
         if padded is not None:
             sample["mask"] = torch.from_numpy(np.ascontiguousarray(padded))
+        if self.target is not None:
+            values = self._read_target(handles[_TARGET], inner)
+            values[:, invalid] = np.nan
+            top, bottom, left, right = pads
+            values = np.pad(values, ((0, 0), (top, bottom), (left, right)),
+                            constant_values=np.nan)  # fmt: skip
+            sample["target"] = torch.from_numpy(np.ascontiguousarray(values))
         return sample
+
+    def _read_target(self, src: Any, inner: Window) -> np.ndarray:
+        """``(T, h, w)`` float32 targets, NaN for no-data (the raster's, or outside a warp)."""
+        assert self.target is not None
+        assert self.target_info is not None
+        t = self.target
+        try:
+            data = src.read(list(t.bands) if t.bands else None, window=inner)
+        except RasterioError as err:
+            raise read_error(err, t.path, inner) from err
+        data = data.astype(np.float32)
+        nodata = math.nan if self.target_warped else self.target_info.nodata
+        if nodata is not None and not math.isnan(nodata):
+            data[data == nodata] = np.nan
+        data[~np.isfinite(data)] = np.nan
+        return data
+
+    def target_stats(self) -> tuple[list[float], list[float], list[int]]:
+        """Per target: mean, std (population) and count of known pixels in these regions."""
+        if self.target is None:
+            raise RuntimeError("no target raster")
+        src = self._open()[_TARGET]
+        t = len(self.target_names)
+        n = np.zeros(t, np.float64)
+        s1 = np.zeros(t, np.float64)
+        s2 = np.zeros(t, np.float64)
+        for inner in self.grid_read_windows():
+            v = self._read_target(src, inner).reshape(t, -1).astype(np.float64)
+            ok = ~np.isnan(v)
+            n += ok.sum(1)
+            s1 += np.where(ok, v, 0.0).sum(1)
+            s2 += np.where(ok, v * v, 0.0).sum(1)
+        if (n == 0).any():
+            empty = self.target_names[int(np.argmin(n))]
+            raise LandlearnError(
+                f"target {empty!r} has no known pixel in the training region", self.target.path
+            )
+        mean = s1 / n
+        std = np.sqrt(np.maximum(s2 / n - mean**2, 0.0))
+        return mean.tolist(), std.tolist(), n.astype(int).tolist()
 
     def label_counts(self) -> np.ndarray:
         """Pixels per class index 0..254 in this dataset's regions, from the label alone."""

@@ -9,6 +9,11 @@ statistics after transfer; ``input_specs`` lists them in ``inputs`` order.
 ``label_fraction`` below 1 keeps the labels of that share of the train blocks (seeded, at least
 one) and turns the other train blocks into unlabelled chips (``unlabelled_dataloader()``), so
 semi-supervised methods see them instead of losing them. Statistics use every train block.
+
+``target`` instead of ``label`` makes it a pixel-regression datamodule: a raster of continuous
+targets (one band per target, in its own units, no-data as unknown) read as ``target``
+``(B, T, H, W)`` with NaN where unknown; its head is a ``pixel_regression`` ``HeadSpec`` with the
+target names, units and train-split mean and std.
 """
 
 from __future__ import annotations
@@ -47,6 +52,9 @@ class AlignedRasterDataModule(LandlearnDataModule):
             in the order models receive them; the first one's grid is the reference, others
             on another grid are resampled onto it (``resampling``, any rasterio name).
         label: single-band class-code raster (resampled with ``nearest`` when needed), or None.
+        target: instead of ``label``, a raster of continuous pixel targets: a path, or
+            ``{path, bands, band_names, resampling}`` (bands = the targets; default all).
+        target_units: one unit per target (``"%"``, ``"reflectance"``), for metrics and maps.
         class_names: class names; default ``class_<k>``.
         class_colors: ``[r, g, b]`` per class; default the label raster's colour table.
         remap: ``{code: class}``; unmapped codes (such as a ``-1`` no-data) and label no-data
@@ -57,6 +65,8 @@ class AlignedRasterDataModule(LandlearnDataModule):
         val_label: their label.
         test_inputs: separate test rasters, same names and bands as ``inputs``.
         test_label: their label.
+        val_target: the target raster of ``val_inputs`` (with ``target``).
+        test_target: the target raster of ``test_inputs``.
         resampling: default resampling of inputs not on the reference grid.
         label_fraction: share of the train blocks that keep their labels, in ``(0, 1]``.
         block_size: side of the split blocks (see ``split_scene``).
@@ -82,6 +92,10 @@ class AlignedRasterDataModule(LandlearnDataModule):
         resampling: str = "bilinear",
         label_fraction: float = 1.0,
         block_size: int | None = None,
+        target: str | dict[str, Any] | None = None,
+        target_units: list[str] | None = None,
+        val_target: str | dict[str, Any] | None = None,
+        test_target: str | dict[str, Any] | None = None,
         batch_size: int = 16,
         num_workers: int = 0,
         seed: int = 0,
@@ -97,10 +111,23 @@ class AlignedRasterDataModule(LandlearnDataModule):
                 raise LandlearnError(f"give {what}_label exactly when label is given")
             if files is None and lab is not None:
                 raise LandlearnError(f"{what}_label needs {what}_inputs")
+        if target is not None and label is not None:
+            raise LandlearnError("give label (classes) or target (values), not both")
+        self.target = _target(target, resampling, "target")
+        self.val_target = _target(val_target, resampling, "val_target", self.target)
+        self.test_target = _target(test_target, resampling, "test_target", self.target)
+        for files, tgt, what in ((val_inputs, val_target, "val"), (test_inputs, test_target, "test")):
+            if files is not None and (tgt is None) != (target is None):
+                raise LandlearnError(f"give {what}_target exactly when target is given")
+            if files is None and tgt is not None:
+                raise LandlearnError(f"{what}_target needs {what}_inputs")
+        self.target_units = list(target_units) if target_units else []
+        if self.target is not None:
+            self.task = "regression"
         if not 0.0 < float(label_fraction) <= 1.0:
             raise LandlearnError(f"label_fraction must be in (0, 1], got {label_fraction}")
-        if label is None and label_fraction != 1.0:
-            raise LandlearnError("label_fraction needs a label raster")
+        if label is None and target is None and label_fraction != 1.0:
+            raise LandlearnError("label_fraction needs a label or target raster")
         self.label, self.val_label, self.test_label = label, val_label, test_label
         self.remap = check_remap(remap)
         self.chip_size = int(chip_size)
@@ -116,18 +143,19 @@ class AlignedRasterDataModule(LandlearnDataModule):
         self.crs: Any = None
         self.transform: Any = None
         self._stats_windows: list[Window] = []
+        self.target_spec: HeadSpec | None = None
 
     def _dataset(
         self, inputs: list[RasterInput], label: str | None, sampler: str, windows: Any,
-        length: int | None = None, keep_nodata: bool = False,
+        length: int | None = None, keep_nodata: bool = False, target: RasterInput | None = None,
     ) -> AlignedRasterDataset:  # fmt: skip
         return AlignedRasterDataset(
             inputs, label, self.chip_size, sampler, length, self.remap, windows, self.seed,
-            keep_nodata,
+            keep_nodata, target,
         )  # fmt: skip
 
     def _build(self) -> None:
-        scene = self._dataset(self.inputs, self.label, "grid", None)
+        scene = self._dataset(self.inputs, self.label, "grid", None, target=self.target)
         val_fraction = 0.0 if self.val_inputs else self.val_fraction
         test_fraction = 0.0 if self.test_inputs else self.test_fraction
         block, train, val, test = split_scene(
@@ -139,15 +167,16 @@ class AlignedRasterDataModule(LandlearnDataModule):
         if self.label_fraction == 1.0:
             labelled = train  # the whole scene when it is not split, as RasterPairDataModule
         self.train_dataset = self._dataset(
-            self.inputs, self.label, "random", labelled or None, self.samples_per_epoch
-        )
+            self.inputs, self.label, "random", labelled or None, self.samples_per_epoch,
+            target=self.target,
+        )  # fmt: skip
         self.unlabelled_dataset = (
             self._dataset(self.inputs, None, "random", unlabelled, self.samples_per_epoch)
             if unlabelled else None
         )  # fmt: skip
         self._stats_windows = blocks if (train or unlabelled) else []
-        self.val_dataset = self._split(self.val_inputs, self.val_label, val)
-        self.test_dataset = self._split(self.test_inputs, self.test_label, test)
+        self.val_dataset = self._split(self.val_inputs, self.val_label, val, self.val_target)
+        self.test_dataset = self._split(self.test_inputs, self.test_label, test, self.test_target)
         for other in (self.val_dataset, self.test_dataset):
             if isinstance(other, AlignedRasterDataset):
                 _check_bands(scene, other)
@@ -161,6 +190,8 @@ class AlignedRasterDataModule(LandlearnDataModule):
             ", ".join(self.input_bands), block, len(labelled or blocks), len(unlabelled),
             len(val), len(test),
         )  # fmt: skip
+        if self.target is not None:
+            self.target_spec = self._target_head(labelled or None)
         if self.label is not None:
             if not self.class_names:
                 self.class_names = _names_from_counts(self._train_class_counts())
@@ -168,11 +199,36 @@ class AlignedRasterDataModule(LandlearnDataModule):
                 self.class_colors = _label_colors(self.label, self.remap, len(self.class_names))
 
     def _split(
-        self, files: list[RasterInput] | None, label: str | None, blocks: list[Window]
-    ) -> AlignedRasterDataset | None:
+        self, files: list[RasterInput] | None, label: str | None, blocks: list[Window],
+        target: RasterInput | None,
+    ) -> AlignedRasterDataset | None:  # fmt: skip
         if files:
-            return self._dataset(files, label, "grid", None)
-        return self._dataset(self.inputs, self.label, "grid", blocks) if blocks else None
+            return self._dataset(files, label, "grid", None, target=target)
+        if not blocks:
+            return None
+        return self._dataset(self.inputs, self.label, "grid", blocks, target=self.target)
+
+    def _target_head(self, windows: list[Window] | None) -> HeadSpec:
+        """The pixel-regression head: target names, units, train-split mean and std."""
+        assert self.target is not None
+        train = self._dataset(self.inputs, None, "grid", windows, target=self.target)
+        mean, std, counts = train.target_stats()
+        names = train.target_names
+        if self.target_units and len(self.target_units) != len(names):
+            raise LandlearnError(
+                f"target_units has {len(self.target_units)} units for {len(names)} targets "
+                f"({', '.join(names)})"
+            )
+        flat = [n for n, s in zip(names, std, strict=True) if s <= 0]
+        if flat:
+            raise LandlearnError(
+                f"target {flat[0]!r} is constant over the training region; nothing to learn",
+                self.target.path,
+            )
+        log.info("pixel targets %s: %s known pixels in the train region", names, counts)
+        name = names[0] if len(names) == 1 else "pixel_regression"
+        return HeadSpec(name, "pixel_regression", targets=names, units=self.target_units,
+                        mean=mean, std=std)  # fmt: skip
 
     def _train_class_counts(self) -> np.ndarray:
         assert isinstance(self.train_dataset, AlignedRasterDataset)
@@ -203,7 +259,12 @@ class AlignedRasterDataModule(LandlearnDataModule):
 
     @property
     def head_specs(self) -> list[HeadSpec]:
-        """The segmentation head; none without a label raster."""
+        """The segmentation head, or the pixel-regression head; none without either raster."""
+        if self.target is not None:
+            if self.target_spec is None:
+                self.setup("fit")
+            assert self.target_spec is not None
+            return [self.target_spec]
         return super().head_specs if self.label is not None else []
 
 
@@ -224,6 +285,22 @@ def _other(
                     p.band_names or by_name[p.name].band_names, p.resampling)
         for p in parsed
     ]  # fmt: skip
+
+
+def _target(
+    value: str | Mapping[str, Any] | None, resampling: str, what: str,
+    like: RasterInput | None = None,
+) -> RasterInput | None:  # fmt: skip
+    """A target raster (a path or a mapping), with ``like``'s bands when it names none."""
+    if value is None:
+        return None
+    parsed = parse_inputs({what: value}, resampling, what)[0]
+    if parsed.mean is not None:
+        raise LandlearnError(f"{what}: targets are standardised by the data; give no mean / std")
+    if like is None:
+        return parsed
+    return RasterInput(parsed.name, parsed.path, parsed.bands or like.bands,
+                       parsed.band_names or like.band_names, parsed.resampling)  # fmt: skip
 
 
 def _check_bands(train: AlignedRasterDataset, other: AlignedRasterDataset) -> None:

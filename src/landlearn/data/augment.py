@@ -317,6 +317,7 @@ class BatchAugment(nn.Module):
         return result
 
     def extra_repr(self) -> str:
+        """Shown in the module's repr."""
         extra = f", inputs={self.inputs}" if self.inputs != ("image",) else ""
         extra += f", per_input={self.per_input}" if self.per_input else ""
         return f"task={self.task!r}, params={self.params}{extra}"

@@ -652,7 +652,9 @@ def _colors(colormap: Any) -> list[list[int]] | None:
 
 
 def describe_datamodule(dm: LightningDataModule) -> dict[str, Any]:
-    """``band_names``, ``class_names``, ``class_colors``, ``mean``, ``std``, ``chip_size`` of a
+    """The data facts a model bundle records.
+
+    ``band_names``, ``class_names``, ``class_colors``, ``mean``, ``std``, ``chip_size`` of a
     datamodule, ours or TorchGeo's, for the model bundle.
 
     For TorchGeo datamodules call ``setup`` first: names come from the dataset's ``bands`` /

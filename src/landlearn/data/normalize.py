@@ -270,4 +270,5 @@ class Normalize(nn.Module):
         return self.normalize(x)
 
     def extra_repr(self) -> str:
+        """Shown in the module's repr."""
         return f"bands={self.mean.shape[0]}, nan_value={self.nan_value}"

@@ -290,7 +290,8 @@ class PrestoDataModule(LightningDataModule):
         spec = self._spec()
         if split not in self.splits:
             raise LandlearnError(f"unknown split {split!r}; expected train, val or test")
-        assert self._x is not None and self._y is not None
+        assert self._x is not None
+        assert self._y is not None
         idx = self.splits[split]
         x = self._x[idx]
         if normalized:

@@ -245,8 +245,11 @@ class ChipSampler:
         return Window(col, row, self.chip_size, self.chip_size), self.regions[k]
 
     def read_window(self, index: int) -> tuple[Window, tuple[int, int, int, int]]:
-        """The part of chip ``index`` to read (inside its region and the scene) and the padding
-        ``(top, bottom, left, right)`` that restores the chip's size."""
+        """The window of chip ``index`` and its padding.
+
+        The part of chip ``index`` to read (inside its region and the scene) and the padding
+        ``(top, bottom, left, right)`` that restores the chip's size.
+        """
         window, region = self.window(index)
         scene: Region = (0, 0, self.height, self.width)
         inner, pads = _intersect(window, region)

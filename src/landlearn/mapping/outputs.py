@@ -206,9 +206,12 @@ class AreaCounter:
 
 
 def write_marked_json(tmp: Path, data: dict[str, Any]) -> Path:
-    """Write ``data`` as JSON to ``tmp``, marked as landlearn's: ``tmp`` is a temporary name of
+    """Write a landlearn-marked JSON file of a group of map outputs.
+
+    Write ``data`` as JSON to ``tmp``, marked as landlearn's: ``tmp`` is a temporary name of
     a group of map outputs, renamed with the others once all are written (unlike
-    ``landlearn.atomic.write_json``, which renames its one file itself)."""
+    ``landlearn.atomic.write_json``, which renames its one file itself).
+    """
     tmp.write_text(dump_json({"written_by": MARK, **data}), encoding="utf-8")
     return tmp
 
@@ -216,7 +219,9 @@ def write_marked_json(tmp: Path, data: dict[str, Any]) -> Path:
 def write_qgis_style(
     tmp: Path, class_names: list[str], colors: list[list[int]], run_id: str = ""
 ) -> Path:
-    """A QGIS layer style (``<map>.qml``, loaded by QGIS as the default style of ``<map>.tif``):
+    """Write the QGIS layer style of a class map.
+
+    A QGIS layer style (``<map>.qml``, loaded by QGIS as the default style of ``<map>.tif``):
     band 1 drawn as paletted classes with their names and colours, no-data transparent.
 
     Without it QGIS draws a raster of three or more bands as RGB. Written to ``tmp``.

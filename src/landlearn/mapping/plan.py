@@ -273,8 +273,11 @@ def named_scenes(
 def _warp(
     src: Any, grid: dict[str, Any], path: str | os.PathLike[str], first: str | os.PathLike[str]
 ) -> str | None:
-    """None when ``src`` is on the map's grid; else the resampling onto it, after checking
-    that the footprints overlap."""
+    """The resampling of ``src`` onto the map's grid, if any.
+
+    None when ``src`` is on the map's grid; else the resampling onto it, after checking
+    that the footprints overlap.
+    """
     from rasterio.warp import transform_bounds
 
     same = (

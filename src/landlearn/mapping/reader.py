@@ -382,8 +382,11 @@ def alpha_bands(src: rasterio.DatasetReader) -> list[int]:
 
 
 def uses_mask(src: rasterio.DatasetReader, indexes: Sequence[int]) -> bool:
-    """Whether the file's mask marks no-data: a per-dataset mask, or an alpha band the model
-    does not read (one it reads as data is no mask)."""
+    """Whether the file's mask marks no-data.
+
+    Whether the file's mask marks no-data: a per-dataset mask, or an alpha band the model
+    does not read (one it reads as data is no mask).
+    """
     flags = src.mask_flag_enums[0]
     if MaskFlags.alpha in flags and set(alpha_bands(src)) & set(indexes):
         return False

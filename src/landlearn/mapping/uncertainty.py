@@ -58,8 +58,11 @@ class WindowModel:
         mc_dropout: int = 0,
         split: Mapping[str, int] | None = None,
     ) -> None:
-        """``takes``: per member, the stacked bands it reads; ``split``: input name → bands
-        for a model that reads a dict (the stacked bands cut in that order), else None."""
+        """Set up the members' predictions.
+
+        ``takes``: per member, the stacked bands it reads; ``split``: input name → bands
+        for a model that reads a dict (the stacked bands cut in that order), else None.
+        """
         if mc_dropout < 0:
             raise LandlearnError(f"--mc-dropout must be >= 0, got {mc_dropout}")
         self.predictors = list(predictors)
@@ -140,7 +143,8 @@ class WindowModel:
             total = member if total is None else total + member
             sq = (member * member).sum(dim=1)
             square = sq if square is None else square + sq
-        assert total is not None and square is not None
+        assert total is not None
+        assert square is not None
         m = len(self.predictors)
         mean = total / m
         out = [mean]

@@ -65,9 +65,12 @@ def temp_path(target: Path, suffix: str) -> Path:
 
 
 def pam_colortable(colors: list[list[int]], count: int = 1, run_id: str = "") -> str:
-    """GDAL PAM XML giving band 1 a 256-entry colour table (no-data 255 transparent); bands
+    """GDAL PAM XML for a class map.
+
+    GDAL PAM XML giving band 1 a 256-entry colour table (no-data 255 transparent); bands
     2..``count`` are declared plain data (not green / blue / alpha). The map's run id goes in
-    a ``LANDLEARN`` metadata domain (not the default one, whose items would mask the COG's)."""
+    a ``LANDLEARN`` metadata domain (not the default one, whose items would mask the COG's).
+    """
     entries = []
     for i in range(256):
         r, g, b = (int(v) for v in colors[i][:3]) if i < len(colors) else (0, 0, 0)

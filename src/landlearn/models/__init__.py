@@ -1,4 +1,6 @@
-"""Models by name: timm classifiers (any timm name as ``timm:<name>``), smp segmenters, the
+"""Models by name.
+
+Models by name: timm classifiers (any timm name as ``timm:<name>``), smp segmenters, the
 early-fusion U-Net of several inputs, a small CNN, an MLP regressor.
 
 ``build_model(name, in_channels=..., num_classes=..., pretrained=False, dropout=0.0, **kwargs)``.

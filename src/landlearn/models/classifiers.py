@@ -172,7 +172,7 @@ def vit_small(
     patch_size: int = 16,
     **kwargs: Any,
 ) -> nn.Module:
-    """timm ``vit_small_patch16_224`` with ``dynamic_img_size`` so 64×64 chips work.
+    """Timm ``vit_small_patch16_224`` with ``dynamic_img_size`` so 64×64 chips work.
 
     The position embedding is interpolated to each input's size, so H and W only need to be
     multiples of ``patch_size``; a different ``patch_size`` resamples pretrained patch kernels.

@@ -116,6 +116,7 @@ class EarlyFusion(nn.Module):
         return self.net(self.stack(inputs))
 
     def extra_repr(self) -> str:
+        """Shown in the module's repr."""
         return f"in_channels={self.in_channels}"
 
 
@@ -129,7 +130,7 @@ def early_fusion_unet(
     encoder: str = "resnet18",
     **kwargs: Any,
 ) -> nn.Module:
-    """smp U-Net on the inputs stacked along channels; ``in_channels`` is ``{name: bands}``.
+    """Smp U-Net on the inputs stacked along channels; ``in_channels`` is ``{name: bands}``.
 
     ``kwargs`` go to ``smp.Unet`` (e.g. ``decoder_channels``; checked against its signature).
     With ``pretrained``, smp adapts the first convolution to the stacked band count (see

@@ -91,8 +91,11 @@ def match_tensors(
 
 
 def _without_model_prefix(names: list[str]) -> dict[str, str]:
-    """Bare tensor name → name in the file: the first member's ``<model>.`` prefix of a bundle
-    v2 file (``model.``, ``member0.``: every name has one, all of one model kept) removed."""
+    """Strip a bundle's model prefix from tensor names.
+
+    Bare tensor name → name in the file: the first member's ``<model>.`` prefix of a bundle
+    v2 file (``model.``, ``member0.``: every name has one, all of one model kept) removed.
+    """
     heads = [n.split(".", 1)[0] for n in names if "." in n]
     if len(heads) != len(names) or not heads:
         return {n: n for n in names}

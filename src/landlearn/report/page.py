@@ -64,9 +64,12 @@ def _class_info(
 
 
 def _training_rows(frame: pd.DataFrame) -> list[list[str]]:
-    """Last and best value of each training / validation metric per epoch (min for losses,
+    """Rows of the training-curve table.
+
+    Last and best value of each training / validation metric per epoch (min for losses,
     errors and calibration error, max otherwise). Test metrics, logged once, are in the tables
-    above."""
+    above.
+    """
     rows = []
     for column in frame.columns:
         name = str(column)

@@ -1,4 +1,4 @@
-"""Tasks: the slim base for the craft, and the supervised task over named inputs and heads.
+r"""Tasks: the slim base for the craft, and the supervised task over named inputs and heads.
 
 ``LandlearnTask`` is what every landlearn LightningModule shares: the optimiser and schedule by
 name, the monitored metric, the bf16 warning. ``SupervisedTask`` trains one model on labelled
@@ -144,26 +144,30 @@ class SupervisedTask(LandlearnTask):
         tta: str | None = None,
         weights: bool | str | None = None,
     ) -> None:
-        """Args:
-        model: registered model name (``landlearn.models.list_models()``).
-        model_kwargs: extra builder arguments, e.g. ``{"encoder": "resnet34"}``.
-        num_classes: classes (class heads) or targets (regression heads); default: the data's.
-        in_channels: bands; ``{input name: bands}`` for a multi-input model; default: the data's.
-        loss: a loss name, or weights of a sum: ``{"ce": 0.5, "dice": 0.5}``.
-        class_weights: weight the loss by inverse class frequency of the training split.
-        scheduler: ``step``, ``cosine``, ``cyclic``, ``onecycle``, ``plateau`` or None.
-        monitor: metric for the best checkpoint and early stopping (default per task).
-        patience: early-stopping patience in epochs; 0 turns it off.
-        channels_last: keep convolution weights and images in NHWC memory order, which the
-            CPU (oneDNN) and GPU (cuDNN) kernels run faster. On a 2-core EPYC, a U-Net
-            ResNet-18 training step on 256x256 chips is 1.3x faster in fp32 and 1.25-1.4x under
-            bf16 autocast; a ResNet-18 on 64x64 chips gains 1.04-1.12x (benchmarks/train_step.py).
-        tta: ``"d4"`` tests and predicts with the probabilities averaged over the 8 flips /
-            quarter turns of each image (8x the inference; validation stays plain).
-        weights: where the model starts: ``false`` (fresh), ``true`` (the library's pretrained
-            weights, as ``pretrained: true``; offline they are an error), or the path of a
-            landlearn bundle or encoder bundle, whose tensors that match by name and shape are
-            loaded (``landlearn.models.weights``; what was loaded and what was left is logged).
+        """Build the task from names; the models and losses come from the registries.
+
+        Args:
+            model: registered model name (``landlearn.models.list_models()``).
+            model_kwargs: extra builder arguments, e.g. ``{"encoder": "resnet34"}``.
+            num_classes: classes (class heads) or targets (regression heads); default: the data's.
+            in_channels: bands; ``{input name: bands}`` for a multi-input model; default: the
+                data's.
+            loss: a loss name, or weights of a sum: ``{"ce": 0.5, "dice": 0.5}``.
+            class_weights: weight the loss by inverse class frequency of the training split.
+            scheduler: ``step``, ``cosine``, ``cyclic``, ``onecycle``, ``plateau`` or None.
+            monitor: metric for the best checkpoint and early stopping (default per task).
+            patience: early-stopping patience in epochs; 0 turns it off.
+            channels_last: keep convolution weights and images in NHWC memory order, which the
+                CPU (oneDNN) and GPU (cuDNN) kernels run faster. On a 2-core EPYC, a U-Net
+                ResNet-18 training step on 256x256 chips is 1.3x faster in fp32 and 1.25-1.4x
+                under bf16 autocast; a ResNet-18 on 64x64 chips gains 1.04-1.12x
+                (benchmarks/train_step.py).
+            tta: ``"d4"`` tests and predicts with the probabilities averaged over the 8 flips /
+                quarter turns of each image (8x the inference; validation stays plain).
+            weights: where the model starts: ``false`` (fresh), ``true`` (the library's pretrained
+                weights, as ``pretrained: true``; offline they are an error), or the path of a
+                landlearn bundle or encoder bundle, whose tensors that match by name and shape are
+                loaded (``landlearn.models.weights``; what was loaded and what was left is logged).
             Default: ``pretrained``.
         """
         super().__init__()
@@ -225,16 +229,21 @@ class SupervisedTask(LandlearnTask):
         spec = next((h for h in self.head_specs if h.name == head), None)
         return spec.target_key if spec is not None else self.target_key
 
+    def model_tasks(self) -> tuple[str, ...]:
+        """What the model must predict (``landlearn.models.model_task``): the task's kind."""
+        return (self.task,)
+
     # ---- the three hooks ----------------------------------------------------------------
     def configure_models(self) -> None:
         """Build ``self.model`` from the hyper-parameters (``num_classes`` / ``in_channels``)."""
         from landlearn.models import build_model, model_task
 
         name = self.hparams["model"]
-        if model_task(name) != self.task:
+        wanted = self.model_tasks()
+        if model_task(name) not in wanted:
             raise LandlearnError(
                 f"model {name!r} is a {model_task(name)} model; {type(self).__name__} needs a "
-                f"{self.task} model"
+                f"{' or '.join(wanted)} model"
             )
         weights = self.hparams.get("weights")
         pretrained = weights if isinstance(weights, bool) else bool(self.hparams["pretrained"])
@@ -566,8 +575,11 @@ class SupervisedTask(LandlearnTask):
         return [f"class_{i}" for i in range(k)]
 
     def _example_input(self, x: Inputs) -> tuple[torch.Tensor, list[str]]:
-        """The raster the report shows: the first input with red, green and blue bands, else
-        the first input, with its band names."""
+        """The raster the report shows.
+
+        The raster the report shows: the first input with red, green and blue bands, else
+        the first input, with its band names.
+        """
         if not isinstance(x, Mapping):
             return x, [n.lower() for n in self.data_info.get("band_names") or []]
         specs = {s.name: s for s in self.input_specs}
@@ -700,8 +712,11 @@ def _data_info(dm: Any, inputs: list[InputSpec], heads: list[HeadSpec]) -> dict[
 
 
 def _match_logged_hparam(module: pl.LightningModule, dm: Any, key: str) -> None:
-    """Lightning refuses to log a hyper-parameter that model and datamodule both hold with
-    different values; log the datamodule's (the source of truth for data facts)."""
+    """Keep Lightning from refusing clashing hyper-parameters.
+
+    Lightning refuses to log a hyper-parameter that model and datamodule both hold with
+    different values; log the datamodule's (the source of truth for data facts).
+    """
     logged = getattr(dm, "hparams_initial", None) if dm is not None else None
     initial = getattr(module, "_hparams_initial", None)
     if logged is not None and initial is not None and key in logged and key in initial:

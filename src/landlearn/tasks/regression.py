@@ -1,4 +1,7 @@
-"""Regression: continuous targets per scene (a table row, a time series, a chip).
+"""Regression: continuous targets per scene (a table row, a time series, a chip) or per pixel.
+
+A ``pixel_regression`` head (``AlignedRasterDataModule(target=...)``) trains a segmenter's
+architecture (``unet`` ...) with one output channel per target on ``(B, T, H, W)`` targets.
 
 The model learns standardised targets (``(y - mean) / std`` with the head's training-split
 statistics from its ``HeadSpec``), so one learning rate suits targets in % or in kg/m²;
@@ -139,8 +142,29 @@ class RegressionTask(SupervisedTask):
             )
         self.hparams["num_classes"] = len(head.targets)
 
+    def model_tasks(self) -> tuple[str, ...]:
+        """The model kinds this head takes.
+
+        A pixel model (a segmenter's architecture) for a ``pixel_regression`` head; else a
+        scene model: a regressor over features, or a classifier's network over chips.
+        """
+        head = self.head_specs[0] if self.head_specs else None
+        if head is not None and head.is_spatial:
+            return ("segmentation",)
+        if head is not None:
+            return ("regression", "classification")
+        return ("regression", "classification", "segmentation")
+
     def configure_models(self) -> None:
         """The model with ``variance=True`` when the loss is the Gaussian NLL."""
+        from landlearn.models.registry import builder_signature
+
+        name = self.hparams["model"]
+        if self.variance and "variance" not in builder_signature(name).parameters:
+            raise LandlearnError(
+                f"loss gaussian_nll needs a model that predicts a variance; {name!r} does not "
+                "(mlp_regressor does); use mse, l1 or huber"
+            )
         if self.variance:
             self.hparams["model_kwargs"] = {
                 **(self.hparams["model_kwargs"] or {}),
