@@ -116,7 +116,10 @@ class AlignedRasterDataModule(LandlearnDataModule):
         self.target = _target(target, resampling, "target")
         self.val_target = _target(val_target, resampling, "val_target", self.target)
         self.test_target = _target(test_target, resampling, "test_target", self.target)
-        for files, tgt, what in ((val_inputs, val_target, "val"), (test_inputs, test_target, "test")):
+        for files, tgt, what in (
+            (val_inputs, val_target, "val"),
+            (test_inputs, test_target, "test"),
+        ):
             if files is not None and (tgt is None) != (target is None):
                 raise LandlearnError(f"give {what}_target exactly when target is given")
             if files is None and tgt is not None:
