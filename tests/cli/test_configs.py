@@ -22,7 +22,8 @@ OVERRIDES: dict[str, list[str]] = {
     "eurosat_resnet18": ["--data.init_args.batch_size=8"],
     "dubai_unet": ["--data.init_args.batch_size=2", "--data.init_args.chip_size=128"],
     **{f"sen1floods11_{v}": ["--data.init_args.batch_size=2",
-                             "--data.init_args.samples_per_epoch=4"] for v in ("s1s2", "s2", "s1")},
+                             "--data.init_args.samples_per_epoch=4"]
+       for v in ("s1s2", "s2", "s1", "s1_to_nir")},
 }  # fmt: skip
 
 
@@ -34,7 +35,7 @@ def test_every_config_is_tested() -> None:
     assert {p.stem for p in CONFIGS} >= {
         "eurosat_resnet18", "eurosat_torchgeo", "dubai_unet", "slovenia_unet",
         "deepglobe_deeplabv3plus", "sen1floods11_s1s2", "sen1floods11_s2", "sen1floods11_s1",
-        "presto_fuel_moisture",
+        "presto_fuel_moisture", "sen1floods11_s1_to_nir",
     }  # fmt: skip
 
 
@@ -61,7 +62,8 @@ def test_config_fits_and_exports_a_bundle(
     assert bundle.is_file(), err
     meta = load_bundle(bundle).meta
     if "RegressionTask" in text:
-        assert [h.kind for h in meta.heads] == ["regression"]
+        kind = "pixel_regression" if "target:" in text else "regression"
+        assert [h.kind for h in meta.heads] == [kind]
         assert meta.heads[0].targets
     else:
         assert meta.class_names

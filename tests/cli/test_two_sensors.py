@@ -71,3 +71,48 @@ def test_fit_evaluate_and_map_two_sensors(
     assert "no --input s1=PATH: the bundle reads s2, s1" in err
     assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "no.tif").exists()
+
+
+@pytest.mark.real
+def test_pixel_regression_fits_and_maps_a_float_band_in_units(
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """S1 → S2 NIR reflectance: fit on Spain, test on India, map India as float32 in units."""
+    monkeypatch.chdir(ROOT)
+    run = tmp_path / "run"
+    code, _, err = run_cli([
+        "fit", "--config", "configs/sen1floods11_s1_to_nir.yaml", "--trainer.max_epochs=1",
+        "--data.init_args.samples_per_epoch=16", "--data.init_args.batch_size=8",
+        "--data.init_args.num_workers=0", "--trainer.accelerator=cpu",
+        f"--trainer.default_root_dir={run}", "--no_report=true",
+    ], capsys)  # fmt: skip
+    assert code == 0, err
+    (bundle,) = run.rglob("model.safetensors")
+    (head,) = load_bundle(bundle).meta.heads
+    assert head.kind == "pixel_regression"
+    assert head.targets == ("B8",)
+    assert head.units == ("TOA reflectance x 10000",)
+    assert head.mean is not None
+    assert 1000 < head.mean[0] < 4000  # Spain's NIR, in the file's units
+    (fitted,) = run.rglob("metrics.json")
+    test = json.loads(fitted.read_text())
+    assert np.isfinite(test["mae"])
+    assert test["mae"] > 0
+    assert np.isfinite(test["r2"])
+    s1 = str(DATA / "S1/India_900498_S1Hand.tif")
+    nir = tmp_path / "nir.tif"
+    code, _, err = run_cli([
+        "map", str(bundle), "--input", f"s1={s1}", "-o", str(nir), "--tile", "256",
+        "--overlap", "32",
+    ], capsys)  # fmt: skip
+    assert code == 0, err
+    with rasterio.open(nir) as m, rasterio.open(s1) as src:
+        assert (m.crs, m.transform, m.shape) == (src.crs, src.transform, src.shape)
+        assert m.dtypes == ("float32",)
+        assert m.descriptions == ("B8 (TOA reflectance x 10000)",)
+        values = m.read(1)
+    assert np.isfinite(values).all()  # S1 has no no-data here
+    stats = json.loads(nir.with_name("nir.areas.json").read_text())
+    assert stats["targets"][0]["mean"] == pytest.approx(float(values.mean()), rel=1e-4)
+    assert nir.with_name("nir.preview.png").exists()

@@ -284,3 +284,78 @@ def test_real_sen1floods11_one_chip_trains_the_other_tests(shared_data: Path) ->
     assert torch.isfinite(batch["s2"]).all()
     assert torch.isfinite(batch["s1"]).all()
     assert abs(float(batch["s1"].mean())) < 1.5  # normalised with Spain's own statistics
+
+
+@pytest.fixture
+def target(tmp_path: Path) -> str:
+    """Two targets on the inputs' grid: pixel number / 10 and its negative; -9 no-data."""
+    index = np.arange(SIZE * SIZE, dtype=np.float32).reshape(SIZE, SIZE) / 10.0
+    values = np.stack([index, -index]).astype(np.float32)
+    values[:, :3, :4] = -9.0
+    return _write(tmp_path / "target.tif", values, _grid(), nodata=-9.0, names=["lai", "neg"])
+
+
+def test_a_target_raster_gives_pixel_targets_aligned_with_the_inputs(
+    scene: dict[str, str], target: str
+) -> None:
+    inputs = parse_inputs({"a": scene["a"], "b": scene["b"]})
+    t = parse_inputs({"t": target})[0]
+    ds = AlignedRasterDataset(inputs, None, chip_size=16, sampler="random", length=8, target=t)
+    for i in range(len(ds)):
+        sample = ds[i]
+        assert list(sample) == ["a", "b", "target"]
+        assert sample["target"].shape == (2, 16, 16)
+        assert sample["target"].dtype == torch.float32
+        known = ~torch.isnan(sample["target"][0])
+        # target = pixel number / 10 = input band 0 / 10, pixel for pixel
+        torch.testing.assert_close(sample["target"][0][known], sample["a"][0][known] / 10.0)
+        torch.testing.assert_close(sample["target"][1], -sample["target"][0], equal_nan=True)
+        window, _ = ds.window(i)
+        r, c = int(window.row_off), int(window.col_off)
+        nodata = np.zeros((SIZE, SIZE), bool)
+        nodata[:3, :4] = True
+        assert torch.equal(~known, torch.from_numpy(nodata[r : r + 16, c : c + 16]))
+    assert ds.target_names == ["lai", "neg"]
+
+
+def test_target_datamodule_is_pixel_regression_with_train_stats(
+    scene: dict[str, str], target: str
+) -> None:
+    dm = AlignedRasterDataModule({"a": scene["a"]}, target=target, target_units=["m²/m²", "-"],
+                                 chip_size=16, samples_per_epoch=8, batch_size=4)  # fmt: skip
+    dm.setup("fit")
+    (head,) = dm.head_specs
+    assert head.kind == "pixel_regression"
+    assert dm.task == "regression"
+    assert head.targets == ("lai", "neg")
+    assert head.units == ("m²/m²", "-")
+    # statistics of the train blocks' known pixels, computed here from the file
+    train = dm._dataset(dm.inputs, None, "grid", dm._stats_windows or None, target=dm.target)
+    with rasterio.open(target) as src:
+        values = src.read().astype(np.float64)
+    values[values == -9.0] = np.nan
+    seen = np.zeros((SIZE, SIZE), bool)
+    for w in train.grid_read_windows():
+        seen[
+            int(w.row_off) : int(w.row_off + w.height), int(w.col_off) : int(w.col_off + w.width)
+        ] = True
+    mean = np.nanmean(values[:, seen], axis=1)
+    std = np.nanstd(values[:, seen], axis=1)
+    np.testing.assert_allclose(head.mean, mean, rtol=1e-6)
+    np.testing.assert_allclose(head.std, std, rtol=1e-6)
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["target"].shape == (4, 2, 16, 16)
+
+
+def test_bad_target_options_are_one_line_errors(scene: dict[str, str], target: str) -> None:
+    with pytest.raises(LandlearnError, match="not both"):
+        AlignedRasterDataModule({"a": scene["a"]}, label=scene["label"], target=target)
+    with pytest.raises(LandlearnError, match="test_target exactly"):
+        AlignedRasterDataModule({"a": scene["a"]}, target=target, test_inputs={"a": scene["a"]})
+    dm = AlignedRasterDataModule({"a": scene["a"]}, target=target, target_units=["m"], chip_size=16)
+    with pytest.raises(LandlearnError, match="1 units for 2 targets"):
+        dm.setup("fit")
+    flat = str(Path(target).with_name("flat.tif"))
+    _write(Path(flat), np.ones((1, SIZE, SIZE), np.float32), _grid())
+    with pytest.raises(LandlearnError, match="constant"):
+        AlignedRasterDataModule({"a": scene["a"]}, target=flat, chip_size=16).setup("fit")

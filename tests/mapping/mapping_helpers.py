@@ -13,6 +13,7 @@ from affine import Affine
 from torch import nn
 
 from landlearn.bundle import BundleMeta, save_bundle
+from landlearn.mapping.blend import TileGrid
 from landlearn.models.registry import MODELS, register_model
 
 
@@ -172,3 +173,23 @@ if "test_fusion_conv3x3" not in MODELS:
         dropout: float = 0.0,
     ) -> nn.Module:  # fmt: skip
         return FusionConv(dict(in_channels), num_classes)
+
+
+def away_from_window_edges(h: int, w: int, tile: int, overlap: int) -> np.ndarray:
+    """Pixels away from window edges and the scene border.
+
+    Pixels that are not the first / last row or column of any window nor on the scene's
+    border (there a 3×3 conv sees the window's zero padding, or reflection).
+    """
+    g = TileGrid.build(h, w, tile, overlap)
+    ok = np.ones((h, w), bool)
+    ok[[0, -1], :] = ok[:, [0, -1]] = False
+    for r in range(g.rows):
+        for y in (g.y0(r), g.y0(r) + g.tile_h - 1):
+            if 0 <= y < h:
+                ok[y] = False
+    for c in range(g.cols):
+        for x in (g.x0(c), g.x0(c) + g.tile_w - 1):
+            if 0 <= x < w:
+                ok[:, x] = False
+    return ok

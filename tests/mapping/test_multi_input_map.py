@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from mapping_helpers import FusionConv, smooth_scene, write_tif
+from mapping_helpers import FusionConv, away_from_window_edges, smooth_scene, write_tif
 
 from landlearn.bundle import Predictor, meta_from_specs
 from landlearn.errors import LandlearnError
 from landlearn.mapping import map_scene
-from landlearn.mapping.blend import TileGrid
 from landlearn.mapping.scene import predict_scene_array
 from landlearn.schema import HeadSpec, InputSpec
 
@@ -62,33 +61,13 @@ def _in_memory(pred: Predictor, rasters: dict[str, Path]) -> np.ndarray:
         return torch.softmax(pred.model(x), dim=1)[0].numpy()
 
 
-def _away_from_window_edges(h: int, w: int, tile: int, overlap: int) -> np.ndarray:
-    """Pixels away from window edges and the scene border.
-
-    Pixels that are not the first / last row or column of any window nor on the scene's
-    border (there a 3×3 conv sees the window's zero padding, or reflection).
-    """
-    g = TileGrid.build(h, w, tile, overlap)
-    ok = np.ones((h, w), bool)
-    ok[[0, -1], :] = ok[:, [0, -1]] = False
-    for r in range(g.rows):
-        for y in (g.y0(r), g.y0(r) + g.tile_h - 1):
-            if 0 <= y < h:
-                ok[y] = False
-    for c in range(g.cols):
-        for x in (g.x0(c), g.x0(c) + g.tile_w - 1):
-            if 0 <= x < w:
-                ok[:, x] = False
-    return ok
-
-
-def test_a_two_input_map_equals_in_memory_prediction_away_from_window_edges(
+def test_a_two_input_map_equals_in_memory_predictionaway_from_window_edges(
     fusion: Predictor, rasters: dict[str, Path], tmp_path: Path
 ) -> None:
     want = _in_memory(fusion, rasters)
     got = predict_scene_array(fusion, rasters, tile=32, overlap=8)
     assert got["valid"].all()
-    away = _away_from_window_edges(72, 96, tile=32, overlap=8)
+    away = away_from_window_edges(72, 96, tile=32, overlap=8)
     assert away.mean() > 0.8
     np.testing.assert_allclose(got["probabilities"][:, away], want[:, away], atol=1e-5)
     # the order of the dict does not matter: inputs are matched by name

@@ -118,6 +118,16 @@ class Predictor(MetaView):
             return p
         return torch.softmax(logits.float(), dim=1)
 
+    @property
+    def regression(self) -> bool:
+        """Whether the first head predicts values (``regression`` / ``pixel_regression``)."""
+        return self.meta.heads[0].is_regression
+
+    def values_from_output(self, output: Any) -> torch.Tensor:
+        """The first head's values in target units (means) from a model output."""
+        head = self.meta.heads[0]
+        return self._head_value(head, self._head_outputs(output)[head.name])
+
     @torch.inference_mode()
     def predict_proba(
         self,

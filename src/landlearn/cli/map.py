@@ -25,7 +25,12 @@ then probabilities / entropy / mutual information / ensemble variance as asked; 
 × the band's scale), OUT.qml (QGIS style: classes by name and colour), OUT.areas.json
 (pixels and km² per class) and OUT.preview.png, committed together at the end. An existing
 landlearn map there is replaced; any other file (a bundle, a label raster, an input) is refused
-unless --overwrite is given (inputs always are)."""
+unless --overwrite is given (inputs always are).
+
+A pixel-regression bundle writes float32 bands instead (one per target, described "name (unit)",
+NaN no-data; a std band per target with --tta, --mc-dropout or --ensemble); OUT.areas.json then
+holds each target's pixels, mean, std, min, max and 2nd-98th percentiles, and OUT.qml draws
+band 1 as a viridis ramp over them."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -150,10 +155,11 @@ def run(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
     log.info(
-        "map: %s (%d windows, %.1f windows/s); areas: %s",
+        "map: %s (%d windows, %.1f windows/s); %s: %s",
         result.path,
         result.windows,
         result.windows_per_second,
+        "statistics" if "targets" in result.summary else "areas",
         result.areas,
     )
     return 0

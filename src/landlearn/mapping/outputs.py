@@ -1,4 +1,4 @@
-"""Side products of a map: class areas (JSON) and a PNG preview with a legend."""
+"""Side products of a map: class areas or value statistics (JSON), a QGIS style, a PNG preview."""
 
 from __future__ import annotations
 
@@ -28,10 +28,13 @@ log = logging.getLogger(__name__)
 __all__ = [
     "AreaCounter",
     "MapFiles",
+    "ValueSummary",
     "stale_sidecars",
     "write_marked_json",
     "write_preview",
     "write_qgis_style",
+    "write_value_preview",
+    "write_value_style",
 ]
 
 RUN_ID_KEY = "landlearn-run-id"
@@ -300,6 +303,167 @@ def write_preview(
     ax.legend(
         handles=handles, loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=9, frameon=False
     )
+    fig.savefig(
+        tmp,
+        format="png",
+        bbox_inches="tight",
+        pad_inches=0.15,
+        metadata={"Software": MARK, RUN_ID_KEY: run_id},
+    )
+    return tmp
+
+
+class ValueSummary:
+    """Per-target statistics of a value map (pixel regression), streamed block by block.
+
+    Pixels, mean, std, min and max of each target over the valid pixels, plus a histogram on a
+    fixed range (grown once, from the first block) whose 2nd and 98th percentiles give the
+    colour stretch of the QGIS style and the preview.
+    """
+
+    BINS = 512
+
+    def __init__(self, names: list[str], units: list[str]) -> None:
+        self.names, self.units = names, units
+        t = len(names)
+        self.pixels = np.zeros(t, np.int64)
+        self.total = np.zeros(t, np.float64)
+        self.squares = np.zeros(t, np.float64)
+        self.lo = np.full(t, np.inf)
+        self.hi = np.full(t, -np.inf)
+        self.nodata = 0
+        self._hist: list[np.ndarray] = [np.zeros(self.BINS, np.int64) for _ in range(t)]
+        self._range: list[tuple[float, float] | None] = [None] * t
+
+    def add(self, values: np.ndarray, valid: np.ndarray) -> None:
+        """Count a block: ``values`` (T, h, w) in units, ``valid`` (h, w)."""
+        self.nodata += int((~valid).sum())
+        for i in range(len(self.names)):
+            v = values[i][valid].astype(np.float64)
+            if v.size == 0:
+                continue
+            self.pixels[i] += v.size
+            self.total[i] += v.sum()
+            self.squares[i] += (v * v).sum()
+            self.lo[i] = min(self.lo[i], float(v.min()))
+            self.hi[i] = max(self.hi[i], float(v.max()))
+            rng = self._range[i]
+            if rng is None:
+                lo, hi = float(v.min()), float(v.max())
+                pad = max(hi - lo, abs(hi), 1e-6)
+                rng = self._range[i] = (lo - pad, hi + pad)
+            hist, _ = np.histogram(np.clip(v, *rng), bins=self.BINS, range=rng)
+            self._hist[i] += hist
+
+    def stretch(self, i: int = 0) -> tuple[float, float]:
+        """The 2nd and 98th percentiles of target ``i`` (the colour range of style and preview)."""
+        rng = self._range[i]
+        if rng is None or self.pixels[i] == 0:
+            return 0.0, 1.0
+        cdf = np.cumsum(self._hist[i]) / self._hist[i].sum()
+        edges = np.linspace(rng[0], rng[1], self.BINS + 1)
+        lo = float(edges[int(np.searchsorted(cdf, 0.02))])
+        hi = float(edges[min(int(np.searchsorted(cdf, 0.98)) + 1, self.BINS)])
+        lo, hi = max(lo, float(self.lo[i])), min(hi, float(self.hi[i]))
+        return (lo, hi) if hi > lo else (float(self.lo[i]), float(self.lo[i]) + 1e-6)
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready dict: per target pixels, mean, std, min, max and the colour stretch."""
+        targets = []
+        for i, (name, unit) in enumerate(zip(self.names, self.units, strict=True)):
+            n = int(self.pixels[i])
+            entry: dict[str, Any] = {"name": name, "unit": unit or None, "pixels": n}
+            if n:
+                mean = self.total[i] / n
+                entry |= {
+                    "mean": float(mean),
+                    "std": float(math.sqrt(max(self.squares[i] / n - mean * mean, 0.0))),
+                    "min": float(self.lo[i]),
+                    "max": float(self.hi[i]),
+                    "p2_p98": list(self.stretch(i)),
+                }
+            targets.append(entry)
+        return {
+            "valid_pixels": int(self.pixels[0]) if len(self.names) else 0,
+            "nodata_pixels": self.nodata,
+            "targets": targets,
+        }
+
+
+def write_value_style(tmp: Path, lo: float, hi: float, label: str, run_id: str = "") -> Path:
+    """Write the QGIS layer style of a value map: band 1 as viridis from ``lo`` to ``hi``."""
+    from xml.sax.saxutils import quoteattr
+
+    from matplotlib import colormaps
+
+    cmap = colormaps["viridis"]
+    stops = np.linspace(0.0, 1.0, 9)
+    items = "\n".join(
+        f'          <item value="{lo + s * (hi - lo):.6g}" alpha="255" '
+        f'label="{lo + s * (hi - lo):.4g}" color="{_hex(cmap(s))}"/>'
+        for s in stops
+    )
+    text = f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
+<!-- written by landlearn; landlearn-run-id={run_id} -->
+<qgis version="3.28.0" styleCategories="AllStyleCategories">
+  <pipe>
+    <rasterrenderer type="singlebandpseudocolor" band="1" opacity="1" alphaBand="-1"
+                    classificationMin="{lo:.6g}" classificationMax="{hi:.6g}" nodataColor="">
+      <rasterTransparency/>
+      <rastershader>
+        <colorrampshader colorRampType="INTERPOLATED" classificationMode="1" clip="0"
+                         minimumValue="{lo:.6g}" maximumValue="{hi:.6g}"
+                         labelPrecision="4">
+{items}
+        </colorrampshader>
+      </rastershader>
+    </rasterrenderer>
+    <brightnesscontrast brightness="0" contrast="0" gamma="1"/>
+    <rasterresampler maxOversample="2"/>
+  </pipe>
+  <layerName>{quoteattr(label)[1:-1]}</layerName>
+  <blendMode>0</blendMode>
+</qgis>
+"""
+    tmp.write_text(text)
+    return tmp
+
+
+def _hex(rgba: tuple[float, float, float, float]) -> str:
+    return "#" + "".join(f"{round(c * 255):02x}" for c in rgba[:3])
+
+
+def write_value_preview(
+    map_path: str | os.PathLike[str],
+    tmp: Path,
+    target: Path,
+    lo: float,
+    hi: float,
+    label: str,
+    max_size: int = 1024,
+    run_id: str = "",
+) -> Path:
+    """A PNG of band 1 of a value map (viridis over ``lo``–``hi``, no-data transparent)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    with rasterio.open(map_path) as src:
+        scale = max(src.width, src.height) / max_size
+        shape = (
+            max(1, round(src.height / max(scale, 1))),
+            max(1, round(src.width / max(scale, 1))),
+        )
+        values = src.read(1, out_shape=shape, resampling=Resampling.average)
+    h, w = shape
+    fig = Figure(figsize=(min(12.0, 3 + 6 * w / max(h, w)), 6 * h / max(h, w) + 0.5), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes((0.02, 0.02, 0.72, 0.94))
+    shown = ax.imshow(np.ma.masked_invalid(values), cmap="viridis", vmin=lo, vmax=hi,
+                      interpolation="nearest")  # fmt: skip
+    ax.set_axis_off()
+    ax.set_title(target.name.removesuffix(".preview.png"), fontsize=10)
+    bar = fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.03)
+    bar.set_label(label)
     fig.savefig(
         tmp,
         format="png",

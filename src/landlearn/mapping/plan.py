@@ -36,6 +36,7 @@ __all__ = [
     "named_scenes",
     "quantized_bands",
     "scene_paths",
+    "value_bands",
 ]
 
 BundleLike = str | os.PathLike[str] | Predictor | Ensemble
@@ -74,9 +75,22 @@ class Plan:
 
         return default_colors(meta.num_classes)
 
+    @property
+    def regression(self) -> bool:
+        """The map holds values of a pixel-regression head (float32 bands), not classes."""
+        return self.model.regression
+
+    @property
+    def units(self) -> list[str]:
+        """One unit per target of a regression head (empty strings where none is known)."""
+        head = self.predictors[0].meta.heads[0]
+        return [head.units[i] if i < len(head.units) else "" for i in range(head.num_outputs)]
+
     def band_specs(self, probabilities: bool) -> list[BandSpec]:
         """The output bands, in order (see :mod:`landlearn.mapping.writer` for scales)."""
         names = self.class_names
+        if self.regression:
+            return self._value_band_specs()
         legend = ", ".join(f"{i}={n}" for i, n in enumerate(names))
         unit = 1.0 / QUANT_MAX
         nats = max(math.log(len(names)), 1e-6) / QUANT_MAX
@@ -92,6 +106,18 @@ class Plan:
             specs.append(BandSpec("mutual_information", nats, {"UNIT": "nats"}))
         if "variance" in self.model.extras:
             specs.append(BandSpec("ensemble_variance", unit, {"UNIT": "sum of class variances"}))
+        return specs
+
+    def _value_band_specs(self) -> list[BandSpec]:
+        """A regression head: one float32 band per target, then its spread when uncertain."""
+        specs = []
+        for name, unit in zip(self.class_names, self.units, strict=True):
+            tags = {"TARGET": name, "UNIT": unit} if unit else {"TARGET": name}
+            specs.append(BandSpec(f"{name} ({unit})" if unit else name, 1.0, tags))
+        if self.model.uncertain:
+            for name, unit in zip(self.class_names, self.units, strict=True):
+                tags = {"TARGET": name, "UNIT": unit, "STATISTIC": "std"}
+                specs.append(BandSpec(f"{name} std ({unit})" if unit else f"{name} std", 1.0, tags))
         return specs
 
 
@@ -162,7 +188,14 @@ def make_plan(
         for _ in members
     ]
     check_members(preds, where, same_bands=False)
-    check_map_classes(first.meta.num_classes, where[0])
+    if first.meta.task == "regression":
+        raise LandlearnError(
+            f"head {first.meta.heads[0].name!r} predicts one value per sample, not per pixel; "
+            "a map needs a segmentation or pixel_regression head",
+            where[0],
+        )
+    if not first.regression:
+        check_map_classes(first.meta.num_classes, where[0])
     inputs = bundle_inputs(first)
     for pred, w in zip(preds[1:], where[1:], strict=True):
         if [n for n, _ in bundle_inputs(pred)] != [n for n, _ in inputs]:
@@ -305,12 +338,20 @@ def _warp(
 def block_products(
     plan: Plan, acc: np.ndarray, wsum: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    """A final block's (probabilities (K, h, w), valid (h, w), uncertainty maps by band name)."""
+    """A final block's (probabilities (K, h, w), valid (h, w), uncertainty maps by band name).
+
+    For a regression head: values (T, h, w) in target units, and ``std`` (T, h, w) when
+    uncertain.
+    """
     k = plan.model.num_classes
     valid = wsum > 0
     denom = np.where(valid, wsum, 1.0)
     probs = acc[:k] / denom
     extra: dict[str, np.ndarray] = {}
+    if plan.regression:
+        if plan.model.uncertain:
+            extra["std"] = np.sqrt(np.maximum(acc[k : 2 * k] / denom - probs * probs, 0.0))
+        return probs, valid, extra
     if plan.model.uncertain:
         h = entropy(probs, dim=0)
         assert isinstance(h, np.ndarray)
@@ -322,6 +363,14 @@ def block_products(
             else:
                 extra["ensemble_variance"] = value
     return probs, valid, extra
+
+
+def value_bands(probs: np.ndarray, valid: np.ndarray, extra: dict[str, np.ndarray]) -> np.ndarray:
+    """A regression block's bands (values, then std) as float32, NaN where not valid."""
+    parts = [probs, extra["std"]] if "std" in extra else [probs]
+    out = np.concatenate(parts, axis=0).astype(np.float32)
+    out[:, ~valid] = np.nan
+    return out
 
 
 def quantized_bands(

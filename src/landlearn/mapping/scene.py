@@ -35,9 +35,12 @@ from landlearn.mapping.options import MapOptions, map_options
 from landlearn.mapping.outputs import (
     AreaCounter,
     MapFiles,
+    ValueSummary,
     write_marked_json,
     write_preview,
     write_qgis_style,
+    write_value_preview,
+    write_value_style,
 )
 from landlearn.mapping.plan import (
     BundleLike,
@@ -47,6 +50,7 @@ from landlearn.mapping.plan import (
     make_plan,
     quantized_bands,
     scene_paths,
+    value_bands,
 )
 from landlearn.mapping.reader import WindowReader, check_scene
 from landlearn.mapping.writer import MapWriter
@@ -200,7 +204,9 @@ def predict_scene_array(
     """The same streaming path as :func:`map_scene`, into float arrays (small scenes or blocks).
 
     Returns ``probabilities`` (K, H, W) float32 (NaN at no-data), ``valid`` (H, W) and, with
-    uncertainty, ``entropy`` / ``mutual_information`` / ``ensemble_variance`` (H, W).
+    uncertainty, ``entropy`` / ``mutual_information`` / ``ensemble_variance`` (H, W). A
+    pixel-regression bundle gives ``values`` (T, H, W) in target units instead, and ``std``
+    (T, H, W) with uncertainty.
 
     With ``block`` (a rectangle of the scene) only the windows of the whole scene's grid that
     reach it are read and run, and the arrays cover the block: blended exactly as in the
@@ -216,8 +222,9 @@ def predict_scene_array(
         plan = _block_plan(plan, block)
     y_top, y_end, x_left, x_end = plan.grid.bounds
     h, w, k = y_end - y_top, x_end - x_left, plan.model.num_classes
+    key = "values" if plan.regression else "probabilities"
     out: dict[str, np.ndarray] = {
-        "probabilities": np.full((k, h, w), np.nan, np.float32),
+        key: np.full((k, h, w), np.nan, np.float32),
         "valid": np.zeros((h, w), bool),
     }
 
@@ -225,10 +232,12 @@ def predict_scene_array(
         probs, valid, extra = block_products(plan, acc, wsum)
         ys = slice(y0 - y_top, y0 - y_top + valid.shape[0])
         xs = slice(x0 - x_left, x0 - x_left + valid.shape[1])
-        out["probabilities"][:, ys, xs] = np.where(valid, probs, np.nan)
+        out[key][:, ys, xs] = np.where(valid, probs, np.nan)
         out["valid"][ys, xs] = valid
         for name, value in extra.items():
-            out.setdefault(name, np.full((h, w), np.nan, np.float32))[ys, xs] = value
+            shape = (*value.shape[:-2], h, w)
+            part = np.where(valid, value, np.nan)
+            out.setdefault(name, np.full(shape, np.nan, np.float32))[..., ys, xs] = part
 
     _stream(plan, sink, None, opts.batch_size, None, opts.seed)
     return out
@@ -272,6 +281,11 @@ def map_scene(
 ) -> MapResult:
     """Map ``scene`` with a bundle (or an ensemble) to a Cloud-Optimized GeoTIFF at ``out``.
 
+    A pixel-regression bundle writes float32 bands instead: one per target, described
+    ``name (unit)``, NaN no-data, then a ``std`` band per target with uncertainty (TTA, MC
+    dropout, ensemble); ``<stem>.areas.json`` then holds per-target statistics and the QGIS
+    style is a viridis ramp over the 2nd–98th percentile.
+
     Band 1 is the class (uint8, no-data 255, colour table), band 2 the confidence; then one
     probability band per class with ``probabilities``, and entropy (any of ``tta``,
     ``mc_dropout``, ``ensemble``), mutual information (MC dropout) and ensemble variance.
@@ -313,16 +327,31 @@ def map_scene(
     _check_map_outputs(files, scene, members, opts.overwrite)
     plan = _plan(members, scene, opts)
     specs = plan.band_specs(probabilities)
+    regression = plan.regression
+    if regression and probabilities:
+        log.info("a value map has no probability bands; --probabilities ignored")
     areas = AreaCounter(plan.class_names, plan.profile["crs"], plan.profile["transform"])
+    values_seen = ValueSummary(plan.class_names, plan.units) if regression else None
     run_id = uuid.uuid4().hex
     tags = _tags(plan, members, opts.blend, opts.tta, opts.mc_dropout)
     tags["LANDLEARN_RUN_ID"] = run_id
-    writer = MapWriter(out, profile=plan.profile, bands=specs, colors=plan.colors, tags=tags)
+    writer = MapWriter(
+        out, profile=plan.profile, bands=specs, colors=None if regression else plan.colors,
+        tags=tags, dtype="float32" if regression else "uint8",
+    )  # fmt: skip
     width = plan.profile["width"]
     row: dict[str, Any] = {}
 
     def sink(y0: int, x0: int, acc: np.ndarray, wsum: np.ndarray) -> None:
         probs, valid, extra = block_products(plan, acc, wsum)
+        if values_seen is not None:
+            bands = value_bands(probs, valid, extra)
+            if "buf" not in row:
+                row["y0"] = y0
+                row["buf"] = np.empty((len(specs), bands.shape[1], width), np.float32)
+            row["buf"][:, :, x0 : x0 + bands.shape[2]] = bands
+            values_seen.add(bands[: plan.model.num_classes], valid)
+            return
         cls, others = quantized_bands(plan, probs, valid, extra, probabilities)
         if "buf" not in row:
             row["y0"] = y0
@@ -344,7 +373,7 @@ def map_scene(
             cog = writer.finish()
             counts = plan.model.counts
             counts.warn(plan.scene, nodata="no-data (255) in the map")
-            summary = areas.summary()
+            summary = areas.summary() if values_seen is None else values_seen.summary()
             if not counts.clean:
                 summary["screened"] = {
                     "pixels": counts.pixels,
@@ -356,8 +385,16 @@ def map_scene(
             summary["map"] = out.name
             summary["run_id"] = run_id
             write_marked_json(files.tmp[files.areas], summary)
-            write_qgis_style(files.tmp[files.style], plan.class_names, plan.colors, run_id)
-            if files.preview is not None:
+            if values_seen is not None:
+                lo, hi = values_seen.stretch(0)
+                label = specs[0].name
+                write_value_style(files.tmp[files.style], lo, hi, label, run_id)
+                if files.preview is not None:
+                    write_value_preview(cog, files.tmp[files.preview], files.preview, lo, hi,
+                                        label, run_id=run_id)  # fmt: skip
+            else:
+                write_qgis_style(files.tmp[files.style], plan.class_names, plan.colors, run_id)
+            if files.preview is not None and values_seen is None:
                 write_preview(
                     cog,
                     files.tmp[files.preview],
@@ -406,9 +443,15 @@ def _tags(
     names = [
         m.meta.model_name if isinstance(m, Predictor | Ensemble) else Path(m).name for m in members
     ]
+    if plan.regression:
+        what = {"TARGETS": json.dumps(plan.class_names), "UNITS": json.dumps(plan.units)}
+    else:
+        what = {
+            "CLASS_NAMES": json.dumps(plan.class_names),
+            "CLASS_COLORS": json.dumps(plan.colors),
+        }
     return {
-        "CLASS_NAMES": json.dumps(plan.class_names),
-        "CLASS_COLORS": json.dumps(plan.colors),
+        **what,
         "LANDLEARN_BUNDLES": json.dumps(names),
         "LANDLEARN_SOURCE": plan.scene.name
         if len(plan.sources) == 1

@@ -10,6 +10,10 @@ is the mean probability ``p̄`` plus what its uncertainty bands need, blended li
 * mutual information ``H[p̄] − mean_s H[p_s]`` (MC dropout; Gal & Ghahramani 2016) needs the
   expected entropy ``mean_s H[p_s]``, carried as an extra channel;
 * ensemble variance ``Σ_k Var_m[p̄_m,k]`` across the members' mean probabilities, in [0, 1].
+
+A regression head's samples are values in target units: a window carries their mean and, when
+there is more than one sample, their second moment ``mean_s v_s²`` per target; a block's
+standard deviation ``sqrt(E[v²] − E[v]²)`` is computed once blended (the spread of the mixture).
 """
 
 from __future__ import annotations
@@ -72,15 +76,18 @@ class WindowModel:
         self.passes = max(1, mc_dropout)
         self.mc = mc_dropout > 0
         self.task = self.predictors[0].task
-        self.num_classes = self.predictors[0].meta.num_classes
+        self.regression = self.predictors[0].regression
+        self.num_classes = self.predictors[0].meta.num_classes  # targets of a regression head
         self.extras: list[str] = []
-        if self.mc:
+        if self.mc and not self.regression:
             self.extras.append("expected_entropy")
-        if len(self.predictors) > 1:
+        if len(self.predictors) > 1 and not self.regression:
             self.extras.append("variance")
         self.device = self.predictors[0].device
         self.counts = FiniteCounts()
         self.uncertain = self.mc or tta == "d4" or len(self.predictors) > 1
+        if self.regression and self.uncertain:
+            self.extras.append("second_moment")  # one channel per target
         cuda = self.device.type == "cuda"
         self._autocast = (
             torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
@@ -93,6 +100,8 @@ class WindowModel:
     @property
     def channels(self) -> int:
         """Values per pixel (or per window for classification)."""
+        if self.regression:
+            return self.num_classes * (2 if self.uncertain else 1)
         return self.num_classes + len(self.extras)
 
     def __call__(
@@ -119,6 +128,7 @@ class WindowModel:
         total: torch.Tensor | None = None
         square: torch.Tensor | None = None
         exp_h: torch.Tensor | None = None
+        moment: torch.Tensor | None = None  # Σ_s v_s² of a regression head
         nodata: torch.Tensor | None = None
         for pred, take in zip(self.predictors, self.takes, strict=True):
             xm, bad, seen = screen(x[:, take.to(self.device)], pred._mean, pred._std, ok, scope)
@@ -134,7 +144,9 @@ class WindowModel:
                     for k, flip in self.transforms:
                         p = self._sample(pred, xm, k, flip, seg)
                         member = p if member is None else member + p
-                        if self.mc:
+                        if self.regression:
+                            moment = p * p if moment is None else moment + p * p
+                        elif self.mc:
                             h = entropy(p)
                             assert isinstance(h, torch.Tensor)
                             exp_h = h if exp_h is None else exp_h + h
@@ -148,10 +160,14 @@ class WindowModel:
         m = len(self.predictors)
         mean = total / m
         out = [mean]
-        if self.mc:
+        if self.regression:
+            if self.uncertain:
+                assert moment is not None
+                out.append(moment / (m * self.passes * len(self.transforms)))
+        elif self.mc:
             assert exp_h is not None
             out.append((exp_h / (m * self.passes * len(self.transforms)))[:, None])
-        if m > 1:  # Σ_k (E[p²] − E[p]²)
+        if m > 1 and not self.regression:  # Σ_k (E[p²] − E[p]²)
             out.append((square / m - (mean * mean).sum(dim=1)).clamp_min(0.0)[:, None])
         values = torch.cat(out, dim=1)
         assert nodata is not None
@@ -176,7 +192,10 @@ class WindowModel:
             xt = dict(zip(self.split, parts, strict=True))
         with self._autocast:
             logits = pred.model(xt)
-        p = pred.probs_from_logits(logits.float())
+        if self.regression:
+            p = pred.values_from_output(logits)
+        else:
+            p = pred.probs_from_logits(logits.float())
         if not seg:
             return p  # (B, K): invariant to the transform
         p = d4_inverse(p, k, flip)

@@ -11,6 +11,10 @@ band 1 is the class index (no-data 255); the other bands hold values in [0, 1]
 information) quantised to 0–254 with 255 as no-data. Each band's GDAL scale turns the stored
 value back into its unit: ``value × scale``; ``rasterio``'s ``src.scales`` gives it.
 
+A pixel-regression map is ``float32`` instead: one band per target in its unit (the band
+description ``name (unit)`` and the band tags ``TARGET`` / ``UNIT``), then a ``std`` band per
+target with uncertainty, NaN as no-data, and no colour table.
+
 Colour table: TIFF allows a palette only on single-band files (GDAL refuses ``SetColorTable`` on
 a multi-sample TIFF), so band 1's colour table goes to GDAL's own sidecar ``OUT.tif.aux.xml``
 (PAM), which GDAL, rasterio and QGIS read with the file (``src.colormap(1)``). The class colours
@@ -64,13 +68,26 @@ def temp_path(target: Path, suffix: str) -> Path:
     return target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}{suffix}")
 
 
-def pam_colortable(colors: list[list[int]], count: int = 1, run_id: str = "") -> str:
-    """GDAL PAM XML for a class map.
+def pam_colortable(colors: list[list[int]] | None, count: int = 1, run_id: str = "") -> str:
+    """GDAL PAM XML for a map.
 
     GDAL PAM XML giving band 1 a 256-entry colour table (no-data 255 transparent); bands
     2..``count`` are declared plain data (not green / blue / alpha). The map's run id goes in
     a ``LANDLEARN`` metadata domain (not the default one, whose items would mask the COG's).
+    ``colors=None`` (a value map): every band plain data, no colour table.
     """
+    meta = (
+        f'  <Metadata domain="LANDLEARN">\n    <MDI key="RUN_ID">{run_id}</MDI>\n  </Metadata>\n'
+        if run_id
+        else ""
+    )
+    if colors is None:
+        bands = "".join(
+            f'  <PAMRasterBand band="{i}">\n    <ColorInterp>Undefined</ColorInterp>\n'
+            "  </PAMRasterBand>\n"
+            for i in range(1, count + 1)
+        )
+        return f"<PAMDataset>\n{meta}{bands}</PAMDataset>\n"
     entries = []
     for i in range(256):
         r, g, b = (int(v) for v in colors[i][:3]) if i < len(colors) else (0, 0, 0)
@@ -81,11 +98,6 @@ def pam_colortable(colors: list[list[int]], count: int = 1, run_id: str = "") ->
         f'  <PAMRasterBand band="{i}">\n    <ColorInterp>Undefined</ColorInterp>\n'
         "  </PAMRasterBand>\n"
         for i in range(2, count + 1)
-    )
-    meta = (
-        f'  <Metadata domain="LANDLEARN">\n    <MDI key="RUN_ID">{run_id}</MDI>\n  </Metadata>\n'
-        if run_id
-        else ""
     )
     return (
         f'<PAMDataset>\n{meta}  <PAMRasterBand band="1">\n    <ColorInterp>Palette</ColorInterp>\n'
@@ -109,10 +121,12 @@ class MapWriter:
         *,
         profile: dict[str, Any],
         bands: list[BandSpec],
-        colors: list[list[int]],
+        colors: list[list[int]] | None,
         tags: dict[str, str],
         queue_size: int = 2,
+        dtype: str = "uint8",
     ) -> None:
+        """Stage ``bands`` for ``target``; ``dtype="float32"`` (NaN no-data) for a value map."""
         self.target = Path(target)
         self.bands, self.colors, self.tags = bands, colors, tags
         self.width, self.height = int(profile["width"]), int(profile["height"])
@@ -121,8 +135,8 @@ class MapWriter:
             "width": self.width,
             "height": self.height,
             "count": len(bands),
-            "dtype": "uint8",
-            "nodata": IGNORE_INDEX,
+            "dtype": dtype,
+            "nodata": IGNORE_INDEX if dtype == "uint8" else float("nan"),
             "crs": profile.get("crs"),
             "transform": profile.get("transform"),
             "tiled": False,
@@ -154,7 +168,7 @@ class MapWriter:
             self.abort()
 
     def write(self, y0: int, rows: np.ndarray) -> None:
-        """Queue ``rows`` (bands, h, width) uint8 for scene rows ``y0 … y0 + h``."""
+        """Queue ``rows`` (bands, h, width) of the map's dtype for scene rows ``y0 … y0 + h``."""
         while True:
             self._raise_if_failed()
             try:
@@ -193,6 +207,8 @@ class MapWriter:
             dst.set_band_description(i, band.name)
             if band.tags:
                 dst.update_tags(i, **band.tags)
+        if self.colors is None:  # a value map: GDAL's unit type, what QGIS and gdalinfo show
+            dst.units = tuple(b.tags.get("UNIT", "") for b in self.bands)
         dst.scales = tuple(b.scale for b in self.bands)
         dst.offsets = tuple(0.0 for _ in self.bands)
 
@@ -216,7 +232,7 @@ class MapWriter:
             driver="COG",
             BLOCKSIZE=block,
             COMPRESS="DEFLATE",
-            RESAMPLING="NEAREST",
+            RESAMPLING="NEAREST" if self.colors is not None else "AVERAGE",
             OVERVIEWS="AUTO",
             NUM_THREADS="ALL_CPUS",
             BIGTIFF="IF_SAFER",
