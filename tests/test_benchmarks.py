@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.conftest import ROOT
@@ -153,3 +154,20 @@ def test_sen1floods11_fusion_against_one_sensor_on_a_tiny_budget(
     text = md.read_text()
     assert text.startswith("| inputs | water IoU (India) |")
     assert "| S1 only |" in text
+
+
+@pytest.mark.real
+def test_s1_to_nir_against_per_pixel_baselines_on_a_tiny_budget(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    out, md = tmp_path / "n.json", tmp_path / "n.md"
+    proc = _run("s1_to_nir.py", "--epochs", "1", "--samples", "8", "--seeds", "0",
+                "--json", str(out), "--md", str(md))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads(out.read_text())
+    models = [r["model"] for r in record["runs"]]
+    assert models == ["linear (VV, VH)", "random forest (VV, VH)", "U-Net ResNet-18 (landlearn)"]
+    for r in record["runs"]:
+        assert np.isfinite([r["r2"], r["mae"], r["rmse"]]).all()
+        assert 0 < r["mae"] <= r["rmse"]
+    assert md.read_text().startswith("| model (train Spain, test India) | R² |")
