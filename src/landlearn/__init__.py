@@ -14,6 +14,7 @@ __all__ = [
     "evaluate",
     "load_bundle",
     "load_ensemble",
+    "map_many",
     "map_scene",
     "train",
 ]
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from landlearn.ensemble import Ensemble, load_ensemble
     from landlearn.evaluation import evaluate
     from landlearn.mapping import map_scene
+    from landlearn.scale import map_many
     from landlearn.training import TrainResult, train
 
 
@@ -52,4 +54,8 @@ def __getattr__(name: str) -> Any:
         from landlearn.mapping import map_scene
 
         return map_scene
+    if name == "map_many":
+        from landlearn.scale import map_many
+
+        return map_many
     raise AttributeError(f"module 'landlearn' has no attribute {name!r}")

@@ -72,6 +72,10 @@ for _name, (_task, _make) in _TEST_MODELS.items():
         register_model(_name, task=_task)(_builder(_make))
 
 
+def register_test_models() -> None:
+    """Nothing: importing this module registers the test models (a Ray worker setup hook)."""
+
+
 def make_bundle(
     path: Path,
     model_name: str = "test_conv1x1",

@@ -169,12 +169,15 @@ def test_unwritable_output_fails_before_the_work(
 # ---- kills at chosen moments (real subprocesses) ------------------------------------------------
 
 _CHILD = """
-import os, sys, time
+import os, signal, sys, time
+# A shell starts background jobs with SIGINT ignored, and Python keeps that: give the child the
+# Ctrl-C a user's terminal gives, whoever runs the suite.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.path.insert(0, sys.argv[5])
 import mapping_helpers  # noqa: F401  (registers the test models)
 from pathlib import Path
 flag, moment = Path(sys.argv[4]), sys.argv[6]
-import landlearn.mapping.scene as s
+import landlearn.mapping.outputs as s
 import landlearn.atomic as a
 if moment == "preview":
     orig = s.write_preview

@@ -1,4 +1,7 @@
-"""``landlearn map BUNDLE SCENE -o OUT.tif``: a land-cover COG of any GeoTIFF scene."""
+"""``landlearn map BUNDLE SCENE -o OUT.tif``: a land-cover COG of any GeoTIFF scene.
+
+``landlearn map BUNDLE SCENES… --out-dir DIR``: many scenes (or a scene list), locally or on Ray.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,10 @@ import logging
 import signal
 import time
 from types import FrameType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from landlearn.scale.jobs import SceneArg
 
 __all__ = ["EXAMPLE", "HELP", "add_arguments", "named_inputs", "run"]
 
@@ -19,6 +26,10 @@ EXAMPLE = """examples:
   landlearn map a.safetensors scene.tif -o map.tif --ensemble b.safetensors c.safetensors
   landlearn map model.safetensors naip.tif -o map.tif --bands 1 2 3 4 --device cuda
   landlearn map s1s2.safetensors --input s2=S2.tif --input s1=S1.tif -o water.tif
+  landlearn map model.safetensors tiles/*.tif --out-dir maps/
+  landlearn map model.safetensors tiles/*.tif --out-dir maps/ --engine ray --workers 4
+  landlearn map model.safetensors big.vrt --out-dir maps/ --engine ray --address ray://head:10001
+  landlearn map s1s2.safetensors pairs.csv --out-dir maps/   (CSV header: name,s2,s1)
 
 Writes OUT.tif (COG: band 1 class with colour table in OUT.tif.aux.xml, band 2 confidence,
 then probabilities / entropy / mutual information / ensemble variance as asked; uint8, values
@@ -30,7 +41,16 @@ unless --overwrite is given (inputs always are).
 A pixel-regression bundle writes float32 bands instead (one per target, described "name (unit)",
 NaN no-data; a std band per target with --tta, --mc-dropout or --ensemble); OUT.areas.json then
 holds each target's pixels, mean, std, min, max and 2nd-98th percentiles, and OUT.qml draws
-band 1 as a viridis ramp over them."""
+band 1 as a viridis ramp over them.
+
+With --out-dir every scene (a raster, or a .csv / .yaml list of scenes: one row of named inputs
+each) gets those files in DIR, then DIR/mosaic.vrt (all maps, colour table kept: open it in
+QGIS), DIR/catalogue.json and DIR/footprints.geojson (per-scene and total km² per class) and
+DIR/manifest.json: a re-run maps only scenes that are missing or stale (new bundle, options or
+input). A scene larger than --block px on a side is mapped in blocks joined without a seam. A
+failing scene is retried (--retries), then reported in one line while the others go on; the
+exit code is then 2. --engine ray (pip install 'landlearn[ray]') spreads scenes and blocks over
+--workers Ray actors that each load the bundle once; without --address a local Ray is started."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,15 +60,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("bundle", metavar="BUNDLE", help="model bundle (.safetensors)")
     parser.add_argument(
-        "scene", metavar="SCENE", nargs="?", default=None,
-        help="input raster (any GDAL format); or give each input with --input",
+        "scenes", metavar="SCENE", nargs="*", default=[],
+        help="input raster (any GDAL format); or give each input with --input; with --out-dir "
+        "any number of rasters and .csv / .yaml scene lists",
     )  # fmt: skip
     parser.add_argument(
         "--input", action="append", default=[], metavar="NAME=PATH", dest="inputs",
         help="a named input of a multi-input bundle, e.g. --input s2=S2.tif --input s1=S1.tif "
         "(on another grid than the first: resampled onto it)",
     )  # fmt: skip
-    parser.add_argument("-o", "--out", required=True, metavar="OUT.tif", help="output COG")
+    parser.add_argument("-o", "--out", metavar="OUT.tif", help="output COG (one scene)")
+    parser.add_argument("--out-dir", metavar="DIR", help="folder of the maps of many scenes")
+    many = parser.add_argument_group("many scenes (with --out-dir)")
+    many.add_argument("--engine", choices=["local", "ray"], default="local",
+                      help="local: this process, one unit at a time; ray: Ray actors")  # fmt: skip
+    many.add_argument("--address", default=None, metavar="ADDR",
+                      help="Ray cluster to join (ray://HOST:10001 or auto); default: start a "
+                      "local Ray")  # fmt: skip
+    many.add_argument("--workers", type=int, default=2, help="Ray actors (2)")
+    many.add_argument("--threads", type=int, default=1, help="CPU threads per Ray worker (1)")
+    many.add_argument("--gpus-per-worker", type=float, default=0.0, metavar="F",
+                      help="share of a GPU per Ray worker (0: CPU)")  # fmt: skip
+    many.add_argument("--block", type=int, default=8192,
+                      help="a scene over this many px on a side is mapped in blocks")  # fmt: skip
+    many.add_argument("--retries", type=int, default=2, help="tries after a failure (2)")
     parser.add_argument("--tile", type=int, default=512, help="window size in px (512)")
     parser.add_argument("--overlap", type=int, default=64, help="window overlap in px (64)")
     parser.add_argument("--blend", choices=["cosine", "linear", "none"], default="cosine")
@@ -85,14 +120,18 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def _scene(scene: str | None, inputs: list[str]) -> str | dict[str, str]:
+def _scene(scenes: list[str], inputs: list[str]) -> str | dict[str, str]:
     """The positional scene, or ``{name: path}`` of the ``--input NAME=PATH`` options.
 
     Raises:
-        LandlearnError: neither or both given, a malformed or repeated ``--input``.
+        LandlearnError: neither or both given, several scenes, a malformed or repeated
+            ``--input``.
     """
     from landlearn.errors import LandlearnError
 
+    if len(scenes) > 1:
+        raise LandlearnError(f"{len(scenes)} scenes: -o writes one map; use --out-dir DIR")
+    scene = scenes[0] if scenes else None
     if scene is not None and inputs:
         raise LandlearnError("give the scene or --input NAME=PATH options, not both")
     if scene is not None:
@@ -128,16 +167,21 @@ def run(args: argparse.Namespace) -> int:
         LandlearnError: unreadable scene or bundle, missing bands, bad options.
     """
     from landlearn.cli.common import progress_bar
+    from landlearn.errors import LandlearnError
     from landlearn.mapping import MapOptions, map_scene
 
+    if (args.out is None) == (args.out_dir is None):
+        raise LandlearnError("give -o OUT.tif (one scene) or --out-dir DIR (many), one of them")
     bands = [int(b) if b.isdigit() else b for b in args.bands] if args.bands else None
-    scene = _scene(args.scene, args.inputs)
     options = MapOptions(
         tile=args.tile, overlap=args.overlap, blend=args.blend, batch_size=args.batch_size,
         device=args.device, tta=args.tta, mc_dropout=args.mc_dropout,
         probabilities=args.probabilities, bands=bands, preview=not args.no_preview,
         seed=args.seed, overwrite=args.overwrite,
     )  # fmt: skip
+    if args.out_dir is not None:
+        return _run_many(args, options)
+    scene = _scene(args.scenes, args.inputs)
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         with progress_bar("mapping") as bar:
@@ -163,3 +207,62 @@ def run(args: argparse.Namespace) -> int:
         result.areas,
     )
     return 0
+
+
+def _many_scenes(scenes: list[str], inputs: list[str]) -> list[SceneArg]:
+    """Rasters and the scenes of ``.csv`` / ``.yaml`` lists, in order; or one ``--input`` scene.
+
+    Raises:
+        LandlearnError: no scene, or a bad scene list.
+    """
+    from landlearn.errors import LandlearnError
+    from landlearn.scale import read_scene_list
+
+    out: list[SceneArg] = [] if not inputs else [named_inputs(inputs)]
+    for item in scenes:
+        if item.lower().endswith((".csv", ".yaml", ".yml")):
+            out.extend(read_scene_list(item))
+        else:
+            out.append(item)
+    if not out:
+        raise LandlearnError("no scenes: give rasters or a .csv / .yaml scene list")
+    return out
+
+
+def _run_many(args: argparse.Namespace, options: object) -> int:
+    """``--out-dir``: map every scene; one line per failed scene and exit 2 if any failed."""
+    import sys
+
+    from landlearn.cli.common import progress_bar
+    from landlearn.mapping import MapOptions
+    from landlearn.scale import ManyProgress, map_many
+
+    assert isinstance(options, MapOptions)
+    scenes = _many_scenes(args.scenes, args.inputs)
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        with progress_bar("scenes") as bar:
+            task = bar.add_task("scenes", total=len(scenes), rate="")
+
+            def progress(p: ManyProgress) -> None:
+                rate = p.windows / max(p.seconds, 1e-9)
+                bar.update(task, completed=p.scenes_done, total=p.scenes_total,
+                           rate=f"{rate:.1f} windows/s")  # fmt: skip
+
+            result = map_many(
+                args.bundle, scenes, args.out_dir, options, ensemble=args.ensemble,
+                engine=args.engine, address=args.address, workers=args.workers,
+                threads=args.threads, gpus_per_worker=args.gpus_per_worker, block=args.block,
+                retries=args.retries, progress=progress,
+            )  # fmt: skip
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    log.info(
+        "map: %d scene(s) in %s: %d mapped, %d already done, %d failed (%d retries, %.1f s); "
+        "mosaic %s",
+        len(scenes), result.out_dir, len(result.done), len(result.skipped), len(result.failed),
+        result.retried, result.seconds, ", ".join(str(m) for m in result.mosaics) or "none",
+    )  # fmt: skip
+    for reason in result.failed.values():
+        print(f"error: {reason}", file=sys.stderr)
+    return 2 if result.failed else 0

@@ -33,6 +33,7 @@ __all__ = [
     "write_marked_json",
     "write_preview",
     "write_qgis_style",
+    "write_sidecars",
     "write_value_preview",
     "write_value_style",
 ]
@@ -472,3 +473,34 @@ def write_value_preview(
         metadata={"Software": MARK, RUN_ID_KEY: run_id},
     )
     return tmp
+
+
+def write_sidecars(
+    files: MapFiles,
+    cog: Path,
+    summary: dict[str, Any],
+    class_names: list[str],
+    colors: list[list[int]],
+    values: ValueSummary | None,
+    label: str,
+    run_id: str,
+) -> None:
+    """Write a map's sidecars under their temporary names: areas, QGIS style, preview.
+
+    A value map (``values`` given) gets the viridis style and preview over the 2nd–98th
+    percentiles of its first target (``label``); a class map the paletted ones.
+    """
+    write_marked_json(files.tmp[files.areas], summary)
+    if values is not None:
+        lo, hi = values.stretch(0)
+        write_value_style(files.tmp[files.style], lo, hi, label, run_id)
+        if files.preview is not None:
+            write_value_preview(
+                cog, files.tmp[files.preview], files.preview, lo, hi, label, run_id=run_id
+            )
+        return
+    write_qgis_style(files.tmp[files.style], class_names, colors, run_id)
+    if files.preview is not None:
+        write_preview(
+            cog, files.tmp[files.preview], files.preview, class_names, colors, run_id=run_id
+        )

@@ -32,6 +32,7 @@ __all__ = [
     "Scene",
     "block_products",
     "bundle_inputs",
+    "load_members",
     "make_plan",
     "named_scenes",
     "quantized_bands",
@@ -132,6 +133,16 @@ def _load(bundle: BundleLike, device: str) -> list[Predictor]:
     loaded = bundle if isinstance(bundle, Predictor | Ensemble) else load_bundle(bundle, device)
     members = loaded.members if isinstance(loaded, Ensemble) else [loaded]
     return [m.to(device) for m in members]
+
+
+def load_members(bundles: Sequence[BundleLike], device: str) -> list[Predictor]:
+    """Every predictor of ``bundles`` (a one-file ensemble gives its members) on ``device``.
+
+    Raises:
+        LandlearnError: an unreadable bundle, or a device that is not there.
+    """
+    device = _check_device(device)
+    return [p for b in bundles for p in _load(b, device)]
 
 
 def _check_device(device: str) -> str:

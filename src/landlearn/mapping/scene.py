@@ -26,6 +26,7 @@ from typing import Any, cast
 import numpy as np
 import rasterio
 import torch
+from rasterio.transform import Affine
 
 from landlearn.atomic import commit_renames
 from landlearn.bundle import Ensemble, Predictor
@@ -36,11 +37,7 @@ from landlearn.mapping.outputs import (
     AreaCounter,
     MapFiles,
     ValueSummary,
-    write_marked_json,
-    write_preview,
-    write_qgis_style,
-    write_value_preview,
-    write_value_style,
+    write_sidecars,
 )
 from landlearn.mapping.plan import (
     BundleLike,
@@ -277,6 +274,8 @@ def map_scene(
     *,
     ensemble: Sequence[BundleLike] = (),
     progress: Progress | None = None,
+    block: Block | None = None,
+    run_id: str | None = None,
     **changes: Any,
 ) -> MapResult:
     """Map ``scene`` with a bundle (or an ensemble) to a Cloud-Optimized GeoTIFF at ``out``.
@@ -310,6 +309,11 @@ def map_scene(
             earlier landlearn map and its sidecars may be replaced (never an input).
         ensemble: more bundles with the same classes; probabilities are averaged.
         progress: called as ``progress(done, total)`` windows.
+        block: map only this rectangle of the scene (a unit of work for scale-out): the
+            GeoTIFF covers the block (its transform shifted to it), blended exactly as in
+            the one-piece map, so blocks side by side equal it pixel for pixel.
+        run_id: the ``LANDLEARN_RUN_ID`` the files carry (default: a new random one); a
+            fixed one (derived from what was mapped) makes the same map byte for byte.
 
     Raises:
         LandlearnError: unreadable scene or bundle, missing bands, bad options, an output
@@ -326,24 +330,36 @@ def map_scene(
     files = MapFiles(out, opts.preview)
     _check_map_outputs(files, scene, members, opts.overwrite)
     plan = _plan(members, scene, opts)
+    if block is not None:
+        plan = _block_plan(plan, block)
+    y_top, y_end, x_left, x_end = plan.grid.bounds
+    profile = {
+        **plan.profile,
+        "height": y_end - y_top,
+        "width": x_end - x_left,
+        "transform": plan.profile["transform"] * Affine.translation(x_left, y_top),
+    }
     specs = plan.band_specs(probabilities)
     regression = plan.regression
     if regression and probabilities:
         log.info("a value map has no probability bands; --probabilities ignored")
-    areas = AreaCounter(plan.class_names, plan.profile["crs"], plan.profile["transform"])
+    areas = AreaCounter(plan.class_names, profile["crs"], profile["transform"])
     values_seen = ValueSummary(plan.class_names, plan.units) if regression else None
-    run_id = uuid.uuid4().hex
+    run_id = run_id or uuid.uuid4().hex
     tags = _tags(plan, members, opts.blend, opts.tta, opts.mc_dropout)
     tags["LANDLEARN_RUN_ID"] = run_id
+    if block is not None:
+        tags["LANDLEARN_BLOCK"] = json.dumps(dataclasses.asdict(block))
     writer = MapWriter(
-        out, profile=plan.profile, bands=specs, colors=None if regression else plan.colors,
+        out, profile=profile, bands=specs, colors=None if regression else plan.colors,
         tags=tags, dtype="float32" if regression else "uint8",
     )  # fmt: skip
-    width = plan.profile["width"]
+    width = profile["width"]
     row: dict[str, Any] = {}
 
     def sink(y0: int, x0: int, acc: np.ndarray, wsum: np.ndarray) -> None:
         probs, valid, extra = block_products(plan, acc, wsum)
+        y0, x0 = y0 - y_top, x0 - x_left  # scene px -> px of what is written
         if values_seen is not None:
             bands = value_bands(probs, valid, extra)
             if "buf" not in row:
@@ -384,25 +400,12 @@ def map_scene(
             summary["source"] = _source(plan)
             summary["map"] = out.name
             summary["run_id"] = run_id
-            write_marked_json(files.tmp[files.areas], summary)
-            if values_seen is not None:
-                lo, hi = values_seen.stretch(0)
-                label = specs[0].name
-                write_value_style(files.tmp[files.style], lo, hi, label, run_id)
-                if files.preview is not None:
-                    write_value_preview(cog, files.tmp[files.preview], files.preview, lo, hi,
-                                        label, run_id=run_id)  # fmt: skip
-            else:
-                write_qgis_style(files.tmp[files.style], plan.class_names, plan.colors, run_id)
-            if files.preview is not None and values_seen is None:
-                write_preview(
-                    cog,
-                    files.tmp[files.preview],
-                    files.preview,
-                    plan.class_names,
-                    plan.colors,
-                    run_id=run_id,
-                )
+            if block is not None:
+                summary["block"] = dataclasses.asdict(block)
+            write_sidecars(
+                files, cog, summary, plan.class_names, plan.colors, values_seen,
+                specs[0].name, run_id,
+            )  # fmt: skip
             # one group: sidecars first, the GeoTIFF last, interrupts held in between
             commit_renames([*files.sidecar_pairs(), *writer.pending()])
             log.info("wrote %s", out)

@@ -41,7 +41,15 @@ from landlearn.conventions import IGNORE_INDEX
 
 log = logging.getLogger(__name__)
 
-__all__ = ["QUANT_MAX", "BandSpec", "MapWriter", "pam_colortable", "quantize", "temp_path"]
+__all__ = [
+    "QUANT_MAX",
+    "BandSpec",
+    "MapWriter",
+    "copy_to_cog",
+    "pam_colortable",
+    "quantize",
+    "temp_path",
+]
 
 QUANT_MAX = 254
 """Largest stored value of a quantised band; 255 is no-data."""
@@ -103,6 +111,26 @@ def pam_colortable(colors: list[list[int]] | None, count: int = 1, run_id: str =
         f'<PAMDataset>\n{meta}  <PAMRasterBand band="1">\n    <ColorInterp>Palette</ColorInterp>\n'
         f"    <ColorTable>\n{body}\n    </ColorTable>\n  </PAMRasterBand>\n{others}"
         "</PAMDataset>\n"
+    )
+
+
+def copy_to_cog(
+    src: str | os.PathLike[str], dst: Path, width: int, height: int, classes: bool
+) -> None:
+    """Copy a raster GDAL reads (a staged GeoTIFF, a VRT of blocks) to a COG at ``dst``.
+
+    Overviews: nearest neighbour for a class map, average for a value map.
+    """
+    rasterio.shutil.copy(
+        src,
+        dst,
+        driver="COG",
+        BLOCKSIZE=512 if max(width, height) > 1024 else 256,
+        COMPRESS="DEFLATE",
+        RESAMPLING="NEAREST" if classes else "AVERAGE",
+        OVERVIEWS="AUTO",
+        NUM_THREADS="ALL_CPUS",
+        BIGTIFF="IF_SAFER",
     )
 
 
@@ -225,18 +253,7 @@ class MapWriter:
         self._closed = True
         if self._error is not None:
             raise self._error
-        block = 512 if max(self.width, self.height) > 1024 else 256
-        rasterio.shutil.copy(
-            self.stage,
-            self.cog,
-            driver="COG",
-            BLOCKSIZE=block,
-            COMPRESS="DEFLATE",
-            RESAMPLING="NEAREST" if self.colors is not None else "AVERAGE",
-            OVERVIEWS="AUTO",
-            NUM_THREADS="ALL_CPUS",
-            BIGTIFF="IF_SAFER",
-        )
+        copy_to_cog(self.stage, self.cog, self.width, self.height, self.colors is not None)
         self.stage.unlink(missing_ok=True)
         run_id = self.tags.get("LANDLEARN_RUN_ID", "")
         self.pam.write_text(pam_colortable(self.colors, len(self.bands), run_id))
