@@ -6,6 +6,7 @@ its task retried.
 
 from __future__ import annotations
 
+import builtins
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,7 @@ HERE = Path(__file__).resolve().parent
 def local_ray() -> Iterator[None]:
     """A local Ray of 2 CPUs whose workers can import the test models (``mapping_helpers``)."""
     paths = [str(HERE.parent / "mapping"), str(HERE), os.environ.get("PYTHONPATH", "")]
+    os.environ.setdefault("RAY_TQDM_PATCH_PRINT", "0")  # as landlearn's own ray.init does
     ray.init(
         num_cpus=2, include_dashboard=False, log_to_driver=False,
         runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in paths if p)},
@@ -37,8 +39,10 @@ def local_ray() -> Iterator[None]:
 def test_two_ray_workers_write_what_the_local_engine_writes(
     local_ray: None, tmp_path: Path, bundle: Path, scenes: list[Path]
 ) -> None:
+    users_print = builtins.print
     local = map_many(bundle, scenes, tmp_path / "local", **FAST)
     on_ray = map_many(bundle, scenes, tmp_path / "ray", engine="ray", workers=2, **FAST)
+    assert builtins.print is users_print  # Ray's progress bars may not swap it
     assert sorted(on_ray.done) == local.done
     assert not on_ray.failed
     assert outputs(tmp_path / "ray") == outputs(tmp_path / "local")  # maps, sidecars, mosaic

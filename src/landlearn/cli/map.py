@@ -257,12 +257,6 @@ def _run_many(args: argparse.Namespace, options: object) -> int:
             )  # fmt: skip
     finally:
         signal.signal(signal.SIGTERM, previous)
-    log.info(
-        "map: %d scene(s) in %s: %d mapped, %d already done, %d failed (%d retries, %.1f s); "
-        "mosaic %s",
-        len(scenes), result.out_dir, len(result.done), len(result.skipped), len(result.failed),
-        result.retried, result.seconds, ", ".join(str(m) for m in result.mosaics) or "none",
-    )  # fmt: skip
     for reason in result.failed.values():
         print(f"error: {reason}", file=sys.stderr)
     return 2 if result.failed else 0

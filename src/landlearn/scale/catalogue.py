@@ -11,6 +11,7 @@ footprints in WGS 84 with the same per-class areas as properties, for QGIS.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,8 +28,11 @@ from landlearn.mapping.vrt import VrtSource, band_info, vrt_xml
 
 __all__ = ["CATALOGUE", "FOOTPRINTS", "MapInfo", "map_info", "write_catalogue", "write_mosaics"]
 
+log = logging.getLogger(__name__)
+
 CATALOGUE = "catalogue.json"
 FOOTPRINTS = "footprints.geojson"
+SPARSE = 0.01  # warn when the maps cover less than this share of their mosaic
 
 
 @dataclass
@@ -98,6 +102,16 @@ def _mosaic_xml(path: Path, maps: Sequence[MapInfo]) -> str:
     top = max(m.bounds[3] for m in maps)
     width = max(1, math.ceil((right - left) / res_x - 1e-6))
     height = max(1, math.ceil((top - bottom) / res_y - 1e-6))
+    covered = sum(m.width * abs(m.transform.a) * m.height * abs(m.transform.e) for m in maps)
+    if covered < SPARSE * width * res_x * height * res_y:
+        log.warning(
+            "%s: the scenes are far apart, so the mosaic (%d x %d px) is %.2g %% maps and the "
+            "rest empty; QGIS opens it, but zoom to a footprint or open the scene maps",
+            path.name,
+            width,
+            height,
+            100 * covered / (width * res_x * height * res_y),
+        )
     sources = []
     for m in maps:
         ml, _, _, mt = m.bounds

@@ -148,9 +148,13 @@ class LocalEngine:
 def import_ray() -> Any:
     """Ray, or one line naming the extra that installs it.
 
+    Ray's progress bars replace ``builtins.print`` in the driver unless told not to; landlearn
+    leaves the user's ``print`` alone (``RAY_TQDM_PATCH_PRINT=0`` unless already set).
+
     Raises:
         LandlearnError: Ray is not installed.
     """
+    os.environ.setdefault("RAY_TQDM_PATCH_PRINT", "0")
     try:
         import ray
     except ImportError:

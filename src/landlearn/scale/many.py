@@ -335,8 +335,9 @@ def map_many(
     catalogue, footprints = write_catalogue(out, infos, failed, status, header, mosaics)
     seconds = time.perf_counter() - start
     log.info(
-        "%d scene(s): %d mapped, %d skipped, %d failed in %.1f s",
-        len(jobs), len(done), len(skipped), len(failed), seconds,
+        "%d scene(s) in %s: %d mapped, %d already done, %d failed (%d retries, %.1f s); mosaic %s",
+        len(jobs), out, len(done), len(skipped), len(failed), retried, seconds,
+        ", ".join(str(m) for m in mosaics) or "none",
     )  # fmt: skip
     return ManyResult(
         out, done, skipped, failed, mosaics, catalogue, footprints, windows, seconds, retried,
