@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "RunOutputs",
     "default_callbacks",
+    "divergence_guard",
     "exports_bundles",
     "has_test_split",
     "headline",
@@ -99,6 +100,18 @@ class RunOutputs(Callback):
         self._fitted = True
         self._export(trainer, pl_module, {})
 
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """A JEM's grid of SGLD samples, ``sgld_samples.png``, redrawn each epoch."""
+        samples = getattr(pl_module, "sgld_samples", None)
+        if samples is None or not trainer.is_global_zero or trainer.sanity_checking:
+            return
+        from landlearn.report.figures import plot_sgld_samples
+
+        out = self.folder or run_dir(trainer)
+        out.mkdir(parents=True, exist_ok=True)
+        title = f"SGLD samples, epoch {trainer.current_epoch}"
+        plot_sgld_samples(samples.numpy(), out / "sgld_samples.png", title=title)
+
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Metrics, examples, the bundle with its test metrics, and the report."""
         if trainer.interrupted or not exports_bundles(pl_module) or not trainer.is_global_zero:
@@ -106,6 +119,9 @@ class RunOutputs(Callback):
         if not getattr(pl_module, "test_results", None):
             return
         out = self.folder or run_dir(trainer)
+        guard = divergence_guard(trainer)
+        if guard is not None:
+            getattr(pl_module, "test_results")["divergence"] = guard.summary()  # noqa: B009
         self.metrics = write_outputs(pl_module, out)
         if self._fitted:
             self._export(trainer, pl_module, headline(self.metrics))
@@ -128,6 +144,13 @@ class RunOutputs(Callback):
             save_bundle(target, pl_module.model, pl_module.bundle_meta(metrics))
         )
         log.info("bundle: %s", self.bundle_path)
+
+
+def divergence_guard(trainer: Trainer) -> Any:
+    """The trainer's :class:`~landlearn.tasks.guard.DivergenceGuard`, if it has one."""
+    from landlearn.tasks.guard import DivergenceGuard
+
+    return next((c for c in trainer.callbacks if isinstance(c, DivergenceGuard)), None)  # type: ignore[attr-defined]
 
 
 def load_best_weights(trainer: Trainer, pl_module: LightningModule) -> Path | None:

@@ -4,6 +4,8 @@
 - :func:`mutual_information`: ``H[mean_s p_s] − mean_s H[p_s]`` over samples ``p_s`` (MC
   dropout passes, ensemble members): the part of the uncertainty that comes from the model
   rather than the data (Gal & Ghahramani 2016; Houlsby et al. 2011, "BALD");
+- :func:`energy`: ``E(x) = −logsumexp_y f(x)[y]`` of a classifier's logits, the energy of a
+  Joint Energy-based Model (Grathwohl et al. 2020): higher means less like the training data;
 - :func:`mc_dropout`: a context in which dropout layers sample (train mode) while everything
   else (batch norm) stays in eval mode.
 
@@ -25,7 +27,7 @@ from torch import nn
 
 from landlearn.errors import LandlearnError
 
-__all__ = ["dropout_layers", "entropy", "mc_dropout", "mutual_information"]
+__all__ = ["dropout_layers", "energy", "entropy", "mc_dropout", "mutual_information"]
 
 
 def entropy(p: torch.Tensor | np.ndarray, dim: int = 1) -> torch.Tensor | np.ndarray:
@@ -33,6 +35,15 @@ def entropy(p: torch.Tensor | np.ndarray, dim: int = 1) -> torch.Tensor | np.nda
     if isinstance(p, np.ndarray):
         return -(p * np.log(np.clip(p, 1e-12, None))).sum(axis=dim)
     return -(p * torch.log(p.clamp_min(1e-12))).sum(dim=dim)
+
+
+def energy(logits: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """``−logsumexp`` of ``logits`` along ``dim`` (classes), in float32.
+
+    A JEM reads a classifier's logits as an unnormalised density ``p(x) ∝ exp(−E(x))``; the
+    energy is also an out-of-distribution score (Liu et al. 2020) that a plain classifier has.
+    """
+    return -torch.logsumexp(logits.float(), dim=dim)
 
 
 def mutual_information(samples: torch.Tensor, dim: int = 1) -> torch.Tensor:

@@ -20,6 +20,8 @@ OVERRIDES: dict[str, list[str]] = {
         "--data.init_args.mean=[100,100,100]", "--data.init_args.std=[50,50,50]",
     ],
     "eurosat_resnet18": ["--data.init_args.batch_size=8"],
+    "eurosat_jem": ["--data.init_args.batch_size=4", "--model.init_args.sgld_steps=2",
+                    "--model.init_args.buffer_size=16"],
     "dubai_unet": ["--data.init_args.batch_size=2", "--data.init_args.chip_size=128"],
     **{f"sen1floods11_{v}": ["--data.init_args.batch_size=2",
                              "--data.init_args.samples_per_epoch=4"]
@@ -35,7 +37,7 @@ def test_every_config_is_tested() -> None:
     assert {p.stem for p in CONFIGS} >= {
         "eurosat_resnet18", "eurosat_torchgeo", "dubai_unet", "slovenia_unet",
         "deepglobe_deeplabv3plus", "sen1floods11_s1s2", "sen1floods11_s2", "sen1floods11_s1",
-        "presto_fuel_moisture", "sen1floods11_s1_to_nir",
+        "presto_fuel_moisture", "sen1floods11_s1_to_nir", "eurosat_jem",
     }  # fmt: skip
 
 

@@ -10,7 +10,13 @@ Importing this package fills the registry.
 from __future__ import annotations
 
 # Builder modules register themselves on import.
-from landlearn.models import classifiers, fusion, regressors, segmenters  # noqa: F401
+from landlearn.models import (  # noqa: F401
+    classifiers,
+    fusion,
+    regressors,
+    segmenters,
+    wide_resnet,
+)
 from landlearn.models.registry import (
     MODELS,
     build_model,

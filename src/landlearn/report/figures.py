@@ -27,6 +27,7 @@ __all__ = [
     "plot_examples",
     "plot_per_class",
     "plot_reliability",
+    "plot_sgld_samples",
     "plot_training_curves",
 ]
 
@@ -281,4 +282,32 @@ def plot_reliability(reliability: Mapping[str, Any], out: str | os.PathLike[str]
     bottom.set_xlabel("confidence (max softmax probability)")
     bottom.set_ylabel("share of samples")
     bottom.grid(alpha=0.3)
+    return save_figure(fig, out)
+
+
+def plot_sgld_samples(
+    samples: np.ndarray, out: str | os.PathLike[str], title: str = "SGLD samples"
+) -> Path:
+    """A grid of up to 64 samples ``(N, C, H, W)``, the first three bands, each stretched 2–98 %.
+
+    What a JEM "imagines": samples that look like noise late in training mean p(x) learned
+    little; samples with the colours and textures of the data mean it learned something.
+    """
+    x = np.asarray(samples, dtype=np.float32)[:64]
+    if x.ndim != 4 or len(x) == 0:
+        raise LandlearnError(f"samples must be (N, C, H, W), got shape {x.shape}")
+    rgb = x[:, [0, 1, 2]] if x.shape[1] >= 3 else x[:, [0, 0, 0]]
+    lo = np.nanpercentile(rgb, 2, axis=(1, 2, 3), keepdims=True)
+    hi = np.nanpercentile(rgb, 98, axis=(1, 2, 3), keepdims=True)
+    rgb = np.clip(np.nan_to_num((rgb - lo) / np.maximum(hi - lo, 1e-6)), 0, 1)
+    n = len(rgb)
+    cols = int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    fig = new_figure(1.0 * cols + 0.4, 1.0 * rows + 0.6)
+    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+    for i, ax in enumerate(axes):
+        ax.set_axis_off()
+        if i < n:
+            ax.imshow(rgb[i].transpose(1, 2, 0), interpolation="nearest")
+    fig.suptitle(title)
     return save_figure(fig, out)

@@ -1,0 +1,117 @@
+"""A small Wide-ResNet (Zagoruyko & Komodakis 2016), the classifier JEM is usually trained with.
+
+``wide_resnet``: WRN-``depth``-``widen`` with pre-activation basic blocks, three stages of
+``16·widen``, ``32·widen``, ``64·widen`` channels (stride 1, 2, 2), global average pooling and a
+dropout + linear head (``fc``, as in :mod:`landlearn.models.classifiers`, so MC dropout finds it).
+``depth`` is ``6n + 4``: 10 gives one block per stage, 28 gives four (JEM's WRN-28-10).
+
+``norm``: ``batch`` (default), ``group`` (8 groups; no running statistics) or ``none`` (an
+identity). Grathwohl et al. train JEM without batch norm: SGLD samples drawn in eval mode meet
+running statistics of real data, and a batch of samples in train mode would bias the statistics;
+``none`` is that choice. Leaky-ReLU (0.2) follows their code, which keeps the input gradient that
+SGLD follows from vanishing on negative activations.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from landlearn.errors import LandlearnError
+from landlearn.models.registry import register_model
+
+__all__ = ["WideResNet", "wide_resnet"]
+
+_NORMS = ("batch", "group", "none")
+
+
+def _norm(kind: str, channels: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "group":
+        return nn.GroupNorm(min(8, channels), channels)
+    return nn.Identity()
+
+
+class _Block(nn.Module):
+    """Pre-activation basic block: norm → act → 3×3 conv → norm → act → 3×3 conv (+ shortcut)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, norm: str) -> None:
+        super().__init__()
+        self.n1 = _norm(norm, c_in)
+        self.c1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=norm == "none")
+        self.n2 = _norm(norm, c_out)
+        self.c2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=True)
+        self.act = nn.LeakyReLU(0.2)
+        self.short = (
+            nn.Conv2d(c_in, c_out, 1, stride, bias=True) if stride != 1 or c_in != c_out else None
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """The residual sum."""
+        out = self.c1(self.act(self.n1(x)))
+        out = self.c2(self.act(self.n2(out)))
+        return out + (x if self.short is None else self.short(x))
+
+
+class WideResNet(nn.Module):
+    """WRN-``depth``-``widen`` for ``(B, C, H, W)`` images of any size; logits ``(B, K)``."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        depth: int = 10,
+        widen: int = 2,
+        norm: str = "batch",
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        n = (depth - 4) // 6
+        widths = [16, 16 * widen, 32 * widen, 64 * widen]
+        self.stem = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=True)
+        layers: list[nn.Module] = []
+        for stage in range(3):
+            for i in range(n):
+                c_in = widths[stage] if i == 0 else widths[stage + 1]
+                layers.append(_Block(c_in, widths[stage + 1], 2 if i == 0 and stage else 1, norm))
+        self.blocks = nn.Sequential(*layers)
+        self.head_norm = _norm(norm, widths[-1])
+        self.act = nn.LeakyReLU(0.2)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Sequential(
+            nn.Flatten(), nn.Dropout(dropout), nn.Linear(widths[-1], num_classes)
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits."""
+        return self.fc(self.pool(self.act(self.head_norm(self.blocks(self.stem(x))))))
+
+
+@register_model("wide_resnet", task="classification")
+def wide_resnet(
+    *,
+    in_channels: int,
+    num_classes: int,
+    pretrained: bool = False,
+    dropout: float = 0.0,
+    depth: int = 10,
+    widen: int = 2,
+    norm: str = "batch",
+) -> nn.Module:
+    """WRN-``depth``-``widen`` (default WRN-10-2, 0.3 M parameters); no pretrained weights.
+
+    Raises:
+        LandlearnError: ``pretrained=True``, a depth that is not ``6n + 4``, or an unknown norm.
+    """
+    if pretrained:
+        raise LandlearnError("wide_resnet has no pretrained weights; set pretrained: false")
+    if depth < 10 or (depth - 4) % 6:
+        raise LandlearnError(f"wide_resnet depth must be 6n + 4 (10, 16, 22, 28 …), got {depth}")
+    if norm not in _NORMS:
+        raise LandlearnError(f"wide_resnet norm must be one of {', '.join(_NORMS)}, got {norm!r}")
+    if min(in_channels, num_classes, widen) < 1:
+        raise LandlearnError(
+            f"wide_resnet needs in_channels, num_classes, widen >= 1, got "
+            f"{in_channels}, {num_classes}, {widen}"
+        )
+    return WideResNet(in_channels, num_classes, depth, widen, norm, dropout)

@@ -1,0 +1,299 @@
+r"""Joint Energy-based Models: a classifier that is also a density model (Grathwohl et al. 2020).
+
+The logits ``f(x)`` of any registry classifier give ``p(y|x) = softmax f(x)`` and an energy
+``E(x) = −logsumexp_y f(x)[y]`` with ``p(x) ∝ exp(−E(x))``. :class:`JEMTask` trains
+
+``L = w_yx · CE(f(x), y) + w_px · (mean E(x) − mean E(x′))
+      + w_xy · (mean −f(x)[y] + mean f(x′_y)[y])
+      + reg_r · mean E(x)² + reg_u · mean E(x′)² + reg_g · mean ‖∇ₓE(x)‖²``
+
+where ``x′`` are SGLD samples (:mod:`landlearn.tasks.sgld`) continued from a persistent replay
+buffer, ``x′_y`` class-conditional ones (the optional p(x|y) term of JEM++), and the three
+regularisers are the founding study's REG_r (real energies), REG_u (sampled energies) and REG_g
+(input-gradient norm). The generative term is unbounded below and is what makes JEM diverge; the
+regularisers and :class:`~landlearn.tasks.guard.DivergenceGuard` are the two remedies, used
+alone or together.
+
+Semi-supervised: with ``unlabelled: true`` and a datamodule whose ``label_fraction`` left
+samples unlabelled, each step also draws an unlabelled batch, normalised and augmented by the
+datamodule like a training batch; it enters the p(x) term (and REG_r) only, never the
+cross-entropy.
+
+The replay buffer is saved in checkpoints (``jem_replay_buffer``) and restored on resume; the
+guard snapshots it with the weights. The first 64 samples of the last SGLD chain are kept in
+``sgld_samples`` (normalised units) for the run's sample grid.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from landlearn.errors import LandlearnError
+from landlearn.tasks.classification import ClassificationTask
+from landlearn.tasks.sgld import INITS, ReplayBuffer, sgld
+from landlearn.uncertainty import energy
+
+log = logging.getLogger(__name__)
+
+__all__ = ["JEMTask"]
+
+_BUFFER_KEY = "jem_replay_buffer"
+_GAUSSIAN_FIT_IMAGES = 2000
+
+
+class JEMTask(ClassificationTask):
+    """A multiclass classifier trained as a Joint Energy-based Model.
+
+    Takes every :class:`~landlearn.tasks.ClassificationTask` argument (``model`` defaults to
+    ``wide_resnet``, WRN-10-2) and the JEM ones below.
+
+    Args:
+        pyx_weight: weight of the classifier's cross-entropy, p(y|x).
+        px_weight: weight of the generative term, p(x).
+        pxy_weight: weight of the class-conditional term, p(x|y) (0: off, as in JEM).
+        sgld_steps: SGLD steps per training step (JEM: 20).
+        sgld_step_size: step along −∇ₓE.
+        sgld_noise: standard deviation of the added noise.
+        buffer_size: samples in the replay buffer (JEM: 10,000).
+        reinit: share of each drawn batch started afresh.
+        init: ``uniform`` (U(−1, 1)) or ``gaussian`` (per-class diagonal Gaussian of the
+            first 2,000 normalised training images).
+        grad_clip: clamp each SGLD gradient element to ±this (None: off).
+        sample_clip: clamp samples to ±this in normalised units (None: off).
+        reg_r: weight α of REG_r, the mean squared energy of real samples.
+        reg_u: weight of REG_u, the mean squared energy of SGLD samples.
+        reg_g: weight of REG_g, the mean squared norm of ∇ₓE on real samples (a double
+            backward pass: about 2× the cost of a step).
+        unlabelled: feed the datamodule's unlabelled loader into p(x) (semi-supervised).
+    """
+
+    task: ClassVar[str] = "classification"
+
+    def __init__(
+        self,
+        model: str = "wide_resnet",
+        pyx_weight: float = 1.0,
+        px_weight: float = 1.0,
+        pxy_weight: float = 0.0,
+        sgld_steps: int = 20,
+        sgld_step_size: float = 1.0,
+        sgld_noise: float = 0.01,
+        buffer_size: int = 10000,
+        reinit: float = 0.05,
+        init: str = "uniform",
+        grad_clip: float | None = None,
+        sample_clip: float | None = None,
+        reg_r: float = 0.0,
+        reg_u: float = 0.0,
+        reg_g: float = 0.0,
+        unlabelled: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        """See the class docstring; the classifier's arguments are passed on."""
+        if init not in INITS:
+            raise LandlearnError(f"JEMTask init must be one of {', '.join(INITS)}, got {init!r}")
+        if kwargs.get("mode", "multiclass") != "multiclass":
+            raise LandlearnError("JEMTask is multiclass: its energy is a logsumexp over classes")
+        if int(sgld_steps) < 1 or int(buffer_size) < 1:
+            raise LandlearnError(
+                f"JEMTask needs sgld_steps >= 1 and buffer_size >= 1, got {sgld_steps}, "
+                f"{buffer_size}"
+            )
+        super().__init__(model, **kwargs)
+        self.save_hyperparameters()
+        self.buffer: ReplayBuffer | None = None
+        self._buffer_state: dict[str, Any] | None = None
+        self._unlabelled_iter: Iterator[Any] | None = None
+        self._unlabelled_loader: Any = None
+        self.sgld_samples: Tensor | None = None
+
+    # ---- the buffer and the unlabelled stream -------------------------------------------
+    def _datamodule(self) -> Any:
+        return getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+
+    def _make_buffer(self, shape: tuple[int, ...]) -> ReplayBuffer:
+        hp = self.hparams
+        seed = int(getattr(self._datamodule(), "seed", 0))
+        buffer = ReplayBuffer(
+            int(hp["buffer_size"]),
+            shape,
+            num_classes=int(hp["num_classes"]),
+            init=hp["init"],
+            reinit=float(hp["reinit"]),
+            seed=seed,
+        )
+        if self._buffer_state is not None:
+            buffer.load_state_dict(self._buffer_state)
+            self._buffer_state = None
+        elif hp["init"] == "gaussian":
+            self._fit_gaussian(buffer)
+        return buffer
+
+    def _fit_gaussian(self, buffer: ReplayBuffer) -> None:
+        dm = self._datamodule()
+        images, labels, n = [], [], 0
+        for batch in dm.train_dataloader():
+            batch = dm.on_after_batch_transfer(batch, 0)
+            x = self.inputs(batch)
+            assert isinstance(x, Tensor)
+            images.append(x.float().cpu())
+            labels.append(self._target(batch).cpu())
+            n += len(images[-1])
+            if n >= _GAUSSIAN_FIT_IMAGES:
+                break
+        buffer.fit_gaussian(torch.cat(images), torch.cat(labels))
+        log.info("JEM buffer: class-conditional Gaussian fitted to %d training images", n)
+
+    def on_fit_start(self) -> None:
+        """Open the unlabelled stream when asked for (semi-supervised)."""
+        super().on_fit_start()
+        if not self.hparams["unlabelled"]:
+            return
+        dm = getattr(self.trainer, "datamodule", None)
+        if dm is None or not hasattr(dm, "unlabelled_dataloader"):
+            raise LandlearnError(
+                "JEMTask unlabelled: true needs a landlearn datamodule with label_fraction < 1"
+            )
+        self._unlabelled_loader = dm.unlabelled_dataloader()
+        self._unlabelled_iter = iter(self._unlabelled_loader)
+
+    def _unlabelled_batch(self) -> Tensor | None:
+        if self._unlabelled_iter is None:
+            return None
+        try:
+            batch = next(self._unlabelled_iter)
+        except StopIteration:  # cycle: one pass of the unlabelled set per exhaustion
+            self._unlabelled_iter = iter(self._unlabelled_loader)
+            batch = next(self._unlabelled_iter)
+        dm = self._datamodule()
+        batch = {k: v.to(self.device) if isinstance(v, Tensor) else v for k, v in batch.items()}
+        batch = dm.on_after_batch_transfer(batch, 0)
+        x = self.inputs(batch)
+        assert isinstance(x, Tensor)
+        return x
+
+    # ---- sampling -----------------------------------------------------------------------
+    def _sample(self, n: int, like: Tensor, classes: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``n`` SGLD samples continued from the buffer (class-conditional with ``classes``)."""
+        if self.buffer is None:
+            self.buffer = self._make_buffer(tuple(like.shape[1:]))
+        x0, c, slots = self.buffer.draw(n, classes)
+        hp = self.hparams
+        if classes is None:
+
+            def e(t: Tensor) -> Tensor:
+                return energy(self(t))
+
+        else:
+            cond = c.to(like.device)
+
+            def e(t: Tensor) -> Tensor:
+                return -self(t).float().gather(1, cond[:, None])[:, 0]
+
+        xs = sgld(
+            e,
+            x0.to(like.device, like.dtype),
+            steps=int(hp["sgld_steps"]),
+            step_size=float(hp["sgld_step_size"]),
+            noise=float(hp["sgld_noise"]),
+            grad_clip=hp["grad_clip"],
+            sample_clip=hp["sample_clip"],
+            model=self.model,
+        )
+        self.buffer.push(xs, c, slots)
+        return xs, c.to(like.device)
+
+    # ---- the step -----------------------------------------------------------------------
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Tensor]:  # type: ignore[override]
+        """Cross-entropy on labelled images plus the energy terms (see the module docstring)."""
+        hp = self.hparams
+        x = self.inputs(batch)
+        if not isinstance(x, Tensor):
+            raise LandlearnError("JEMTask reads one input; give the datamodule one input")
+        y = self._target(batch)
+        head = self.head_names[0]
+        if not self.losses:
+            self.configure_losses(None)
+        reals = [x]
+        unlabelled = self._unlabelled_batch()
+        if unlabelled is not None:
+            reals.append(unlabelled)
+        x_real = torch.cat(reals) if len(reals) > 1 else x
+        grad_pen = None
+        if float(hp["reg_g"]) > 0:
+            x_real = x_real.detach().requires_grad_(True)
+            logits_real = self(x_real)
+            e_real = energy(logits_real)
+            (g,) = torch.autograd.grad(e_real.sum(), x_real, create_graph=True)
+            grad_pen = g.flatten(1).pow(2).sum(1).mean()
+        else:
+            logits_real = self(x_real)
+            e_real = energy(logits_real)
+        logits = logits_real[: len(x)]
+        loss_yx = self.losses[head](logits, y)
+        total = float(hp["pyx_weight"]) * loss_yx
+        logs: dict[str, Tensor] = {"train_ce": loss_yx.detach()}
+        gap = torch.zeros((), device=x.device)
+        if float(hp["px_weight"]) > 0 or float(hp["reg_u"]) > 0:
+            xs, _ = self._sample(len(x_real), x_real.detach())
+            e_fake = energy(self(xs))
+            gap = e_real.mean() - e_fake.mean()
+            total = total + float(hp["px_weight"]) * gap
+            if float(hp["reg_u"]) > 0:
+                total = total + float(hp["reg_u"]) * e_fake.pow(2).mean()
+            logs["train_energy_fake"] = e_fake.mean().detach()
+            self.sgld_samples = xs[:64].detach().float().cpu()
+        if float(hp["pxy_weight"]) > 0:
+            xs_y, c = self._sample(len(x), x.detach(), classes=y)
+            e_xy = -logits.float().gather(1, y[:, None])[:, 0]
+            e_xy_fake = -self(xs_y).float().gather(1, c[:, None])[:, 0]
+            total = total + float(hp["pxy_weight"]) * (e_xy.mean() - e_xy_fake.mean())
+        if float(hp["reg_r"]) > 0:
+            total = total + float(hp["reg_r"]) * e_real.pow(2).mean()
+        if grad_pen is not None:
+            total = total + float(hp["reg_g"]) * grad_pen
+            logs["train_grad_norm2"] = grad_pen.detach()
+        logs["train_energy_real"] = e_real.mean().detach()
+        logs["train_energy_gap"] = gap.detach().abs()
+        bs = len(x)
+        self.log("train_loss", total, on_step=True, on_epoch=True, prog_bar=True, batch_size=bs)
+        for name, value in logs.items():
+            self.log(name, value, on_step=False, on_epoch=True, batch_size=bs)
+        return {"loss": total, "energy_gap": gap.detach().abs()}
+
+    # ---- state: checkpoints and the guard -----------------------------------------------
+    def guard_state(self) -> dict[str, Any]:
+        """The replay buffer, for :class:`~landlearn.tasks.guard.DivergenceGuard` snapshots."""
+        if self.buffer is None:
+            return {}
+        state = self.buffer.state_dict()
+        return {_BUFFER_KEY: {k: v.clone() for k, v in state.items()}}
+
+    def load_guard_state(self, state: dict[str, Any]) -> None:
+        """Put back what :meth:`guard_state` gave."""
+        if _BUFFER_KEY in state and self.buffer is not None:
+            self.buffer.load_state_dict(state[_BUFFER_KEY])
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Bundle metadata (as every task) and the replay buffer."""
+        super().on_save_checkpoint(checkpoint)
+        if self.buffer is not None:
+            checkpoint[_BUFFER_KEY] = self.buffer.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep the saved replay buffer for the first step after resume."""
+        state = checkpoint.get(_BUFFER_KEY)
+        if state is not None:
+            if self.buffer is not None:
+                self.buffer.load_state_dict(state)
+            else:
+                self._buffer_state = state
+
+    def energy(self, x: Tensor) -> Tensor:
+        """``E(x)`` of normalised images: higher is less like the training data."""
+        return energy(self(x))

@@ -1,0 +1,275 @@
+"""Issue #17: JEM's energy, SGLD and replay buffer, the divergence guard, semi-supervision."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import pytest
+import torch
+
+from landlearn.data import synthetic
+from landlearn.data.datamodules import ImageFolderDataModule
+from landlearn.errors import LandlearnError
+from landlearn.models import build_model
+from landlearn.tasks import DivergenceGuard, JEMTask
+from landlearn.tasks.sgld import ReplayBuffer, sgld
+from landlearn.training import train
+from landlearn.uncertainty import energy
+
+FAST = {"sgld_steps": 3, "buffer_size": 32, "lr": 1e-3}
+
+
+@pytest.fixture(scope="module")
+def patches(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data = tmp_path_factory.mktemp("patches")
+    synthetic.write_patch_folder(data, n_per_class=8, size=16, seed=1)
+    return data
+
+
+def _dm(patches: Path, **kw: Any) -> ImageFolderDataModule:
+    return ImageFolderDataModule(
+        str(patches), batch_size=8, val_fraction=0.25, test_fraction=0.25, **kw
+    )
+
+
+def _trainer(tmp_path: Path, epochs: int = 2, **kw: Any) -> pl.Trainer:
+    return pl.Trainer(
+        max_epochs=epochs, accelerator="cpu", default_root_dir=tmp_path, logger=False,
+        enable_progress_bar=False, enable_model_summary=False, **kw,
+    )  # fmt: skip
+
+
+# ---- energy and SGLD --------------------------------------------------------------------
+def test_energy_is_minus_logsumexp_of_the_logits() -> None:
+    logits = torch.tensor([[0.0, 0.0], [1.0, 2.0], [-3.0, 5.0]])
+    expected = [
+        -math.log(2.0),
+        -math.log(math.e + math.e**2),
+        -math.log(math.exp(-3) + math.exp(5)),
+    ]
+    assert torch.allclose(energy(logits), torch.tensor(expected))
+    task = JEMTask(model="small_cnn", num_classes=2, in_channels=3, channels_last=False)
+    x = torch.randn(4, 3, 16, 16)
+    assert torch.allclose(task.energy(x), -torch.logsumexp(task(x), 1))
+
+
+def test_sgld_lowers_the_energy_of_samples_on_a_toy_2d_problem() -> None:
+    torch.manual_seed(0)
+    mu = torch.tensor([1.5, -0.5])
+
+    def e(x: torch.Tensor) -> torch.Tensor:  # a Gaussian well: E = |x − μ|² / 2
+        return 0.5 * ((x - mu) ** 2).sum(1)
+
+    x0 = torch.rand(256, 2) * 2 - 1
+    x = sgld(e, x0, steps=50, step_size=0.1, noise=0.01)
+    assert e(x).mean() < 0.1 * e(x0).mean()
+    assert torch.allclose(x.mean(0), mu, atol=0.05)
+    assert not x.requires_grad
+
+
+def test_sgld_leaves_the_model_in_its_mode_with_no_parameter_gradients() -> None:
+    model = build_model("wide_resnet", in_channels=3, num_classes=4)
+    model.train()
+    x = sgld(lambda t: energy(model(t)), torch.rand(2, 3, 16, 16), steps=2, model=model)
+    assert model.training
+    assert all(p.grad is None and p.requires_grad for p in model.parameters())
+    assert x.shape == (2, 3, 16, 16)
+
+
+def test_replay_buffer_fills_then_reuses_and_restarts_a_share() -> None:
+    buf = ReplayBuffer(8, (1, 2, 2), num_classes=2, reinit=0.0, seed=0)
+    x, c, slots = buf.draw(8)
+    assert (slots == -1).all()
+    buf.push(x + 10, c, slots)
+    assert len(buf) == 8
+    x2, _, slots2 = buf.draw(4)
+    assert (slots2 >= 0).all()
+    assert (x2 >= 9).all()  # continued chains, not fresh noise
+    buf.reinit = 1.0
+    x3, _, _ = buf.draw(4)
+    assert (x3.abs() <= 1).all()  # all restarted from U(−1, 1)
+
+
+def test_gaussian_init_follows_each_class_and_conditional_draws_keep_the_class() -> None:
+    buf = ReplayBuffer(16, (1, 4, 4), num_classes=2, init="gaussian", seed=0)
+    with pytest.raises(LandlearnError, match="fit_gaussian"):
+        buf.draw(2)
+    images = torch.cat([torch.full((20, 1, 4, 4), -3.0), torch.full((20, 1, 4, 4), 3.0)])
+    images += 0.1 * torch.randn_like(images)
+    labels = torch.tensor([0] * 20 + [1] * 20)
+    buf.fit_gaussian(images, labels)
+    x, c, slots = buf.draw(16, classes=torch.tensor([0, 1] * 8))
+    assert torch.equal(c, torch.tensor([0, 1] * 8))
+    assert (x[c == 0].mean() - -3).abs() < 0.2
+    assert (x[c == 1].mean() - 3).abs() < 0.2
+    buf.push(x, c, slots)
+    _, c2, _ = buf.draw(6, classes=torch.tensor([1] * 6))
+    assert (c2 == 1).all()
+
+
+def test_bad_options_are_one_line_errors() -> None:
+    with pytest.raises(LandlearnError, match="init must be one of uniform, gaussian"):
+        JEMTask(init="normal")
+    with pytest.raises(LandlearnError, match="multiclass"):
+        JEMTask(mode="multilabel")
+    with pytest.raises(LandlearnError, match="depth must be 6n"):
+        build_model("wide_resnet", in_channels=3, num_classes=2, depth=12)
+    with pytest.raises(LandlearnError, match="action must be restore or stop"):
+        DivergenceGuard(action="ignore")
+
+
+def test_wide_resnet_without_batch_norm_has_none() -> None:
+    plain = build_model("wide_resnet", in_channels=4, num_classes=3, norm="none", depth=16)
+    assert not [m for m in plain.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert plain(torch.randn(2, 4, 24, 24)).shape == (2, 3)
+
+
+# ---- the guard's rule -------------------------------------------------------------------
+def test_guard_fires_on_a_diverging_energy_sequence_and_not_on_a_stable_one() -> None:
+    rng = np.random.default_rng(0)
+    stable = DivergenceGuard()
+    assert all(stable.check(1.0, 5.0 + 0.1 * v) is None for v in rng.standard_normal(300))
+
+    diverging = DivergenceGuard()
+    values = list(5.0 + 0.1 * rng.standard_normal(80))
+    values += list(5.0 * 1.15 ** np.arange(1, 40))  # the gap blows up
+    reasons = [diverging.check(1.0, v) for v in values]
+    fired = [i for i, r in enumerate(reasons) if r is not None]
+    assert fired, "the guard never fired"
+    assert fired[0] >= 80  # not during the stable part
+    assert "relative std" in str(reasons[fired[0]])
+
+    assert DivergenceGuard().check(float("nan"), 1.0) is not None  # the hard rule
+    assert DivergenceGuard().check(1e9, 1.0) is not None
+
+
+# ---- end to end -------------------------------------------------------------------------
+def test_jem_trains_and_the_run_records_samples_and_the_guard(
+    patches: Path, tmp_path: Path
+) -> None:
+    task = JEMTask(model="wide_resnet", reg_r=0.1, **FAST)
+    result = train(model=task, datamodule=_dm(patches), root=tmp_path, max_epochs=2,
+                   accelerator="cpu", enable_progress_bar=False,
+                   callbacks=[DivergenceGuard()])  # fmt: skip
+    metrics = json.loads((result.run_dir / "metrics.json").read_text())
+    assert metrics["divergence"]["epochs_completed_share"] == 1.0
+    assert metrics["ece"] is not None
+    assert (result.run_dir / "sgld_samples.png").stat().st_size > 1000
+    assert len(task.buffer or []) == 32
+
+
+def test_an_absurd_learning_rate_rolls_back_and_still_completes_every_epoch(
+    patches: Path, tmp_path: Path
+) -> None:
+    torch.manual_seed(0)
+    guard = DivergenceGuard(jump=2, every=1, lr_factor=1e-4, max_rollbacks=10)
+    task = JEMTask(model="small_cnn", optimizer="sgd", momentum=0.0, **(FAST | {"lr": 1e7}))
+    trainer = _trainer(tmp_path, epochs=3, callbacks=[guard], enable_checkpointing=False)
+    trainer.fit(task, datamodule=_dm(patches))
+    s = guard.summary()
+    assert s["rollbacks"] >= 1
+    assert s["epochs_completed"] == 3
+    assert s["epochs_completed_share"] == 1.0
+    assert all(torch.isfinite(p).all() for p in task.parameters())
+    assert s["lr_scale"] < 1
+
+    torch.manual_seed(0)
+    stop = DivergenceGuard(action="stop")  # "no guard": stop where it diverged
+    task = JEMTask(model="small_cnn", optimizer="sgd", momentum=0.0, **(FAST | {"lr": 1e7}))
+    trainer = _trainer(tmp_path / "stop", epochs=3, callbacks=[stop], enable_checkpointing=False)
+    trainer.fit(task, datamodule=_dm(patches))
+    assert stop.summary()["stopped_at_step"] is not None
+    assert stop.summary()["epochs_completed_share"] < 1.0
+
+
+def test_the_replay_buffer_survives_checkpoint_and_resume(patches: Path, tmp_path: Path) -> None:
+    pl.seed_everything(0)
+    task = JEMTask(model="small_cnn", **FAST)
+    ckpt = pl.callbacks.ModelCheckpoint(dirpath=tmp_path, save_last=True)
+    _trainer(tmp_path, epochs=1, callbacks=[ckpt]).fit(task, datamodule=_dm(patches))
+    assert task.buffer is not None
+    saved = task.buffer.samples.clone()
+    state = torch.load(tmp_path / "last.ckpt", weights_only=True)
+    assert torch.equal(state["jem_replay_buffer"]["samples"], saved)
+
+    resumed = JEMTask(model="small_cnn", **FAST)
+    seen: list[torch.Tensor] = []
+    original = ReplayBuffer.draw
+
+    def spy(self: ReplayBuffer, n: int, classes: torch.Tensor | None = None) -> Any:
+        if not seen:
+            seen.append(self.samples.clone())
+        return original(self, n, classes)
+
+    ReplayBuffer.draw = spy  # type: ignore[method-assign]
+    try:
+        trainer = _trainer(tmp_path / "r", epochs=2, enable_checkpointing=False)
+        trainer.fit(resumed, datamodule=_dm(patches), ckpt_path=tmp_path / "last.ckpt")
+    finally:
+        ReplayBuffer.draw = original  # type: ignore[method-assign]
+    assert seen
+    assert torch.equal(seen[0], saved)  # the first step after resume drew from it
+
+
+class _Spy(JEMTask):
+    """A JEM that records what each term of each step saw."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.sizes: list[dict[str, int]] = []
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Any:
+        self.sizes.append({"labelled": len(batch["label"])})
+        return super().training_step(batch, batch_idx)
+
+    def configure_losses(self, datamodule: Any = None) -> None:
+        super().configure_losses(datamodule)
+        head = self.head_names[0]
+        ce = self.losses[head]
+        sizes = self.sizes
+
+        class Counted(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.ce = ce
+
+            def forward(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+                sizes[-1]["ce"] = len(y)
+                return self.ce(logits, y)
+
+        self.losses[head] = Counted()
+
+    def _unlabelled_batch(self) -> torch.Tensor | None:
+        x = super()._unlabelled_batch()
+        self.sizes[-1]["unlabelled"] = 0 if x is None else len(x)
+        return x
+
+    def _sample(self, n: int, like: torch.Tensor, classes: torch.Tensor | None = None) -> Any:
+        self.sizes[-1]["px"] = n
+        return super()._sample(n, like, classes)
+
+
+def test_semi_supervised_jem_uses_unlabelled_images_only_in_px(
+    patches: Path, tmp_path: Path
+) -> None:
+    dm = _dm(patches, label_fraction=0.5)
+    task = _Spy(model="small_cnn", unlabelled=True, **FAST)
+    trainer = _trainer(tmp_path, epochs=2, enable_checkpointing=False, limit_val_batches=0)
+    trainer.fit(task, datamodule=dm)
+    assert dm.unlabelled_dataset is not None
+    assert task.sizes
+    for step in task.sizes:
+        assert step["unlabelled"] > 0
+        assert step["ce"] == step["labelled"]  # the cross-entropy sees the labelled images only
+        assert step["px"] == step["labelled"] + step["unlabelled"]  # p(x) sees both
+
+
+def test_unlabelled_without_a_label_fraction_is_one_line(patches: Path, tmp_path: Path) -> None:
+    task = JEMTask(model="small_cnn", unlabelled=True, **FAST)
+    with pytest.raises(LandlearnError, match="no unlabelled samples"):
+        _trainer(tmp_path, epochs=1).fit(task, datamodule=_dm(patches))
