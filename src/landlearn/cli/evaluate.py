@@ -67,6 +67,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="more bundles with the same classes and bands; their probabilities are averaged "
         "with BUNDLE's (each member normalises with its own statistics)",
     )
+    parser.add_argument(
+        "--ood", metavar="FOLDER",
+        help="images from elsewhere (e.g. other tiles): report the AUROC of the energy and of "
+        "max-softmax for telling them from DATA (multiclass classification bundles)",
+    )  # fmt: skip
+    parser.add_argument("--ood-chip", type=int, metavar="PX",
+                        help="--ood images are cut into chips of PX (default: the bundle's chip "
+                        "size) and resized to the bundle's chip size")  # fmt: skip
     parser.add_argument("--device", default="cpu")
 
 
@@ -114,6 +122,12 @@ def check_options(args: argparse.Namespace) -> str:
         check_input(args.data, "folder of labelled images, or an image GeoTIFF")
     if args.label is not None:
         check_input_file(args.label, "label raster")
+    if args.ood is not None:
+        from landlearn.ood import ood_files
+
+        ood_files(args.ood)
+    if args.ood_chip is not None and args.ood_chip < 1:
+        raise LandlearnError(f"--ood-chip must be >= 1, got {args.ood_chip}")
     if args.classes_csv is not None:
         check_input_file(args.classes_csv, "colour table (CSV)", utf8_name=False)
     if args.out:
@@ -143,7 +157,21 @@ def run(args: argparse.Namespace) -> int:
             remap=parse_remap(args.remap), classes_csv=args.classes_csv, device=device,
             progress=advance,
         )  # fmt: skip
+    if args.ood is not None:
+        from landlearn.ood import ood_scores
+
+        ood = ood_scores(
+            args.bundle, args.data, args.ood, ood_chip=args.ood_chip,
+            batch_size=args.batch_size, device=device,
+        )  # fmt: skip
+        result["ood"] = ood
     print(metrics_markdown(result))
+    if args.ood is not None:
+        print(
+            f"out-of-distribution ({ood['n_out']} chips of {args.ood} against {ood['n_in']} "
+            f"images): AUROC energy {ood['energy_auroc']:.4f}, max-softmax "
+            f"{ood['max_softmax_auroc']:.4f}"
+        )
     if args.out:
         write_json(args.out, {"written_by": "landlearn", **result})
         print(f"metrics: {args.out}")

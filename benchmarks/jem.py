@@ -1,0 +1,307 @@
+r"""JEM on EuroSAT RGB at a CPU budget (issue #17): calibration, the guard, the SGLD cost.
+
+Data: ``../shared/data/eurosat_rgb`` (10 classes), a stratified ``--limit-train`` subset of the
+train folder (train + val in the folder's proportions), chips downsized to ``--size`` px by area
+averaging on the device (``--size 64`` keeps them), the 1,000 test images. Model: ``wide_resnet``
+WRN-10-``--widen`` without batch norm for both sides, Adam, a fixed number of epochs, the best
+validation-accuracy checkpoint tested. Everything goes through ``landlearn.train`` (the run
+folders are those of ``landlearn fit``) and is scored by the task's own test metrics (15-bin ECE).
+
+Tables (``--tables``):
+
+- ``fractions`` (study table 2): label fractions ``--fractions`` → test accuracy and ECE of the
+  plain classifier (labelled images only) and of JEM (labelled images in p(y|x), all train images
+  in p(x) — the unlabelled ones through the datamodule's ``label_fraction`` loader), per seed
+  and as mean ± std;
+- ``guard`` (study table 1, reduced): JEM at ``--guard-lr`` without regulariser and with REG_r
+  (α ``--reg``), each with the guard's roll-back (``restore``) and without it (``stop``: the
+  run ends where the loss stops being finite, as the study's runs did) → share of epochs
+  completed, roll-backs, accuracy;
+- ``steps`` (study table 5): seconds per training step with ``--steps-compare`` SGLD steps
+  (``--time-batches`` steps each, after one warm-up step) and their ratio.
+
+Smoke test (seconds)::
+
+    .venv/bin/python benchmarks/jem.py --limit-train 60 --epochs 1 --seeds 0 --fractions 0.5 \\
+        --sgld-steps 2 --buffer 32 --size 16 --tables fractions steps --time-batches 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import Callback
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (
+    DATA_ROOT,
+    HelpFormatter,
+    console,
+    machine_info,
+    machine_markdown,
+    markdown_table,
+    parse_outputs_and_device,
+    print_table,
+    quiet_logs,
+    write_outputs,
+)
+
+import landlearn
+from landlearn.data.datamodules import ImageFolderDataModule, WithoutTargets
+from landlearn.data.folders import ImageFolderDataset
+from landlearn.data.splits import label_subset, stratified_split
+from landlearn.tasks import ClassificationTask, DivergenceGuard, JEMTask
+
+
+class SmallEuroSAT(ImageFolderDataModule):
+    """EuroSAT with a stratified subset of the train folder and chips area-resized on the device."""
+
+    def __init__(self, *args: Any, limit_train: int = 0, size: int = 64, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.limit_train, self.size = int(limit_train), int(size)
+
+    def _build(self) -> None:
+        full = ImageFolderDataset(self.root)
+        if self.limit_train and self.limit_train < len(full):
+            share = self.limit_train / len(full)
+            full = full.subset(label_subset(range(len(full)), full.targets, share, self.seed))
+        train, val, _ = stratified_split(full.targets, self.val_fraction, 0.0, self.seed)
+        kept = label_subset(train, full.targets, self.label_fraction, self.seed)
+        rest = sorted(set(train) - set(kept))
+        self.unlabelled_dataset = WithoutTargets(full.subset(rest)) if rest else None
+        self.train_dataset = full.subset(kept)
+        self.val_dataset = full.subset(val)
+        assert self.test_root is not None
+        self.test_dataset = ImageFolderDataset(self.test_root, classes=full.classes)
+        self.band_names = list(full.band_names)
+        self.class_names = list(full.classes)
+        self.chip_size = self.size
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Resize every image to ``size`` px (area), then augment and normalise as usual."""
+        x = batch.get("image")
+        if x is not None and self.size and x.shape[-1] != self.size:
+            batch["image"] = F.interpolate(x.float(), size=(self.size, self.size), mode="area")
+        return super().on_after_batch_transfer(batch, dataloader_idx)
+
+
+def _dm(args: argparse.Namespace, seed: int, fraction: float) -> SmallEuroSAT:
+    return SmallEuroSAT(
+        str(DATA_ROOT / "eurosat_rgb" / "train"),
+        test_root=str(DATA_ROOT / "eurosat_rgb" / "test"),
+        val_fraction=0.1,
+        label_fraction=fraction,
+        batch_size=args.batch_size,
+        seed=seed,
+        augment={"hflip": 0.5, "vflip": 0.5},
+        limit_train=args.limit_train,
+        size=args.size,
+    )
+
+
+def _common(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "model": "wide_resnet",
+        "model_kwargs": {"depth": 10, "widen": args.widen, "norm": "none"},
+        "optimizer": "adam",
+        "weight_decay": 0.0,
+        "channels_last": False,
+        "scheduler": args.scheduler,
+    }
+
+
+def _jem(args: argparse.Namespace, **kw: Any) -> JEMTask:
+    opts = {"lr": args.lr, "sgld_steps": args.sgld_steps, "buffer_size": args.buffer,
+            "reg_r": 0.0, "px_weight": args.px_weight, "sgld_noise": args.sgld_noise,
+            "init": args.init} | kw  # fmt: skip
+    return JEMTask(**_common(args), **opts)
+
+
+def _run(
+    args: argparse.Namespace, name: str, task: Any, dm: Any, seed: int, guard: Any = None
+) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    result = landlearn.train(
+        model=task,
+        datamodule=dm,
+        name=name,
+        root=args.out,
+        seed=seed,
+        report=False,
+        max_epochs=args.epochs,
+        accelerator="cpu",
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[guard] if guard is not None else None,
+        limit_train_batches=args.limit_train_batches,
+    )
+    m = result.metrics
+    row = {
+        "run": name,
+        "seed": seed,
+        "accuracy": m.get("overall_accuracy"),
+        "ece": m.get("ece"),
+        "wall_s": round(time.perf_counter() - t0, 1),
+        "run_dir": str(result.run_dir),
+    }
+    if "divergence" in m:
+        row["divergence"] = m["divergence"]
+    console.print(f"{name} seed {seed}: acc {row['accuracy']} ece {row['ece']} ({row['wall_s']} s)")
+    return row
+
+
+def _mean_std(values: list[float]) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "–"
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.4f} ± {sd:.4f}"
+
+
+def table_fractions(args: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
+    """Plain classifier and JEM at each label fraction, per seed; rows and markdown."""
+    rows = []
+    for fraction in args.fractions:
+        for seed in args.seeds:
+            plain = ClassificationTask(**_common(args), lr=args.lr)
+            rows.append(_run(args, f"plain_f{fraction}", plain, _dm(args, seed, fraction), seed)
+                        | {"method": "plain", "fraction": fraction})  # fmt: skip
+            jem = _jem(args, reg_r=args.reg, unlabelled=fraction < 1)
+            row = _run(args, f"jem_f{fraction}", jem, _dm(args, seed, fraction), seed,
+                       DivergenceGuard())  # fmt: skip
+            rows.append(row | {"method": "jem", "fraction": fraction})
+    table = []
+    for fraction in args.fractions:
+        for method in ("plain", "jem"):
+            sel = [r for r in rows if r["fraction"] == fraction and r["method"] == method]
+            table.append([f"{fraction:.0%}", method, len(sel),
+                          _mean_std([r["accuracy"] for r in sel]),
+                          _mean_std([r["ece"] for r in sel]),
+                          _mean_std([r["wall_s"] for r in sel])])  # fmt: skip
+    cols = ["labels", "method", "seeds", "test accuracy", "ECE (15 bins)", "wall s"]
+    print_table("label fractions", cols, table)
+    return rows, markdown_table(cols, table)
+
+
+def table_guard(args: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
+    """JEM at a diverging learning rate with and without regulariser and guard."""
+    rows = []
+    for reg in (0.0, args.reg):
+        for action in ("stop", "restore"):
+            for seed in args.seeds[: args.guard_seeds]:
+                guard = DivergenceGuard(action=action, lr_factor=0.5)
+                task = _jem(args, lr=args.guard_lr, reg_r=reg)
+                name = f"guard_{action}_reg{reg}"
+                rows.append(_run(args, name, task, _dm(args, seed, 1.0), seed, guard)
+                            | {"action": action, "reg_r": reg})  # fmt: skip
+    table = []
+    for reg in (0.0, args.reg):
+        for action in ("stop", "restore"):
+            sel = [r for r in rows if r["reg_r"] == reg and r["action"] == action]
+            div = [r["divergence"] for r in sel]
+            table.append([
+                "REG_r" if reg else "none", f"{reg:g}", "yes" if action == "restore" else "no",
+                len(sel), _mean_std([d["epochs_completed_share"] for d in div]),
+                _mean_std([float(d["rollbacks"]) for d in div]),
+                _mean_std([r["accuracy"] for r in sel]),
+            ])  # fmt: skip
+    cols = ["regulariser", "α", "guard", "seeds", "epochs completed", "roll-backs", "test accuracy"]
+    print_table(f"divergence at lr {args.guard_lr:g}", cols, table)
+    return rows, markdown_table(cols, table)
+
+
+class _StepTimer(Callback):
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.t = 0.0
+
+    def on_train_batch_start(self, *a: Any) -> None:
+        self.t = time.perf_counter()
+
+    def on_train_batch_end(self, *a: Any) -> None:
+        self.times.append(time.perf_counter() - self.t)
+
+
+def table_steps(args: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
+    """Seconds per training step for each number of SGLD steps."""
+    rows = []
+    for steps in args.steps_compare:
+        dm = _dm(args, 0, 1.0)
+        dm.setup("fit")
+        task = _jem(args, sgld_steps=steps)
+        timer = _StepTimer()
+
+        landlearn.train(model=task, datamodule=dm, name=f"steps{steps}", root=args.out,
+                        test=False, report=False, max_epochs=1, accelerator="cpu",
+                        enable_progress_bar=False, callbacks=[timer],
+                        limit_train_batches=args.time_batches + 1, limit_val_batches=0)  # fmt: skip
+        timed = timer.times[1:] or timer.times
+        rows.append({"sgld_steps": steps, "s_per_step": statistics.mean(timed),
+                     "batches": len(timed)})  # fmt: skip
+    base = rows[0]["s_per_step"]
+    table = [[r["sgld_steps"], r["batches"], f"{r['s_per_step']:.3f}",
+              f"{r['s_per_step'] / base:.2f}"] for r in rows]  # fmt: skip
+    cols = ["SGLD steps", "timed batches", "s / training step", "ratio"]
+    print_table("SGLD cost", cols, table)
+    return rows, markdown_table(cols, table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the chosen tables; print them and write the JSON / markdown records."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    p.add_argument("--tables", nargs="+", default=["fractions", "guard", "steps"],
+                   choices=["fractions", "guard", "steps"])  # fmt: skip
+    p.add_argument("--limit-train", type=int, default=1000, help="train + val images kept")
+    p.add_argument("--size", type=int, default=32, help="chip size after area resizing")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--widen", type=int, default=1)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--sgld-steps", type=int, default=5)
+    p.add_argument("--buffer", type=int, default=1000)
+    p.add_argument("--px-weight", type=float, default=1.0, help="weight of JEM's p(x) term")
+    p.add_argument("--sgld-noise", type=float, default=0.01)
+    p.add_argument("--init", default="uniform", choices=["uniform", "gaussian"])
+    p.add_argument("--scheduler", default=None, help="both sides, e.g. onecycle (a warm-up)")
+    p.add_argument("--reg", type=float, default=0.2, help="α of REG_r")
+    p.add_argument("--fractions", type=float, nargs="+", default=[0.2, 1.0])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--guard-lr", type=float, default=1e-2)
+    p.add_argument("--guard-seeds", type=int, default=1)
+    p.add_argument("--steps-compare", type=int, nargs="+", default=[20, 40])
+    p.add_argument("--time-batches", type=int, default=3)
+    p.add_argument("--limit-train-batches", type=float, default=1.0)
+    p.add_argument("--out", default="benchmarks/out/jem_runs")
+    args = parse_outputs_and_device(p, argv)
+    quiet_logs()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    record: dict[str, Any] = {"machine": machine_info("cpu"), "args": vars(args)}
+    parts = [
+        f"Budget: EuroSAT RGB, {args.limit_train} train+val images, {args.size} px, "
+        f"WRN-10-{args.widen} without batch norm, {args.epochs} epochs, batch {args.batch_size}, "
+        f"Adam lr {args.lr:g}, schedule {args.scheduler or 'none'}, {args.sgld_steps} SGLD "
+        f"steps (noise {args.sgld_noise:g}, {args.init} restarts), buffer {args.buffer}, "
+        f"p(x) weight {args.px_weight:g}, "
+        f"REG_r α {args.reg:g} for JEM in the fractions table, seeds {args.seeds}.",
+    ]
+    for name, fn in (("fractions", table_fractions), ("guard", table_guard),
+                     ("steps", table_steps)):  # fmt: skip
+        if name in args.tables:
+            rows, md = fn(args)
+            record[name] = rows
+            parts.append(f"**{name}**\n\n{md}")
+    parts.append(machine_markdown(record["machine"]))
+    write_outputs(record, args.json, args.md, "\n\n".join(parts))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
