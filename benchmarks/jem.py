@@ -17,6 +17,10 @@ Tables (``--tables``):
   (α ``--reg``), each with the guard's roll-back (``restore``) and without it (``stop``: the
   run ends where the loss stops being finite, as the study's runs did) → share of epochs
   completed, roll-backs, accuracy;
+- ``ood`` (study table 3; needs ``fractions`` in the same call): for every bundle the
+  fractions table trained, the AUROC of the energy and of max-softmax for telling chips of
+  ``--ood-sets`` (``folder:chip px``, each chip area-resized to ``--size``) from the EuroSAT
+  test images (``landlearn.ood``);
 - ``steps`` (study table 5): seconds per training step with ``--steps-compare`` SGLD steps
   (``--time-batches`` steps each, after one warm-up step) and their ratio.
 
@@ -218,6 +222,52 @@ def table_guard(args: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
     return rows, markdown_table(cols, table)
 
 
+class _Resized(torch.utils.data.Dataset):  # type: ignore[type-arg]
+    """EuroSAT test images area-resized to ``size`` px, as the benchmark's models saw them."""
+
+    def __init__(self, folder: str, size: int) -> None:
+        self.inner, self.size = ImageFolderDataset(folder), size
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        x = self.inner[i]["image"].float()
+        return {"image": F.interpolate(x[None], size=(self.size, self.size), mode="area")[0]}
+
+
+def table_ood(
+    args: argparse.Namespace, trained: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], str]:
+    """Energy against max-softmax AUROC for the bundles of the fractions table."""
+    from landlearn.ood import ood_scores
+
+    inside = _Resized(str(DATA_ROOT / "eurosat_rgb" / "test"), args.size)
+    rows = []
+    for r in trained:
+        for spec in args.ood_sets:
+            folder, chip = spec.rsplit(":", 1)
+            bundle = Path(r["run_dir"]) / "model.safetensors"
+            s = ood_scores(bundle, inside, DATA_ROOT / folder, ood_chip=int(chip))
+            rows.append({"method": r["method"], "fraction": r["fraction"], "seed": r["seed"],
+                         "ood": folder} | s)  # fmt: skip
+    table = []
+    for spec in args.ood_sets:
+        folder = spec.rsplit(":", 1)[0]
+        for fraction in args.fractions:
+            for method in ("plain", "jem"):
+                sel = [x for x in rows if x["ood"] == folder and x["method"] == method
+                       and x["fraction"] == fraction]  # fmt: skip
+                if not sel:
+                    continue
+                table.append([folder, f"{fraction:.0%}", method, len(sel), sel[0]["n_out"],
+                              _mean_std([x["energy_auroc"] for x in sel]),
+                              _mean_std([x["max_softmax_auroc"] for x in sel])])  # fmt: skip
+    cols = ["other data", "labels", "method", "seeds", "chips", "AUROC energy", "AUROC max-softmax"]
+    print_table("out-of-distribution", cols, table)
+    return rows, markdown_table(cols, table)
+
+
 class _StepTimer(Callback):
     def __init__(self) -> None:
         self.times: list[float] = []
@@ -257,8 +307,8 @@ def table_steps(args: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
 def main(argv: list[str] | None = None) -> int:
     """Run the chosen tables; print them and write the JSON / markdown records."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
-    p.add_argument("--tables", nargs="+", default=["fractions", "guard", "steps"],
-                   choices=["fractions", "guard", "steps"])  # fmt: skip
+    p.add_argument("--tables", nargs="+", default=["fractions", "ood", "guard", "steps"],
+                   choices=["fractions", "ood", "guard", "steps"])  # fmt: skip
     p.add_argument("--limit-train", type=int, default=1000, help="train + val images kept")
     p.add_argument("--size", type=int, default=32, help="chip size after area resizing")
     p.add_argument("--epochs", type=int, default=10)
@@ -278,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--guard-seeds", type=int, default=1)
     p.add_argument("--steps-compare", type=int, nargs="+", default=[20, 40])
     p.add_argument("--time-batches", type=int, default=3)
+    ood = ["deepglobe/test_unlabelled:612", "dubai/tile1/images:256"]
+    p.add_argument("--ood-sets", nargs="+", default=ood, help="FOLDER:CHIP_PX under the data")
     p.add_argument("--limit-train-batches", type=float, default=1.0)
     p.add_argument("--out", default="benchmarks/out/jem_runs")
     args = parse_outputs_and_device(p, argv)
@@ -292,10 +344,12 @@ def main(argv: list[str] | None = None) -> int:
         f"p(x) weight {args.px_weight:g}, "
         f"REG_r α {args.reg:g} for JEM in the fractions table, seeds {args.seeds}.",
     ]
-    for name, fn in (("fractions", table_fractions), ("guard", table_guard),
-                     ("steps", table_steps)):  # fmt: skip
+    if "ood" in args.tables and "fractions" not in args.tables:
+        p.error("--tables ood scores the bundles of the fractions table: add fractions")
+    for name, fn in (("fractions", table_fractions), ("ood", table_ood),
+                     ("guard", table_guard), ("steps", table_steps)):  # fmt: skip
         if name in args.tables:
-            rows, md = fn(args)
+            rows, md = fn(args, record["fractions"]) if name == "ood" else fn(args)  # type: ignore[operator]
             record[name] = rows
             parts.append(f"**{name}**\n\n{md}")
     parts.append(machine_markdown(record["machine"]))

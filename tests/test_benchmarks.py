@@ -171,3 +171,25 @@ def test_s1_to_nir_against_per_pixel_baselines_on_a_tiny_budget(
         assert np.isfinite([r["r2"], r["mae"], r["rmse"]]).all()
         assert 0 < r["mae"] <= r["rmse"]
     assert md.read_text().startswith("| model (train Spain, test India) | R² |")
+
+
+@pytest.mark.real
+def test_jem_tables_on_a_tiny_budget(shared_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "j.json"
+    proc = _run("jem.py", "--limit-train", "60", "--epochs", "1", "--seeds", "0",
+                "--fractions", "0.5", "--sgld-steps", "2", "--buffer", "32", "--size", "16",
+                "--tables", "fractions", "ood", "guard", "steps", "--time-batches", "1",
+                "--steps-compare", "2", "4", "--ood-sets", "deepglobe/test_unlabelled:1224",
+                "--out", str(tmp_path / "runs"), "--json", str(out),
+                "--md", str(tmp_path / "j.md"), data=shared_data)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    record = json.loads(out.read_text())
+    assert {r["method"] for r in record["fractions"]} == {"plain", "jem"}
+    assert all(0.0 <= r["accuracy"] <= 1.0 for r in record["fractions"])
+    assert [r["n_out"] for r in record["ood"]] == [4, 4]  # 2448² → 2 × 2 chips of 1224 px
+    assert {(r["action"], r["reg_r"]) for r in record["guard"]} == {
+        (a, g) for a in ("stop", "restore") for g in (0.0, 0.2)
+    }
+    assert all("divergence" in r for r in record["guard"])
+    assert [r["sgld_steps"] for r in record["steps"]] == [2, 4]
+    assert "AUROC energy" in (tmp_path / "j.md").read_text()
