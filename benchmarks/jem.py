@@ -192,21 +192,54 @@ def table_fractions(args: argparse.Namespace) -> tuple[list[dict[str, Any]], str
                           _mean_std([r["wall_s"] for r in sel])])  # fmt: skip
     cols = ["labels", "method", "seeds", "test accuracy", "ECE (15 bins)", "wall s"]
     print_table("label fractions", cols, table)
-    return rows, markdown_table(cols, table)
+    md = markdown_table(cols, table)
+    for path in reliability_figures(rows, Path(args.md).parent if args.md else Path(args.out),
+                                    Path(args.md).stem if args.md else "jem"):  # fmt: skip
+        md += f"\n\nReliability, first seed, JEM beside the plain classifier: `{path}`"
+    return rows, md
+
+
+def reliability_figures(rows: list[dict[str, Any]], folder: Path, stem: str) -> list[Path]:
+    """Per label fraction, the first seed's JEM and plain reliability diagrams side by side."""
+    import json
+
+    from landlearn.report import plot_reliability_pair
+
+    paths = []
+    for fraction in sorted({r["fraction"] for r in rows}):
+        items = []
+        for method in ("jem", "plain"):
+            sel = [r for r in rows if r["fraction"] == fraction and r["method"] == method]
+            if not sel:
+                break
+            m = json.loads((Path(sel[0]["run_dir"]) / "metrics.json").read_text())
+            label = f"{method} ({fraction:.0%} labels, seed {sel[0]['seed']})"
+            items.append((label, {"ece": m.get("ece"), **m["reliability"]}))
+        if len(items) == 2:
+            folder.mkdir(parents=True, exist_ok=True)
+            out = folder / f"{stem}_reliability_{round(100 * fraction)}.png"
+            paths.append(plot_reliability_pair(items, out))
+    return paths
 
 
 def table_guard(args: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
     """JEM at a diverging learning rate with and without regulariser and guard."""
     rows = []
+    for seed in args.seeds[: args.guard_seeds]:  # the plain classifier at the same lr and epochs
+        plain = ClassificationTask(**_common(args), lr=args.guard_lr)
+        rows.append(_run(args, "guard_plain", plain, _dm(args, seed, 1.0), seed)
+                    | {"action": "plain", "reg_r": None})  # fmt: skip
     for reg in (0.0, args.reg):
         for action in ("stop", "restore"):
             for seed in args.seeds[: args.guard_seeds]:
-                guard = DivergenceGuard(action=action, lr_factor=0.5)
+                guard = DivergenceGuard(action=action, lr_factor=0.5, warmup=args.guard_warmup)
                 task = _jem(args, lr=args.guard_lr, reg_r=reg)
                 name = f"guard_{action}_reg{reg}"
                 rows.append(_run(args, name, task, _dm(args, seed, 1.0), seed, guard)
                             | {"action": action, "reg_r": reg})  # fmt: skip
-    table = []
+    plain_rows = [r for r in rows if r["action"] == "plain"]
+    table = [["plain classifier", "–", "–", len(plain_rows), "–", "–",
+              _mean_std([r["accuracy"] for r in plain_rows])]]  # fmt: skip
     for reg in (0.0, args.reg):
         for action in ("stop", "restore"):
             sel = [r for r in rows if r["reg_r"] == reg and r["action"] == action]
@@ -326,6 +359,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--guard-lr", type=float, default=1e-2)
     p.add_argument("--guard-seeds", type=int, default=1)
+    p.add_argument(
+        "--guard-warmup",
+        type=int,
+        default=0,
+        help="steps before the guard's soft rule may fire (0: the study's rule)",
+    )
     p.add_argument("--steps-compare", type=int, nargs="+", default=[20, 40])
     p.add_argument("--time-batches", type=int, default=3)
     ood = ["deepglobe/test_unlabelled:612", "dubai/tile1/images:256"]
@@ -344,6 +383,11 @@ def main(argv: list[str] | None = None) -> int:
         f"p(x) weight {args.px_weight:g}, "
         f"REG_r α {args.reg:g} for JEM in the fractions table, seeds {args.seeds}.",
     ]
+    if "guard" in args.tables:
+        parts[0] += (
+            f" Guard table: lr {args.guard_lr:g} for every row, {args.guard_seeds} seed(s), "
+            f"learning rate × 0.5 at each roll-back, soft rule after {args.guard_warmup} steps."
+        )
     if "ood" in args.tables and "fractions" not in args.tables:
         p.error("--tables ood scores the bundles of the fractions table: add fractions")
     for name, fn in (("fractions", table_fractions), ("ood", table_ood),

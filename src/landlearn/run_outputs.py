@@ -140,6 +140,9 @@ class RunOutputs(Callback):
 
         target = self.bundle or (self.folder or run_dir(trainer)) / "model.safetensors"
         target.parent.mkdir(parents=True, exist_ok=True)
+        prepare = getattr(pl_module, "prepare_export", None)  # e.g. JEM's energy reference:
+        if callable(prepare) and not metrics:  # once, at fit end; the test-time export reuses it
+            prepare(trainer)
         self.bundle_path = Path(
             save_bundle(target, pl_module.model, pl_module.bundle_meta(metrics))
         )

@@ -88,6 +88,7 @@ def make_bundle(
     std: Sequence[float] | None = None,
     chip_size: int = 32,
     init: Callable[[nn.Module], None] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Path:
     """Build a tiny registered model with seeded weights and save it as a bundle."""
     task = _TEST_MODELS[model_name][0] if model_name in _TEST_MODELS else "segmentation"
@@ -107,6 +108,7 @@ def make_bundle(
         std=list(std) if std is not None else [50.0] * len(band_names),
         class_names=[f"class_{i}" for i in range(num_classes)],
         chip_size=chip_size,
+        extra=extra,
     )
     return save_bundle(path, model, meta)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -113,3 +114,61 @@ def test_classification_bundle_gives_patch_level_map(tmp_path: Path) -> None:
     assert tiling["tile"] == 32  # the bundle's chip size, not --tile
     assert (cls[:, :48] == 0).all()
     assert (cls[:, 80:] == 1).all()
+
+
+JEM_EXTRA = {"jem": {"energy": "-logsumexp(logits)",
+                     "energy_reference": {"p0.5": -10.0, "p5": -8.0, "p50": -4.0, "p95": -1.0,
+                                          "p99.5": 1.0}}}  # fmt: skip
+
+
+def test_a_jem_bundle_maps_an_energy_band_and_a_plain_one_does_not(tmp_path: Path) -> None:
+    data = np.zeros((4, 96, 128), np.uint16)
+    data[:, :, 64:] = 200
+
+    def init(model: torch.nn.Module) -> None:
+        with torch.no_grad():
+            model.fc.weight.zero_()
+            model.fc.weight[1] = 1.0
+            model.fc.bias.zero_()
+
+    scene = write_tif(tmp_path / "halves.tif", data)
+    jem = make_bundle(tmp_path / "jem.safetensors", "test_patch", num_classes=2, init=init,
+                      extra=JEM_EXTRA)  # fmt: skip
+    plain = make_bundle(tmp_path / "plain.safetensors", "test_patch", num_classes=2, init=init)
+    with rasterio.open(map_scene(jem, scene, tmp_path / "jem.tif").path) as m:
+        names = list(m.descriptions)
+        band = names.index("energy") + 1
+        assert band == m.count  # the last band
+        stored = m.read(band)
+        e_map = stored * m.scales[band - 1] + m.offsets[band - 1]
+        tags = m.tags(band)
+        assert m.offsets[0] == 0.0
+    with rasterio.open(map_scene(plain, scene, tmp_path / "plain.tif").path) as m:
+        assert "energy" not in m.descriptions
+    # the window's logits: class 0 scores 0, class 1 the sum of its 4 normalised band means
+    left, right = 4 * (0 - 100) / 50, 4 * (200 - 100) / 50
+    expected_left = -math.log(1 + math.exp(left))
+    expected_right = -math.log(1 + math.exp(right))
+    lo, hi = -10.0 - 11.0, 1.0 + 3 * 11.0  # a spread below the 0.5th, three above the 99.5th
+    step = (hi - lo) / 254
+    assert abs(e_map[:, 16:40] - expected_left).max() <= step  # away from edges and the seam
+    assert abs(e_map[:, 88:112] - expected_right).max() <= step
+    assert (stored != 255).all()
+    assert tags["VALIDATION_ENERGY_P99.5"] == "1"
+    assert tags["UNIT"] == "energy"
+
+
+def test_energy_of_a_jem_segmenter_is_per_pixel_and_averaged_over_tta(
+    tmp_path: Path, scene: Path
+) -> None:
+    bundle = make_bundle(tmp_path / "seg.safetensors", extra=JEM_EXTRA)
+    arrays = predict_scene_array(bundle, scene, tta="d4", tile=64, overlap=16)
+    assert arrays["energy"].shape == arrays["valid"].shape
+    with rasterio.open(scene) as src:
+        x = (torch.from_numpy(src.read().astype(np.float32)) - 100.0) / 50.0
+    from landlearn.bundle import load_bundle
+
+    logits = load_bundle(bundle).model(x[None])[0]  # a 1×1 conv: no window effects
+    expected = -torch.logsumexp(logits, 0).detach().numpy()
+    ok = arrays["valid"]
+    assert np.allclose(arrays["energy"][ok], expected[ok], atol=1e-4)

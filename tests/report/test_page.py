@@ -157,3 +157,16 @@ def test_regression_report_has_errors_not_classes(tmp_path: Path) -> None:
     rows = {r[0]: r for r in _training_rows(pd.read_csv(run / "metrics.csv"))}
     assert rows["val_mae"][2:] == ["22.6000", "1"]
     assert rows["val_r2"][2:] == ["0.3000", "1"]
+
+
+def test_a_baseline_run_puts_its_reliability_diagram_beside_this_one(
+    seg_run: Path, cls_run: Path, tmp_path: Path
+) -> None:
+    index = build_report(cls_run, tmp_path / "rep", baseline=seg_run)
+    page = index.read_text(encoding="utf-8")
+    assert "Calibration beside the baseline" in page
+    assert f"baseline: {seg_run.resolve().name}" in page
+    width, height = _png(tmp_path / "rep" / "reliability_vs_baseline.png")
+    assert width > 1.4 * height  # two diagrams side by side
+    with pytest.raises(LandlearnError, match="landlearn run folder"):
+        build_report(cls_run, tmp_path / "rep2", baseline=tmp_path / "nope")

@@ -273,3 +273,50 @@ def test_unlabelled_without_a_label_fraction_is_one_line(patches: Path, tmp_path
     task = JEMTask(model="small_cnn", unlabelled=True, **FAST)
     with pytest.raises(LandlearnError, match="no unlabelled samples"):
         _trainer(tmp_path, epochs=1).fit(task, datamodule=_dm(patches))
+
+
+def test_guard_warmup_holds_the_soft_rule_back_but_not_the_hard_one() -> None:
+    noisy = [1.0, 5.0] * 60  # unstable from the first step
+    early = DivergenceGuard(window=10, outliers=0, history=20)
+    late = DivergenceGuard(window=10, outliers=0, history=20, warmup=50)
+    first_early = next(i for i, v in enumerate(noisy) if early.check(0.0, v) is not None)
+    first_late = next(i for i, v in enumerate(noisy) if late.check(0.0, v) is not None)
+    assert first_early == 9
+    assert first_late == 49
+    assert DivergenceGuard(warmup=50).check(float("nan"), 1.0) is not None
+
+
+def test_a_jem_bundle_keeps_its_validation_energies_and_maps_an_energy_band(
+    patches: Path, tmp_path: Path
+) -> None:
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from landlearn.bundle import load_bundle
+    from landlearn.cli.main import main
+
+    result = train(model=JEMTask(model="small_cnn", **FAST), datamodule=_dm(patches),
+                   root=tmp_path, max_epochs=1, accelerator="cpu", enable_progress_bar=False,
+                   report=False)  # fmt: skip
+    bundle = result.run_dir / "model.safetensors"
+    ref = load_bundle(bundle).meta.extra["jem"]["energy_reference"]
+    assert ref["n"] == 10
+    assert ref["p0.5"] <= ref["p50"] <= ref["p99.5"]
+    scene = tmp_path / "scene.tif"
+    image = np.random.default_rng(0).integers(0, 255, (3, 48, 48), dtype=np.uint8)
+    with rasterio.open(
+        scene,
+        "w",
+        driver="GTiff",
+        width=48,
+        height=48,
+        count=3,
+        dtype="uint8",
+        crs="EPSG:32633",
+        transform=from_origin(500000, 4000000, 10, 10),
+    ) as dst:
+        dst.write(image)  # fmt: skip
+    assert main(["map", str(bundle), str(scene), "-o", str(tmp_path / "map.tif")]) == 0
+    with rasterio.open(tmp_path / "map.tif") as m:
+        assert m.descriptions[-1] == "energy"
+        assert float(m.tags(m.count)["VALIDATION_ENERGY_P50"]) == pytest.approx(ref["p50"], 1e-4)

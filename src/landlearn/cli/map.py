@@ -32,8 +32,9 @@ EXAMPLE = """examples:
   landlearn map s1s2.safetensors pairs.csv --out-dir maps/   (CSV header: name,s2,s1)
 
 Writes OUT.tif (COG: band 1 class with colour table in OUT.tif.aux.xml, band 2 confidence,
-then probabilities / entropy / mutual information / ensemble variance as asked; uint8, values
-× the band's scale), OUT.qml (QGIS style: classes by name and colour), OUT.areas.json
+then probabilities / entropy / mutual information / ensemble variance as asked, and an energy
+band for a JEM bundle (higher = less like the training data); uint8, values × the band's scale
++ its offset), OUT.qml (QGIS style: classes by name and colour), OUT.areas.json
 (pixels and km² per class) and OUT.preview.png, committed together at the end. An existing
 landlearn map there is replaced; any other file (a bundle, a label raster, an input) is refused
 unless --overwrite is given (inputs always are).

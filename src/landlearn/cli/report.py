@@ -13,6 +13,7 @@ HELP = "write figures, index.html and metrics.md for a run folder"
 EXAMPLE = """example:
   landlearn report runs/eurosat_resnet18          # writes runs/eurosat_resnet18/report/index.html
   landlearn report runs/deepglobe --out /tmp/rep  # somewhere else
+  landlearn report runs/jem --baseline runs/plain  # calibration of a JEM beside the classifier
 
 RUN_DIR holds metrics.csv (Lightning CSVLogger) and/or metrics.json (landlearn test), directly or
 in its latest version_N/ subfolder; class_colors.json, examples.npz and hparams.yaml are used when
@@ -24,6 +25,7 @@ REPORT_PNGS = (
     "confusion_matrix.png",
     "per_class.png",
     "reliability.png",
+    "reliability_vs_baseline.png",
     "examples.png",
 )
 
@@ -36,6 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="run folder written by landlearn fit")
     parser.add_argument(
         "--out", metavar="DIR", default=None, help="output folder (default: RUN_DIR/report)"
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="RUN_DIR",
+        default=None,
+        help="another run: its reliability diagram is drawn beside this run's",
     )
     parser.add_argument(
         "--overwrite", action="store_true", help="replace files in --out landlearn did not write"
@@ -63,6 +71,6 @@ def run(args: argparse.Namespace) -> int:
         files += [Output(out / n, "plot") for n in REPORT_PNGS]
         files += [Output(out / "metrics.md", "text")]
         check_outputs(files, overwrite=args.overwrite)
-    index = build_report(args.run_dir, args.out)
+    index = build_report(args.run_dir, args.out, baseline=args.baseline)
     log.info("report: %s", index)
     return 0

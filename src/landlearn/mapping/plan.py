@@ -21,7 +21,7 @@ from landlearn.errors import LandlearnError
 from landlearn.mapping.blend import BLENDS, BlockGrid, TileGrid, weight_window
 from landlearn.mapping.budget import check_memory, check_windows
 from landlearn.mapping.reader import Source, open_scene, select_bands
-from landlearn.mapping.uncertainty import WindowModel, entropy
+from landlearn.mapping.uncertainty import WindowModel, energy_reference, entropy
 from landlearn.mapping.writer import QUANT_MAX, BandSpec, quantize
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,28 @@ class Plan:
             specs.append(BandSpec("mutual_information", nats, {"UNIT": "nats"}))
         if "variance" in self.model.extras:
             specs.append(BandSpec("ensemble_variance", unit, {"UNIT": "sum of class variances"}))
+        if "energy" in self.model.extras:
+            lo, hi = self.energy_range
+            ref = energy_reference(self.predictors[0])
+            tags = {"UNIT": "energy", "ENERGY": "-logsumexp(logits); higher = less like the "
+                    "training data"} | {f"VALIDATION_ENERGY_{k.upper()}": f"{v:.6g}"
+                                        for k, v in ref.items() if k.startswith("p")}  # fmt: skip
+            specs.append(BandSpec("energy", (hi - lo) / QUANT_MAX, tags, offset=lo))
         return specs
+
+    @property
+    def energy_range(self) -> tuple[float, float]:
+        """(lo, hi) energies the quantised energy band spans (values outside are clipped).
+
+        From the bundle's validation energies: one spread (99.5th − 0.5th percentile) below
+        the 0.5th percentile, three above the 99.5th (room for what is less like the
+        training data); without a reference (a bundle exported outside a run) ±50.
+        """
+        ref = energy_reference(self.predictors[0])
+        if "p0.5" not in ref or "p99.5" not in ref:
+            return -50.0, 50.0
+        span = max(ref["p99.5"] - ref["p0.5"], 1e-3)
+        return ref["p0.5"] - span, ref["p99.5"] + 3 * span
 
     def _value_band_specs(self) -> list[BandSpec]:
         """A regression head: one float32 band per target, then its spread when uncertain."""
@@ -371,8 +392,10 @@ def block_products(
             value = acc[k + j] / denom
             if name == "expected_entropy":
                 extra["mutual_information"] = np.maximum(h - value, 0.0)
-            else:
+            elif name == "variance":
                 extra["ensemble_variance"] = value
+    if "energy" in plan.model.extras:
+        extra["energy"] = acc[k + plan.model.extras.index("energy")] / denom
     return probs, valid, extra
 
 
@@ -401,4 +424,7 @@ def quantized_bands(
             out.append(quantize(extra[name], nats, valid))
     if "ensemble_variance" in extra:
         out.append(quantize(extra["ensemble_variance"], 1.0, valid))
+    if "energy" in extra:
+        lo, hi = plan.energy_range
+        out.append(quantize(extra["energy"] - lo, hi - lo, valid))
     return cls, out

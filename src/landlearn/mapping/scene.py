@@ -201,7 +201,8 @@ def predict_scene_array(
     """The same streaming path as :func:`map_scene`, into float arrays (small scenes or blocks).
 
     Returns ``probabilities`` (K, H, W) float32 (NaN at no-data), ``valid`` (H, W) and, with
-    uncertainty, ``entropy`` / ``mutual_information`` / ``ensemble_variance`` (H, W). A
+    uncertainty, ``entropy`` / ``mutual_information`` / ``ensemble_variance`` (H, W), and
+    ``energy`` (H, W) for a JEM bundle. A
     pixel-regression bundle gives ``values`` (T, H, W) in target units instead, and ``std``
     (T, H, W) with uncertainty.
 
@@ -287,8 +288,10 @@ def map_scene(
 
     Band 1 is the class (uint8, no-data 255, colour table), band 2 the confidence; then one
     probability band per class with ``probabilities``, and entropy (any of ``tta``,
-    ``mc_dropout``, ``ensemble``), mutual information (MC dropout) and ensemble variance.
-    Non-class bands are uint8 with a GDAL scale (``value × scale`` = probability or nats).
+    ``mc_dropout``, ``ensemble``), mutual information (MC dropout) and ensemble variance,
+    and for a JEM bundle the energy (higher = less like the training data; the band's tags
+    hold the validation images' energy percentiles to compare with). Non-class bands are uint8
+    with a GDAL scale and offset (``stored × scale + offset`` = probability, nats or energy).
     Beside ``out``: ``<stem>.qml`` (QGIS style: paletted classes with names, loaded by QGIS
     as the map's default style), ``<stem>.areas.json`` (pixels and area per class) and, with
     ``preview``, ``<stem>.preview.png``. Everything is written under temporary names and

@@ -9,7 +9,9 @@ is the mean probability ``p̄`` plus what its uncertainty bands need, blended li
 * predictive entropy ``H[p̄]`` (computed from the blended ``p̄`` when a block is final);
 * mutual information ``H[p̄] − mean_s H[p_s]`` (MC dropout; Gal & Ghahramani 2016) needs the
   expected entropy ``mean_s H[p_s]``, carried as an extra channel;
-* ensemble variance ``Σ_k Var_m[p̄_m,k]`` across the members' mean probabilities, in [0, 1].
+* ensemble variance ``Σ_k Var_m[p̄_m,k]`` across the members' mean probabilities, in [0, 1];
+* the energy ``E(x) = −logsumexp_y f(x)[y]`` of a JEM bundle (its metadata's ``extra["jem"]``),
+  averaged over the samples like the probabilities: higher is less like the training data.
 
 A regression head's samples are values in target units: a window carries their mean and, when
 there is more than one sample, their second moment ``mean_s v_s²`` per target; a block's
@@ -31,7 +33,7 @@ from landlearn.bundle import Predictor
 from landlearn.d4 import D4, d4_forward, d4_inverse, tta_transforms
 from landlearn.errors import LandlearnError
 from landlearn.finite import FiniteCounts, screen
-from landlearn.uncertainty import entropy, mc_dropout
+from landlearn.uncertainty import energy, entropy, mc_dropout
 
 log = logging.getLogger(__name__)
 
@@ -40,16 +42,31 @@ __all__ = [
     "WindowModel",
     "d4_forward",
     "d4_inverse",
+    "energy_reference",
     "entropy",
+    "is_jem",
     "mc_dropout",
 ]
+
+
+def is_jem(predictor: Predictor) -> bool:
+    """Whether a bundle's model is a Joint Energy-based Model (its energy is meaningful)."""
+    return isinstance(predictor.meta.extra.get("jem"), Mapping)
+
+
+def energy_reference(predictor: Predictor) -> dict[str, float]:
+    """The validation-energy quantiles a JEM bundle keeps (empty when it has none)."""
+    jem = predictor.meta.extra.get("jem")
+    ref = jem.get("energy_reference") if isinstance(jem, Mapping) else None
+    return {str(k): float(v) for k, v in ref.items()} if isinstance(ref, Mapping) else {}
 
 
 class WindowModel:
     """One or more predictors turned into a function: windows → blended-ready values.
 
     Output per window: ``K`` mean probabilities, then the extra channels named in ``extras``
-    (``expected_entropy`` with MC dropout, ``variance`` with an ensemble); (B, C) for
+    (``expected_entropy`` with MC dropout, ``variance`` with an ensemble, ``energy`` when every
+    member is a JEM); (B, C) for
     classification bundles, (B, C, H, W) for segmentation.
     """
 
@@ -83,6 +100,9 @@ class WindowModel:
             self.extras.append("expected_entropy")
         if len(self.predictors) > 1 and not self.regression:
             self.extras.append("variance")
+        self.energy = not self.regression and all(is_jem(p) for p in self.predictors)
+        if self.energy:
+            self.extras.append("energy")
         self.device = self.predictors[0].device
         self.counts = FiniteCounts()
         self.uncertain = self.mc or tta == "d4" or len(self.predictors) > 1
@@ -129,6 +149,7 @@ class WindowModel:
         square: torch.Tensor | None = None
         exp_h: torch.Tensor | None = None
         moment: torch.Tensor | None = None  # Σ_s v_s² of a regression head
+        energies: torch.Tensor | None = None  # Σ_s E_s of a JEM
         nodata: torch.Tensor | None = None
         for pred, take in zip(self.predictors, self.takes, strict=True):
             xm, bad, seen = screen(x[:, take.to(self.device)], pred._mean, pred._std, ok, scope)
@@ -142,7 +163,9 @@ class WindowModel:
             with mode:
                 for _ in range(self.passes):
                     for k, flip in self.transforms:
-                        p = self._sample(pred, xm, k, flip, seg)
+                        p, e = self._sample(pred, xm, k, flip, seg)
+                        if e is not None:
+                            energies = e if energies is None else energies + e
                         member = p if member is None else member + p
                         if self.regression:
                             moment = p * p if moment is None else moment + p * p
@@ -169,6 +192,9 @@ class WindowModel:
             out.append((exp_h / (m * self.passes * len(self.transforms)))[:, None])
         if m > 1 and not self.regression:  # Σ_k (E[p²] − E[p]²)
             out.append((square / m - (mean * mean).sum(dim=1)).clamp_min(0.0)[:, None])
+        if self.energy:
+            assert energies is not None
+            out.append((energies / (m * self.passes * len(self.transforms)))[:, None])
         values = torch.cat(out, dim=1)
         assert nodata is not None
         bad_out = ~torch.isfinite(values).all(dim=1)
@@ -185,20 +211,28 @@ class WindowModel:
 
     def _sample(
         self, pred: Predictor, x: torch.Tensor, k: int, flip: bool, seg: bool
-    ) -> torch.Tensor:
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One sample's probabilities (or values), and its energy when the model is a JEM."""
         xt: Any = d4_forward(x, k, flip)
         if self.split is not None:
             parts = torch.split(xt, list(self.split.values()), dim=1)
             xt = dict(zip(self.split, parts, strict=True))
         with self._autocast:
             logits = pred.model(xt)
+        e = None
         if self.regression:
             p = pred.values_from_output(logits)
         else:
             p = pred.probs_from_logits(logits.float())
+            if self.energy:
+                e = energy(logits.float())
         if not seg:
-            return p  # (B, K): invariant to the transform
+            return p, e  # (B, K) and (B,): invariant to the transform
         p = d4_inverse(p, k, flip)
+        if e is not None:
+            e = d4_inverse(e[:, None], k, flip)[:, 0]
         if p.shape[-2:] != x.shape[-2:]:  # a model with a coarser output grid
             p = F.interpolate(p, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        return p
+            if e is not None:
+                e = F.interpolate(e[:, None], size=x.shape[-2:], mode="bilinear")[:, 0]
+        return p, e

@@ -8,8 +8,9 @@ that over the target. An error, Ctrl-C or kill before that leaves the target unt
 All bands are ``uint8`` (a GeoTIFF has one data type, and a colour table needs 8 or 16 bits):
 band 1 is the class index (no-data 255); the other bands hold values in [0, 1]
 (confidence, probabilities, ensemble variance) or in [0, ln K] nats (entropy, mutual
-information) quantised to 0–254 with 255 as no-data. Each band's GDAL scale turns the stored
-value back into its unit: ``value × scale``; ``rasterio``'s ``src.scales`` gives it.
+information) quantised to 0–254 with 255 as no-data; a JEM's energy band spans a range set by
+its validation energies. Each band's GDAL scale and offset turn the stored value back into its
+unit: ``stored × scale + offset``; ``rasterio``'s ``src.scales`` / ``src.offsets`` give them.
 
 A pixel-regression map is ``float32`` instead: one band per target in its unit (the band
 description ``name (unit)`` and the band tags ``TARGET`` / ``UNIT``), then a ``std`` band per
@@ -57,11 +58,12 @@ QUANT_MAX = 254
 
 @dataclass
 class BandSpec:
-    """One output band: its description, the factor back to its unit, and band tags."""
+    """One output band: its description, ``value = stored × scale + offset``, and band tags."""
 
     name: str
     scale: float = 1.0
     tags: dict[str, str] = field(default_factory=dict)
+    offset: float = 0.0
 
 
 def quantize(values: np.ndarray, top: float, valid: np.ndarray) -> np.ndarray:
@@ -238,7 +240,7 @@ class MapWriter:
         if self.colors is None:  # a value map: GDAL's unit type, what QGIS and gdalinfo show
             dst.units = tuple(b.tags.get("UNIT", "") for b in self.bands)
         dst.scales = tuple(b.scale for b in self.bands)
-        dst.offsets = tuple(0.0 for _ in self.bands)
+        dst.offsets = tuple(b.offset for b in self.bands)
 
     def finish(self) -> Path:
         """Flush, close and convert to a COG (temporary name); returns its path."""

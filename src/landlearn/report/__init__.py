@@ -7,6 +7,7 @@ from landlearn.report.figures import (
     plot_examples,
     plot_per_class,
     plot_reliability,
+    plot_reliability_pair,
     plot_training_curves,
 )
 from landlearn.report.markdown import metrics_markdown
@@ -19,5 +20,6 @@ __all__ = [
     "plot_examples",
     "plot_per_class",
     "plot_reliability",
+    "plot_reliability_pair",
     "plot_training_curves",
 ]

@@ -27,6 +27,7 @@ __all__ = [
     "plot_examples",
     "plot_per_class",
     "plot_reliability",
+    "plot_reliability_pair",
     "plot_sgld_samples",
     "plot_training_curves",
 ]
@@ -225,15 +226,7 @@ def plot_per_class(metrics: Mapping[str, Any], out: str | os.PathLike[str]) -> P
     return save_figure(fig, out)
 
 
-def plot_reliability(reliability: Mapping[str, Any], out: str | os.PathLike[str]) -> Path:
-    """Reliability diagram over a confidence histogram; ECE in the title when given.
-
-    ``reliability`` holds ``bin_edges`` (B+1), ``confidence``, ``accuracy`` and ``count`` (B);
-    an optional ``ece`` key is shown in the title.
-
-    Raises:
-        LandlearnError: the arrays do not have matching lengths.
-    """
+def _reliability_arrays(reliability: Mapping[str, Any]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     edges = np.asarray(reliability.get("bin_edges", []), dtype=float)
     arrays = {}
     for key in ("confidence", "accuracy", "count"):
@@ -244,11 +237,14 @@ def plot_reliability(reliability: Mapping[str, Any], out: str | os.PathLike[str]
         raise LandlearnError(
             "reliability needs bin_edges (B+1) and confidence, accuracy, count (B each)"
         )
+    return edges, arrays
+
+
+def _draw_reliability(top: Axes, bottom: Axes, reliability: Mapping[str, Any], title: str) -> None:
+    edges, arrays = _reliability_arrays(reliability)
     count = np.nan_to_num(arrays["count"])
     used = count > 0
     centres, widths = (edges[:-1] + edges[1:]) / 2, np.diff(edges)
-    fig = new_figure(5.4, 6.0)
-    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1.3))
     acc = np.where(used, np.nan_to_num(arrays["accuracy"]), 0.0)
     conf = np.where(used, np.nan_to_num(arrays["confidence"], nan=0.0), centres)
     top.bar(centres, acc, widths, color="#1f77b4", edgecolor="white", label="accuracy")
@@ -271,7 +267,7 @@ def plot_reliability(reliability: Mapping[str, Any], out: str | os.PathLike[str]
     top.legend(fontsize=8, loc="upper left")
     top.grid(alpha=0.3)
     ece = finite(reliability.get("ece"))
-    top.set_title("Reliability diagram" + (f" — ECE {ece:.4f}" if ece is not None else ""))
+    top.set_title(title + (f" — ECE {ece:.4f}" if ece is not None else ""))
     total = count.sum()
     share = count / total if total > 0 else count
     bottom.bar(centres, share, widths, color="#7f7f7f", edgecolor="white")
@@ -282,6 +278,43 @@ def plot_reliability(reliability: Mapping[str, Any], out: str | os.PathLike[str]
     bottom.set_xlabel("confidence (max softmax probability)")
     bottom.set_ylabel("share of samples")
     bottom.grid(alpha=0.3)
+
+
+def plot_reliability(reliability: Mapping[str, Any], out: str | os.PathLike[str]) -> Path:
+    """Reliability diagram over a confidence histogram; ECE in the title when given.
+
+    ``reliability`` holds ``bin_edges`` (B+1), ``confidence``, ``accuracy`` and ``count`` (B);
+    an optional ``ece`` key is shown in the title.
+
+    Raises:
+        LandlearnError: the arrays do not have matching lengths.
+    """
+    _reliability_arrays(reliability)  # check before drawing
+    fig = new_figure(5.4, 6.0)
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1.3))
+    _draw_reliability(top, bottom, reliability, "Reliability diagram")
+    return save_figure(fig, out)
+
+
+def plot_reliability_pair(
+    items: Sequence[tuple[str, Mapping[str, Any]]], out: str | os.PathLike[str]
+) -> Path:
+    """Reliability diagrams side by side, one column per ``(label, reliability)``.
+
+    E.g. a JEM beside the plain classifier, on the same axes so the gaps compare at a glance.
+
+    Raises:
+        LandlearnError: no items, or one with mismatched arrays.
+    """
+    if not items:
+        raise LandlearnError("plot_reliability_pair needs at least one reliability")
+    for _, rel in items:
+        _reliability_arrays(rel)
+    fig = new_figure(5.0 * len(items), 6.0)
+    axes = fig.subplots(2, len(items), sharex=True, sharey="row", height_ratios=(3, 1.3),
+                        squeeze=False)  # fmt: skip
+    for j, (label, rel) in enumerate(items):
+        _draw_reliability(axes[0, j], axes[1, j], rel, label)
     return save_figure(fig, out)
 
 

@@ -29,6 +29,7 @@ from landlearn.report.figures import (
     plot_examples,
     plot_per_class,
     plot_reliability,
+    plot_reliability_pair,
     plot_training_curves,
 )
 from landlearn.report.markdown import format_value, metrics_markdown, per_class_rows, summary_rows
@@ -158,7 +159,34 @@ def _run_info(content: PageContent, files: RunFiles) -> None:
         content.notes.append(f"hparams.yaml not shown: {err}")
 
 
-def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path:
+def _baseline_figure(
+    content: PageContent, metrics: dict[str, Any] | None, baseline: str | Path, out: Path
+) -> None:
+    """Reliability of this run beside a baseline run's (e.g. a JEM beside the plain classifier)."""
+    files = find_run_files(baseline)
+    if files.metrics_json is None:
+        raise LandlearnError("baseline run has no metrics.json", files.run_dir)
+    other = read_metrics_json(files.metrics_json)
+    if metrics is None or not metrics.get("reliability") or not other.get("reliability"):
+        content.notes.append("Calibration beside the baseline skipped: no reliability bins.")
+        return
+    here = {"ece": metrics.get("ece"), **metrics["reliability"]}
+    there = {"ece": other.get("ece"), **other["reliability"]}
+    name = files.run_dir.resolve().name
+    content.subtitle.append(f"baseline: {name}")
+    _add_figure(
+        content,
+        "Calibration beside the baseline",
+        f"Left: this run; right: {name}. Same bins and axes; ECE over 15 bins in each title.",
+        lambda: plot_reliability_pair(
+            [("this run", here), (f"baseline {name}", there)], out / "reliability_vs_baseline.png"
+        ),
+    )
+
+
+def build_report(
+    run_dir: str | Path, out_dir: str | Path | None = None, baseline: str | Path | None = None
+) -> Path:
     """Write figures, ``index.html`` and ``metrics.md`` for a run folder; return the HTML path.
 
     ``run_dir`` holds ``metrics.csv`` (Lightning CSVLogger) and / or ``metrics.json`` (test
@@ -169,6 +197,8 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
     Args:
         run_dir: the run folder.
         out_dir: where to write; ``run_dir/report`` by default.
+        baseline: another run folder (e.g. the plain classifier beside a JEM): its
+            reliability diagram is drawn beside this run's.
 
     Raises:
         LandlearnError: no metrics in ``run_dir``, or a metrics file is unreadable.
@@ -212,6 +242,8 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
     else:
         content.notes.append("Test metrics skipped: no metrics.json (run `landlearn test` first).")
 
+    if baseline is not None:
+        _baseline_figure(content, metrics, baseline, out)
     if files.examples is not None:
         examples = files.examples
         _add_figure(

@@ -9,7 +9,10 @@ loss — and keeps a ring of snapshots of the model, the optimisers and the task
   deviation (std / mean) exceeds ``rsd`` (α_RSD = 0.3) AND the last ``history`` (100) values
   hold at least ``outliers`` (α_OTL = 15) IQR outliers (outside ``[Q1 − 1.5 IQR, Q3 + 1.5 IQR]``
   of those values). The study counted outliers without saying over what span; with ω = 10 alone
-  15 outliers cannot occur, so a longer history is the reading taken here.
+  15 outliers cannot occur, so a longer history is the reading taken here. ``warmup`` (0, the
+  study's rule) holds the soft rule back for that many first values: early in training the
+  energy gap is small and moves fast, so its relative std is high without anything diverging
+  (on EuroSAT at lr 1e-4 the rule fired at step 86 with no divergence; RESULTS.md §9).
 - **Hard rule**: a non-finite loss or ``|loss| > hard_limit`` (1e8).
 
 On either, with ``action="restore"``, the newest snapshot at least ``jump`` (30) steps old is
@@ -90,6 +93,7 @@ class DivergenceGuard(Callback):
         rsd: α_RSD, the relative standard deviation above which the window is unstable.
         outliers: α_OTL, IQR outliers among the last ``history`` values needed as well.
         history: values the outliers are counted over.
+        warmup: the soft rule waits for this many values (the hard rule never waits).
         jump: roll back to a snapshot at least this many steps old.
         every: steps between snapshots.
         lr_factor: multiply every learning rate by this at each roll-back.
@@ -106,6 +110,7 @@ class DivergenceGuard(Callback):
         rsd: float = 0.3,
         outliers: int = 15,
         history: int = 100,
+        warmup: int = 0,
         jump: int = 30,
         every: int = 5,
         lr_factor: float = 1.0,
@@ -116,14 +121,15 @@ class DivergenceGuard(Callback):
         super().__init__()
         if action not in ACTIONS:
             raise LandlearnError(f"DivergenceGuard action must be restore or stop, got {action!r}")
-        if min(window, history, jump, every) < 1 or window > history:
+        if min(window, history, jump, every) < 1 or window > history or warmup < 0:
             raise LandlearnError(
-                "DivergenceGuard needs window, history, jump, every >= 1 and window <= history"
+                "DivergenceGuard needs window, history, jump, every >= 1, window <= history "
+                "and warmup >= 0"
             )
         if not 0 < lr_factor <= 1:
             raise LandlearnError(f"DivergenceGuard lr_factor must be in (0, 1], got {lr_factor}")
         self.signal, self.window, self.rsd = signal, int(window), float(rsd)
-        self.outliers, self.history = int(outliers), int(history)
+        self.outliers, self.history, self.warmup = int(outliers), int(history), int(warmup)
         self.jump, self.every = int(jump), int(every)
         self.lr_factor, self.hard_limit = float(lr_factor), float(hard_limit)
         self.max_rollbacks, self.action = int(max_rollbacks), action
@@ -146,7 +152,7 @@ class DivergenceGuard(Callback):
         if value is None or not math.isfinite(value):
             return None if value is None else f"signal {self.signal} is {value}"
         self.values.append(abs(value))
-        if len(self.values) < self.window:
+        if len(self.values) < max(self.window, self.warmup):
             return None
         recent = np.asarray(self.values[-self.window :])
         mean = float(recent.mean())

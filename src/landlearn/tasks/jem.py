@@ -20,8 +20,13 @@ datamodule like a training batch; it enters the p(x) term (and REG_r) only, neve
 cross-entropy.
 
 The replay buffer is saved in checkpoints (``jem_replay_buffer``) and restored on resume; the
-guard snapshots it with the weights. The first 64 samples of the last SGLD chain are kept in
-``sgld_samples`` (normalised units) for the run's sample grid.
+guard snapshots it with the weights. Before the bundle is exported (best weights loaded),
+:meth:`JEMTask.prepare_export` scores the validation images and keeps their energy quantiles in
+the bundle (``extra["jem"]["energy_reference"]``): ``landlearn map`` of a JEM bundle then adds an
+``energy`` band scaled around that range, and a user can read a map's energy against the
+validation data's (e.g. above its 99th percentile: unlike anything the model was checked on).
+The first 64 samples of the last SGLD chain are kept in ``sgld_samples`` (normalised units) for
+the run's sample grid.
 """
 
 from __future__ import annotations
@@ -43,6 +48,8 @@ log = logging.getLogger(__name__)
 __all__ = ["JEMTask"]
 
 _BUFFER_KEY = "jem_replay_buffer"
+ENERGY_QUANTILES = (0.005, 0.05, 0.5, 0.95, 0.995)
+"""Validation-energy quantiles a JEM bundle keeps (``energy_reference``: ``p0.5`` … ``p99.5``)."""
 _GAUSSIAN_FIT_IMAGES = 2000
 
 
@@ -107,6 +114,7 @@ class JEMTask(ClassificationTask):
         super().__init__(model, **kwargs)
         self.save_hyperparameters()
         self.buffer: ReplayBuffer | None = None
+        self.energy_reference: dict[str, float] = {}
         self._buffer_state: dict[str, Any] | None = None
         self._unlabelled_iter: Iterator[Any] | None = None
         self._unlabelled_loader: Any = None
@@ -293,6 +301,51 @@ class JEMTask(ClassificationTask):
                 self.buffer.load_state_dict(state)
             else:
                 self._buffer_state = state
+
+    # ---- the bundle ---------------------------------------------------------------------
+    def prepare_export(self, trainer: Any) -> None:
+        """Energy quantiles of the validation images under the weights about to be exported."""
+        dm = getattr(trainer, "datamodule", None)
+        if dm is None or not hasattr(dm, "val_dataloader"):
+            return
+        was_training = self.training
+        self.eval()
+        energies = []
+        with torch.inference_mode():
+            for batch in dm.val_dataloader():
+                batch = {k: v.to(self.device) if isinstance(v, Tensor) else v
+                         for k, v in batch.items()}  # fmt: skip
+                batch = dm.on_after_batch_transfer(batch, 0)
+                x = self.inputs(batch)
+                assert isinstance(x, Tensor)
+                energies.append(energy(self(x)).float().cpu())
+        self.train(was_training)
+        if not energies:
+            return
+        e = torch.cat(energies)
+        e = e[torch.isfinite(e)]
+        if not len(e):
+            log.warning("JEM: no finite validation energy; the bundle has no energy reference")
+            return
+        q = torch.quantile(e.double(), torch.tensor(ENERGY_QUANTILES, dtype=torch.float64))
+        self.energy_reference = {"n": len(e), "mean": float(e.mean())} | {
+            f"p{100 * a:g}": float(v) for a, v in zip(ENERGY_QUANTILES, q.tolist(), strict=True)
+        }
+        log.info(
+            "JEM: validation energy median %.3g, 99.5th percentile %.3g (%d images)",
+            self.energy_reference["p50"],
+            self.energy_reference["p99.5"],
+            len(e),
+        )
+
+    def bundle_meta(self, metrics: dict[str, Any] | None = None) -> Any:
+        """The classifier's metadata plus ``extra["jem"]``: what makes the energy band."""
+        meta = super().bundle_meta(metrics)
+        jem: dict[str, Any] = {"energy": "-logsumexp(logits)"}
+        if self.energy_reference:
+            jem["energy_reference"] = dict(self.energy_reference)
+        meta.extra["jem"] = jem
+        return meta
 
     def energy(self, x: Tensor) -> Tensor:
         """``E(x)`` of normalised images: higher is less like the training data."""
