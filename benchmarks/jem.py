@@ -22,7 +22,12 @@ Tables (``--tables``):
   ``--ood-sets`` (``folder:chip px``, each chip area-resized to ``--size``) from the EuroSAT
   test images (``landlearn.ood``);
 - ``steps`` (study table 5): seconds per training step with ``--steps-compare`` SGLD steps
-  (``--time-batches`` steps each, after one warm-up step) and their ratio.
+  (``--time-batches`` steps each, after one warm-up step) and their ratio;
+- ``seg`` (study experiment 4, reduced): segmentation on the Dubai tile-1 images (split by image:
+  15 % validation, 20 % test), chips of ``--seg-chips`` px, a Wide-ResNet U-Net without batch
+  norm, CE + Dice: the plain segmenter, JEM with the guard and JEM without it (SGLD samples of a
+  fixed crop, min(64, chip) px), ``--seg-epochs`` epochs of ``--seg-batches`` batches of 8 →
+  test mIoU, ECE, share of epochs completed.
 
 Smoke test (seconds)::
 
@@ -152,6 +157,7 @@ def _run(
         "run": name,
         "seed": seed,
         "accuracy": m.get("overall_accuracy"),
+        "miou": m.get("miou"),
         "ece": m.get("ece"),
         "wall_s": round(time.perf_counter() - t0, 1),
         "run_dir": str(result.run_dir),
@@ -255,6 +261,58 @@ def table_guard(args: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
     return rows, markdown_table(cols, table)
 
 
+def _seg_dm(chip: int, seed: int) -> Any:
+    from landlearn.data.datamodules import MaskFolderDataModule
+
+    dubai = DATA_ROOT / "dubai"
+    return MaskFolderDataModule(str(dubai / "tile1" / "images"), str(dubai / "tile1" / "masks"),
+                                classes_csv=str(dubai / "classes.csv"), chip_size=chip,
+                                val_fraction=0.15, test_fraction=0.2, batch_size=8, seed=seed,
+                                augment={"hflip": 0.5, "vflip": 0.5})  # fmt: skip
+
+
+def table_seg(args: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
+    """Segmentation JEM on Dubai tiles: plain, JEM with the guard, JEM without, per chip size."""
+    from landlearn.tasks import SegmentationJEMTask, SegmentationTask
+
+    common = {"model": "wide_resnet_unet",
+              "model_kwargs": {"depth": 10, "widen": args.widen, "norm": "none"},
+              "loss": {"ce": 0.5, "dice": 0.5}, "optimizer": "adam", "weight_decay": 0.0,
+              "channels_last": False, "lr": args.lr}  # fmt: skip
+    rows = []
+    seg_args = argparse.Namespace(**(vars(args) | {"epochs": args.seg_epochs,
+                                                   "limit_train_batches": args.seg_batches}))
+    for chip in args.seg_chips:
+        crop = min(64, chip)
+        for seed in args.seeds:
+            plain = SegmentationTask(**common)
+            rows.append(_run(seg_args, f"seg_plain_c{chip}", plain, _seg_dm(chip, seed), seed)
+                        | {"method": "plain", "chip": chip})  # fmt: skip
+            for action in ("restore", "stop"):
+                jem = SegmentationJEMTask(**common, sgld_steps=args.sgld_steps,
+                                          buffer_size=args.buffer, buffer_crop=crop,
+                                          sgld_noise=args.sgld_noise, init=args.init,
+                                          px_weight=args.px_weight, reg_r=args.reg)  # fmt: skip
+                guard = DivergenceGuard(action=action, lr_factor=0.5, warmup=args.guard_warmup)
+                name = f"seg_jem_{action}_c{chip}"
+                rows.append(_run(seg_args, name, jem, _seg_dm(chip, seed), seed, guard)
+                            | {"method": f"jem_{action}", "chip": chip})  # fmt: skip
+    table = []
+    labels = {"plain": "plain segmenter", "jem_restore": "JEM + guard", "jem_stop": "JEM, no guard"}
+    for chip in args.seg_chips:
+        for method, label in labels.items():
+            sel = [r for r in rows if r["chip"] == chip and r["method"] == method]
+            div = [r["divergence"]["epochs_completed_share"] for r in sel if "divergence" in r]
+            table.append([chip, label, len(sel), _mean_std([r["miou"] for r in sel]),
+                          _mean_std([r["ece"] for r in sel]),
+                          _mean_std(div) if div else "–",
+                          _mean_std([r["wall_s"] for r in sel])])  # fmt: skip
+    cols = ["chip px", "method", "seeds", "test mIoU", "ECE (15 bins)", "epochs completed",
+            "wall s"]  # fmt: skip
+    print_table("segmentation JEM, Dubai tile 1", cols, table)
+    return rows, markdown_table(cols, table)
+
+
 class _Resized(torch.utils.data.Dataset):  # type: ignore[type-arg]
     """EuroSAT test images area-resized to ``size`` px, as the benchmark's models saw them."""
 
@@ -340,8 +398,12 @@ def table_steps(args: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
 def main(argv: list[str] | None = None) -> int:
     """Run the chosen tables; print them and write the JSON / markdown records."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
-    p.add_argument("--tables", nargs="+", default=["fractions", "ood", "guard", "steps"],
-                   choices=["fractions", "ood", "guard", "steps"])  # fmt: skip
+    p.add_argument("--tables", nargs="+", default=["fractions", "ood", "guard", "steps", "seg"],
+                   choices=["fractions", "ood", "guard", "steps", "seg"])  # fmt: skip
+    p.add_argument("--seg-chips", type=int, nargs="+", default=[64, 128])
+    p.add_argument("--seg-epochs", type=int, default=3)
+    p.add_argument("--seg-batches", type=int, default=30,
+                   help="training batches per epoch of the seg table (Lightning's limit)")
     p.add_argument("--limit-train", type=int, default=1000, help="train + val images kept")
     p.add_argument("--size", type=int, default=32, help="chip size after area resizing")
     p.add_argument("--epochs", type=int, default=10)
@@ -391,7 +453,8 @@ def main(argv: list[str] | None = None) -> int:
     if "ood" in args.tables and "fractions" not in args.tables:
         p.error("--tables ood scores the bundles of the fractions table: add fractions")
     for name, fn in (("fractions", table_fractions), ("ood", table_ood),
-                     ("guard", table_guard), ("steps", table_steps)):  # fmt: skip
+                     ("guard", table_guard), ("steps", table_steps),
+                     ("seg", table_seg)):  # fmt: skip
         if name in args.tables:
             rows, md = fn(args, record["fractions"]) if name == "ood" else fn(args)  # type: ignore[operator]
             record[name] = rows

@@ -23,6 +23,9 @@ OVERRIDES: dict[str, list[str]] = {
     "eurosat_jem": ["--data.init_args.batch_size=4", "--model.init_args.sgld_steps=2",
                     "--model.init_args.buffer_size=16"],
     "dubai_unet": ["--data.init_args.batch_size=2", "--data.init_args.chip_size=128"],
+    "dubai_jem": ["--data.init_args.batch_size=2", "--data.init_args.chip_size=128",
+                  "--model.init_args.sgld_steps=2", "--model.init_args.buffer_size=8",
+                  "--model.init_args.buffer_crop=32"],
     **{f"sen1floods11_{v}": ["--data.init_args.batch_size=2",
                              "--data.init_args.samples_per_epoch=4"]
        for v in ("s1s2", "s2", "s1", "s1_to_nir")},
@@ -37,7 +40,7 @@ def test_every_config_is_tested() -> None:
     assert {p.stem for p in CONFIGS} >= {
         "eurosat_resnet18", "eurosat_torchgeo", "dubai_unet", "slovenia_unet",
         "deepglobe_deeplabv3plus", "sen1floods11_s1s2", "sen1floods11_s2", "sen1floods11_s1",
-        "presto_fuel_moisture", "sen1floods11_s1_to_nir", "eurosat_jem",
+        "presto_fuel_moisture", "sen1floods11_s1_to_nir", "eurosat_jem", "dubai_jem",
     }  # fmt: skip
 
 

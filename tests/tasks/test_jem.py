@@ -16,7 +16,7 @@ from landlearn.data import synthetic
 from landlearn.data.datamodules import ImageFolderDataModule
 from landlearn.errors import LandlearnError
 from landlearn.models import build_model
-from landlearn.tasks import DivergenceGuard, JEMTask
+from landlearn.tasks import DivergenceGuard, JEMTask, SegmentationJEMTask
 from landlearn.tasks.sgld import ReplayBuffer, sgld
 from landlearn.training import train
 from landlearn.uncertainty import energy
@@ -320,3 +320,73 @@ def test_a_jem_bundle_keeps_its_validation_energies_and_maps_an_energy_band(
     with rasterio.open(tmp_path / "map.tif") as m:
         assert m.descriptions[-1] == "energy"
         assert float(m.tags(m.count)["VALIDATION_ENERGY_P50"]) == pytest.approx(ref["p50"], 1e-4)
+
+
+# ---- segmentation ---------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def seg_scene(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("seg_scene")
+    return synthetic.write_scene(root / "scene.tif", root / "label.tif", 128, 128, num_classes=3)
+
+
+def _seg_dm(seg_scene: tuple[Path, Path], chip: int = 32) -> Any:
+    from landlearn.data.datamodules import RasterPairDataModule
+
+    return RasterPairDataModule(str(seg_scene[0]), str(seg_scene[1]), chip_size=chip,
+                                samples_per_epoch=16, batch_size=4, seed=0)  # fmt: skip
+
+
+def test_wide_resnet_unet_keeps_the_input_size_and_passes_gradients() -> None:
+    model = build_model("wide_resnet_unet", in_channels=4, num_classes=3, norm="none")
+    x = torch.randn(2, 4, 37, 50, requires_grad=True)  # odd sizes: upsampling meets the skips
+    out = model(x)
+    assert out.shape == (2, 3, 37, 50)
+    out.sum().backward()
+    assert x.grad is not None
+    assert torch.isfinite(x.grad).all()
+
+
+def test_the_tile_energy_is_the_pixel_mean_so_its_gradient_does_not_grow_with_the_tile() -> None:
+    task = SegmentationJEMTask(model="wide_resnet_unet", num_classes=3, in_channels=4,
+                               model_kwargs={"norm": "none"}, channels_last=False)  # fmt: skip
+    task.eval()
+    logits = torch.randn(2, 3, 8, 8)
+    assert torch.allclose(task._tile_energy(logits), energy(logits).flatten(1).mean(1))
+    torch.manual_seed(0)
+    grads = []
+    for size in (32, 128):
+        x = torch.randn(1, 4, size, size, requires_grad=True)
+        (g,) = torch.autograd.grad(task.energy(x).sum(), x)
+        grads.append(float(g.abs().mean()) * size * size)  # the pixel-mean gradient × pixels
+    per_pixel = [g / s**2 for g, s in zip(grads, (32, 128), strict=True)]
+    assert per_pixel[1] < per_pixel[0] * 0.5  # 16× the pixels: each pixel's share shrinks
+    assert grads[1] == pytest.approx(grads[0], rel=0.5)  # the tile's total stays on one scale
+
+
+def test_segmentation_jem_trains_with_the_guard_and_maps_a_per_pixel_energy_band(
+    seg_scene: tuple[Path, Path], tmp_path: Path
+) -> None:
+    import rasterio
+
+    from landlearn.bundle import load_bundle
+    from landlearn.cli.main import main
+
+    task = SegmentationJEMTask(model_kwargs={"norm": "none", "widen": 1}, buffer_crop=16,
+                               init="gaussian", reg_r=0.2, **FAST)  # fmt: skip
+    result = train(model=task, datamodule=_seg_dm(seg_scene), root=tmp_path, max_epochs=2,
+                   accelerator="cpu", enable_progress_bar=False, report=False,
+                   callbacks=[DivergenceGuard()])  # fmt: skip
+    assert task.buffer is not None
+    assert task.buffer.samples.shape[1:] == (4, 16, 16)  # the fixed crop, not the 32 px chips
+    metrics = json.loads((result.run_dir / "metrics.json").read_text())
+    assert metrics["divergence"]["epochs_completed_share"] == 1.0
+    assert metrics["miou"] is not None
+    bundle = result.run_dir / "model.safetensors"
+    ref = load_bundle(bundle).meta.extra["jem"]["energy_reference"]
+    assert ref["n"] > 1000  # per-pixel energies of the validation chips
+    out = tmp_path / "map.tif"
+    assert main(["map", str(bundle), str(seg_scene[0]), "-o", str(out), "--tile", "64", "--overlap", "16"]) == 0
+    with rasterio.open(out) as m:
+        assert m.descriptions[-1] == "energy"
+        e = m.read(m.count)
+        assert len(np.unique(e[e != 255])) > 5  # varies from pixel to pixel

@@ -5,7 +5,7 @@ from __future__ import annotations
 from landlearn.tasks.base import LandlearnTask, SupervisedTask
 from landlearn.tasks.classification import ClassificationTask
 from landlearn.tasks.guard import DivergenceGuard
-from landlearn.tasks.jem import JEMTask
+from landlearn.tasks.jem import JEMTask, SegmentationJEMTask
 from landlearn.tasks.regression import RegressionTask
 from landlearn.tasks.segmentation import SegmentationTask
 
@@ -15,6 +15,7 @@ __all__ = [
     "JEMTask",
     "LandlearnTask",
     "RegressionTask",
+    "SegmentationJEMTask",
     "SegmentationTask",
     "SupervisedTask",
 ]

@@ -39,13 +39,15 @@ import torch
 from torch import Tensor
 
 from landlearn.errors import LandlearnError
+from landlearn.tasks.base import SupervisedTask
 from landlearn.tasks.classification import ClassificationTask
+from landlearn.tasks.segmentation import SegmentationTask
 from landlearn.tasks.sgld import INITS, ReplayBuffer, sgld
 from landlearn.uncertainty import energy
 
 log = logging.getLogger(__name__)
 
-__all__ = ["JEMTask"]
+__all__ = ["JEMTask", "SegmentationJEMTask"]
 
 _BUFFER_KEY = "jem_replay_buffer"
 ENERGY_QUANTILES = (0.005, 0.05, 0.5, 0.95, 0.995)
@@ -53,72 +55,53 @@ ENERGY_QUANTILES = (0.005, 0.05, 0.5, 0.95, 0.995)
 _GAUSSIAN_FIT_IMAGES = 2000
 
 
-class JEMTask(ClassificationTask):
-    """A multiclass classifier trained as a Joint Energy-based Model.
+def _check_options(
+    name: str, init: str, mode: str | None, sgld_steps: int, buffer_size: int
+) -> None:
+    if init not in INITS:
+        raise LandlearnError(f"{name} init must be one of {', '.join(INITS)}, got {init!r}")
+    if (mode or "multiclass") != "multiclass":
+        raise LandlearnError(f"{name} is multiclass: its energy is a logsumexp over classes")
+    if int(sgld_steps) < 1 or int(buffer_size) < 1:
+        raise LandlearnError(
+            f"{name} needs sgld_steps >= 1 and buffer_size >= 1, got {sgld_steps}, {buffer_size}"
+        )
 
-    Takes every :class:`~landlearn.tasks.ClassificationTask` argument (``model`` defaults to
-    ``wide_resnet``, WRN-10-2) and the JEM ones below.
 
-    Args:
-        pyx_weight: weight of the classifier's cross-entropy, p(y|x).
-        px_weight: weight of the generative term, p(x).
-        pxy_weight: weight of the class-conditional term, p(x|y) (0: off, as in JEM).
-        sgld_steps: SGLD steps per training step (JEM: 20).
-        sgld_step_size: step along −∇ₓE.
-        sgld_noise: standard deviation of the added noise.
-        buffer_size: samples in the replay buffer (JEM: 10,000).
-        reinit: share of each drawn batch started afresh.
-        init: ``uniform`` (U(−1, 1)) or ``gaussian`` (per-class diagonal Gaussian of the
-            first 2,000 normalised training images).
-        grad_clip: clamp each SGLD gradient element to ±this (None: off).
-        sample_clip: clamp samples to ±this in normalised units (None: off).
-        reg_r: weight α of REG_r, the mean squared energy of real samples.
-        reg_u: weight of REG_u, the mean squared energy of SGLD samples.
-        reg_g: weight of REG_g, the mean squared norm of ∇ₓE on real samples (a double
-            backward pass: about 2× the cost of a step).
-        unlabelled: feed the datamodule's unlabelled loader into p(x) (semi-supervised).
+class _EnergyTerms(SupervisedTask):
+    """What JEM adds to a supervised task: the buffer, SGLD, the energy terms, their state.
+
+    The hooks that differ between a classifier and a segmenter: :meth:`_tile_energy` (one
+    energy per image from the logits) and :meth:`_buffer_shape` (the shape of a sample).
     """
 
-    task: ClassVar[str] = "classification"
+    buffer: ReplayBuffer | None
+    energy_reference: dict[str, float]
+    sgld_samples: Tensor | None
 
-    def __init__(
-        self,
-        model: str = "wide_resnet",
-        pyx_weight: float = 1.0,
-        px_weight: float = 1.0,
-        pxy_weight: float = 0.0,
-        sgld_steps: int = 20,
-        sgld_step_size: float = 1.0,
-        sgld_noise: float = 0.01,
-        buffer_size: int = 10000,
-        reinit: float = 0.05,
-        init: str = "uniform",
-        grad_clip: float | None = None,
-        sample_clip: float | None = None,
-        reg_r: float = 0.0,
-        reg_u: float = 0.0,
-        reg_g: float = 0.0,
-        unlabelled: bool = False,
-        **kwargs: Any,
-    ) -> None:
-        """See the class docstring; the classifier's arguments are passed on."""
-        if init not in INITS:
-            raise LandlearnError(f"JEMTask init must be one of {', '.join(INITS)}, got {init!r}")
-        if kwargs.get("mode", "multiclass") != "multiclass":
-            raise LandlearnError("JEMTask is multiclass: its energy is a logsumexp over classes")
-        if int(sgld_steps) < 1 or int(buffer_size) < 1:
-            raise LandlearnError(
-                f"JEMTask needs sgld_steps >= 1 and buffer_size >= 1, got {sgld_steps}, "
-                f"{buffer_size}"
-            )
-        super().__init__(model, **kwargs)
-        self.save_hyperparameters()
-        self.buffer: ReplayBuffer | None = None
-        self.energy_reference: dict[str, float] = {}
+    def _init_energy_state(self) -> None:
+        self.buffer = None
+        self.energy_reference = {}
+        self.sgld_samples = None
         self._buffer_state: dict[str, Any] | None = None
         self._unlabelled_iter: Iterator[Any] | None = None
         self._unlabelled_loader: Any = None
-        self.sgld_samples: Tensor | None = None
+
+    def _tile_energy(self, logits: Tensor) -> Tensor:
+        """One energy per image: ``−logsumexp`` of its logits."""
+        return energy(logits)
+
+    def _reference_energies(self, logits: Tensor) -> Tensor:
+        """What the bundle's energy percentiles are taken over: one energy per image."""
+        return energy(logits)
+
+    def _buffer_shape(self, like: Tensor) -> tuple[int, ...]:
+        """The shape of one SGLD sample: that of the real images."""
+        return tuple(like.shape[1:])
+
+    def _gaussian_crop(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """Images and labels the buffer's Gaussian is fitted to (a classifier: as they are)."""
+        return x, y
 
     # ---- the buffer and the unlabelled stream -------------------------------------------
     def _datamodule(self) -> Any:
@@ -149,8 +132,9 @@ class JEMTask(ClassificationTask):
             batch = dm.on_after_batch_transfer(batch, 0)
             x = self.inputs(batch)
             assert isinstance(x, Tensor)
-            images.append(x.float().cpu())
-            labels.append(self._target(batch).cpu())
+            xi, yi = self._gaussian_crop(x, self._target(batch))
+            images.append(xi.float().cpu())
+            labels.append(yi.cpu())
             n += len(images[-1])
             if n >= _GAUSSIAN_FIT_IMAGES:
                 break
@@ -165,7 +149,8 @@ class JEMTask(ClassificationTask):
         dm = getattr(self.trainer, "datamodule", None)
         if dm is None or not hasattr(dm, "unlabelled_dataloader"):
             raise LandlearnError(
-                "JEMTask unlabelled: true needs a landlearn datamodule with label_fraction < 1"
+                f"{type(self).__name__} unlabelled: true needs a landlearn datamodule with "
+                "label_fraction < 1"
             )
         self._unlabelled_loader = dm.unlabelled_dataloader()
         self._unlabelled_iter = iter(self._unlabelled_loader)
@@ -189,13 +174,13 @@ class JEMTask(ClassificationTask):
     def _sample(self, n: int, like: Tensor, classes: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``n`` SGLD samples continued from the buffer (class-conditional with ``classes``)."""
         if self.buffer is None:
-            self.buffer = self._make_buffer(tuple(like.shape[1:]))
+            self.buffer = self._make_buffer(self._buffer_shape(like))
         x0, c, slots = self.buffer.draw(n, classes)
         hp = self.hparams
         if classes is None:
 
             def e(t: Tensor) -> Tensor:
-                return energy(self(t))
+                return self._tile_energy(self(t))
 
         else:
             cond = c.to(like.device)
@@ -222,7 +207,9 @@ class JEMTask(ClassificationTask):
         hp = self.hparams
         x = self.inputs(batch)
         if not isinstance(x, Tensor):
-            raise LandlearnError("JEMTask reads one input; give the datamodule one input")
+            raise LandlearnError(
+                f"{type(self).__name__} reads one input; give the datamodule one input"
+            )
         y = self._target(batch)
         head = self.head_names[0]
         if not self.losses:
@@ -236,12 +223,12 @@ class JEMTask(ClassificationTask):
         if float(hp["reg_g"]) > 0:
             x_real = x_real.detach().requires_grad_(True)
             logits_real = self(x_real)
-            e_real = energy(logits_real)
+            e_real = self._tile_energy(logits_real)
             (g,) = torch.autograd.grad(e_real.sum(), x_real, create_graph=True)
             grad_pen = g.flatten(1).pow(2).sum(1).mean()
         else:
             logits_real = self(x_real)
-            e_real = energy(logits_real)
+            e_real = self._tile_energy(logits_real)
         logits = logits_real[: len(x)]
         loss_yx = self.losses[head](logits, y)
         total = float(hp["pyx_weight"]) * loss_yx
@@ -249,7 +236,7 @@ class JEMTask(ClassificationTask):
         gap = torch.zeros((), device=x.device)
         if float(hp["px_weight"]) > 0 or float(hp["reg_u"]) > 0:
             xs, _ = self._sample(len(x_real), x_real.detach())
-            e_fake = energy(self(xs))
+            e_fake = self._tile_energy(self(xs))
             gap = e_real.mean() - e_fake.mean()
             total = total + float(hp["px_weight"]) * gap
             if float(hp["reg_u"]) > 0:
@@ -318,7 +305,7 @@ class JEMTask(ClassificationTask):
                 batch = dm.on_after_batch_transfer(batch, 0)
                 x = self.inputs(batch)
                 assert isinstance(x, Tensor)
-                energies.append(energy(self(x)).float().cpu())
+                energies.append(self._reference_energies(self(x)).float().cpu())
         self.train(was_training)
         if not energies:
             return
@@ -327,12 +314,14 @@ class JEMTask(ClassificationTask):
         if not len(e):
             log.warning("JEM: no finite validation energy; the bundle has no energy reference")
             return
+        if len(e) > 1_000_000:  # torch.quantile's limit is 16 M; a million is plenty
+            e = e[torch.randperm(len(e), generator=torch.Generator().manual_seed(0))[:1_000_000]]
         q = torch.quantile(e.double(), torch.tensor(ENERGY_QUANTILES, dtype=torch.float64))
         self.energy_reference = {"n": len(e), "mean": float(e.mean())} | {
             f"p{100 * a:g}": float(v) for a, v in zip(ENERGY_QUANTILES, q.tolist(), strict=True)
         }
         log.info(
-            "JEM: validation energy median %.3g, 99.5th percentile %.3g (%d images)",
+            "JEM: validation energy median %.3g, 99.5th percentile %.3g (%d values)",
             self.energy_reference["p50"],
             self.energy_reference["p99.5"],
             len(e),
@@ -348,5 +337,144 @@ class JEMTask(ClassificationTask):
         return meta
 
     def energy(self, x: Tensor) -> Tensor:
-        """``E(x)`` of normalised images: higher is less like the training data."""
-        return energy(self(x))
+        """``E(x)`` of normalised images (one per image): higher is less like the training data."""
+        return self._tile_energy(self(x))
+
+
+class JEMTask(_EnergyTerms, ClassificationTask):
+    """A multiclass classifier trained as a Joint Energy-based Model.
+
+    Takes every :class:`~landlearn.tasks.ClassificationTask` argument (``model`` defaults to
+    ``wide_resnet``, WRN-10-2) and the JEM ones below.
+
+    Args:
+        pyx_weight: weight of the classifier's cross-entropy, p(y|x).
+        px_weight: weight of the generative term, p(x).
+        pxy_weight: weight of the class-conditional term, p(x|y) (0: off, as in JEM).
+        sgld_steps: SGLD steps per training step (JEM: 20).
+        sgld_step_size: step along −∇ₓE.
+        sgld_noise: standard deviation of the added noise.
+        buffer_size: samples in the replay buffer (JEM: 10,000).
+        reinit: share of each drawn batch started afresh.
+        init: ``uniform`` (U(−1, 1)) or ``gaussian`` (per-class diagonal Gaussian of the
+            first 2,000 normalised training images).
+        grad_clip: clamp each SGLD gradient element to ±this (None: off).
+        sample_clip: clamp samples to ±this in normalised units (None: off).
+        reg_r: weight α of REG_r, the mean squared energy of real samples.
+        reg_u: weight of REG_u, the mean squared energy of SGLD samples.
+        reg_g: weight of REG_g, the mean squared norm of ∇ₓE on real samples (a double
+            backward pass: about 2× the cost of a step).
+        unlabelled: feed the datamodule's unlabelled loader into p(x) (semi-supervised).
+    """
+
+    task: ClassVar[str] = "classification"
+
+    def __init__(
+        self,
+        model: str = "wide_resnet",
+        pyx_weight: float = 1.0,
+        px_weight: float = 1.0,
+        pxy_weight: float = 0.0,
+        sgld_steps: int = 20,
+        sgld_step_size: float = 1.0,
+        sgld_noise: float = 0.01,
+        buffer_size: int = 10000,
+        reinit: float = 0.05,
+        init: str = "uniform",
+        grad_clip: float | None = None,
+        sample_clip: float | None = None,
+        reg_r: float = 0.0,
+        reg_u: float = 0.0,
+        reg_g: float = 0.0,
+        unlabelled: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        """See the class docstring; the classifier's arguments are passed on."""
+        _check_options("JEMTask", init, kwargs.get("mode"), sgld_steps, buffer_size)
+        super().__init__(model, **kwargs)
+        self.save_hyperparameters()
+        self._init_energy_state()
+
+
+class SegmentationJEMTask(_EnergyTerms, SegmentationTask):
+    """A segmenter trained as a Joint Energy-based Model (per-pixel classes, one energy per tile).
+
+    Takes every :class:`~landlearn.tasks.SegmentationTask` argument (``model`` defaults to
+    ``wide_resnet_unet``, ``loss`` to CE + Dice, the founding study's p(y|x)) and the JEM ones of
+    :class:`JEMTask` except ``pxy_weight`` (a class per pixel has no single p(x|y)).
+
+    **The tile energy is the mean of the per-pixel energies** ``−logsumexp_k f(x)[k, i, j]``.
+    The founding study summed them: a sum grows with the tile's pixel count, and so do its
+    input gradient and the p(x) term, which is why its segmentation energies were ~4 orders of
+    magnitude larger than the classifier's and diverged. With the mean, ``∂E/∂x`` at a pixel
+    does not depend on how many pixels the tile has, so one SGLD step size works at 64 px and at
+    256 px, the energy is on the classifier's scale (REG_r's α carries over), and real tiles of
+    any size compare with the buffer's fixed-size samples.
+
+    Args:
+        buffer_crop: side in px of the SGLD samples (the buffer holds
+            ``buffer_size × C × buffer_crop²`` floats); the Gaussian restarts are fitted to
+            random crops of this size from the training tiles.
+        (the others): as :class:`JEMTask`.
+    """
+
+    task: ClassVar[str] = "segmentation"
+
+    def __init__(
+        self,
+        model: str = "wide_resnet_unet",
+        pyx_weight: float = 1.0,
+        px_weight: float = 1.0,
+        sgld_steps: int = 20,
+        sgld_step_size: float = 1.0,
+        sgld_noise: float = 0.01,
+        buffer_size: int = 1000,
+        buffer_crop: int = 64,
+        reinit: float = 0.05,
+        init: str = "uniform",
+        grad_clip: float | None = None,
+        sample_clip: float | None = None,
+        reg_r: float = 0.0,
+        reg_u: float = 0.0,
+        reg_g: float = 0.0,
+        unlabelled: bool = False,
+        loss: str | dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """See the class docstring; the segmenter's arguments are passed on."""
+        _check_options("SegmentationJEMTask", init, kwargs.get("mode"), sgld_steps, buffer_size)
+        if int(buffer_crop) < 8:
+            raise LandlearnError(f"SegmentationJEMTask buffer_crop must be >= 8, got {buffer_crop}")
+        loss = loss if loss is not None else {"ce": 0.5, "dice": 0.5}
+        super().__init__(model, loss=loss, **kwargs)
+        self.save_hyperparameters()
+        self.hparams["pxy_weight"] = 0.0
+        self._init_energy_state()
+
+    def _tile_energy(self, logits: Tensor) -> Tensor:
+        """The mean over pixels of ``−logsumexp_k`` (see the class docstring for why the mean)."""
+        return energy(logits).flatten(1).mean(1)
+
+    def _reference_energies(self, logits: Tensor) -> Tensor:
+        """Per-pixel energies (what a map's energy band holds), at most 20,000 per batch."""
+        e = energy(logits).flatten()
+        if len(e) > 20000:
+            e = e[torch.randperm(len(e), generator=torch.Generator().manual_seed(0))[:20000]]
+        return e
+
+    def _buffer_shape(self, like: Tensor) -> tuple[int, ...]:
+        crop = int(self.hparams["buffer_crop"])
+        return (int(like.shape[1]), crop, crop)
+
+    def _gaussian_crop(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """A random ``buffer_crop`` crop of each tile; one Gaussian for all (labels 0)."""
+        crop = int(self.hparams["buffer_crop"])
+        h, w = x.shape[-2:]
+        if h < crop or w < crop:
+            raise LandlearnError(
+                f"SegmentationJEMTask buffer_crop {crop} is larger than the tiles ({h}×{w})"
+            )
+        top = int(torch.randint(h - crop + 1, (1,)))
+        left = int(torch.randint(w - crop + 1, (1,)))
+        x = x[..., top : top + crop, left : left + crop]
+        return x, torch.zeros(len(x), dtype=torch.long, device=y.device)
