@@ -280,8 +280,9 @@ def table_seg(args: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
               "loss": {"ce": 0.5, "dice": 0.5}, "optimizer": "adam", "weight_decay": 0.0,
               "channels_last": False, "lr": args.lr}  # fmt: skip
     rows = []
-    seg_args = argparse.Namespace(**(vars(args) | {"epochs": args.seg_epochs,
-                                                   "limit_train_batches": args.seg_batches}))
+    seg_args = argparse.Namespace(
+        **(vars(args) | {"epochs": args.seg_epochs, "limit_train_batches": args.seg_batches})
+    )
     for chip in args.seg_chips:
         crop = min(64, chip)
         for seed in args.seeds:
@@ -402,8 +403,12 @@ def main(argv: list[str] | None = None) -> int:
                    choices=["fractions", "ood", "guard", "steps", "seg"])  # fmt: skip
     p.add_argument("--seg-chips", type=int, nargs="+", default=[64, 128])
     p.add_argument("--seg-epochs", type=int, default=3)
-    p.add_argument("--seg-batches", type=int, default=30,
-                   help="training batches per epoch of the seg table (Lightning's limit)")
+    p.add_argument(
+        "--seg-batches",
+        type=int,
+        default=30,
+        help="training batches per epoch of the seg table (Lightning's limit)",
+    )
     p.add_argument("--limit-train", type=int, default=1000, help="train + val images kept")
     p.add_argument("--size", type=int, default=32, help="chip size after area resizing")
     p.add_argument("--epochs", type=int, default=10)

@@ -385,7 +385,18 @@ def test_segmentation_jem_trains_with_the_guard_and_maps_a_per_pixel_energy_band
     ref = load_bundle(bundle).meta.extra["jem"]["energy_reference"]
     assert ref["n"] > 1000  # per-pixel energies of the validation chips
     out = tmp_path / "map.tif"
-    assert main(["map", str(bundle), str(seg_scene[0]), "-o", str(out), "--tile", "64", "--overlap", "16"]) == 0
+    argv = [
+        "map",
+        str(bundle),
+        str(seg_scene[0]),
+        "-o",
+        str(out),
+        "--tile",
+        "64",
+        "--overlap",
+        "16",
+    ]
+    assert main(argv) == 0
     with rasterio.open(out) as m:
         assert m.descriptions[-1] == "energy"
         e = m.read(m.count)

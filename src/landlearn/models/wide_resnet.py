@@ -148,12 +148,10 @@ class WideResNetUNet(nn.Module):
         self.stem = nn.Conv2d(in_channels, w[0], 3, 1, 1, bias=True)
 
         def stage(c_in: int, c_out: int, stride: int) -> nn.Sequential:
-            return nn.Sequential(
-                *[_Block(c_in if i == 0 else c_out, c_out, stride if i == 0 else 1, norm)
-                  for i in range(n)]  # fmt: skip
-            )
+            first = _Block(c_in, c_out, stride, norm)
+            return nn.Sequential(first, *[_Block(c_out, c_out, 1, norm) for _ in range(n - 1)])
 
-        self.down = nn.ModuleList([stage(w[0], w[1], 1), stage(w[1], w[2], 2), stage(w[2], w[3], 2)])
+        self.down = nn.ModuleList([stage(w[i], w[i + 1], 1 if i == 0 else 2) for i in range(3)])
         self.up = nn.ModuleList([stage(w[3] + w[2], w[2], 1), stage(w[2] + w[1], w[1], 1)])
         self.head_norm = _norm(norm, w[1])
         self.act = nn.LeakyReLU(0.2)
