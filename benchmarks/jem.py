@@ -289,20 +289,33 @@ def table_seg(args: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
             plain = SegmentationTask(**common)
             rows.append(_run(seg_args, f"seg_plain_c{chip}", plain, _seg_dm(chip, seed), seed)
                         | {"method": "plain", "chip": chip})  # fmt: skip
-            for action in ("restore", "stop"):
-                jem = SegmentationJEMTask(**common, sgld_steps=args.sgld_steps,
+            for action, reduce in (
+                ("restore", "mean"),
+                ("stop", "mean"),
+                ("restore", "sum"),
+                ("stop", "sum"),
+            ):
+                if reduce not in args.seg_energies:
+                    continue
+                jem = SegmentationJEMTask(**common, sgld_steps=args.sgld_steps, tile_energy=reduce,
                                           buffer_size=args.buffer, buffer_crop=crop,
                                           sgld_noise=args.sgld_noise, init=args.init,
                                           px_weight=args.px_weight, reg_r=args.reg)  # fmt: skip
                 guard = DivergenceGuard(action=action, lr_factor=0.5, warmup=args.guard_warmup)
-                name = f"seg_jem_{action}_c{chip}"
+                name = f"seg_jem_{reduce}_{action}_c{chip}"
+                method = f"jem_{action}" if reduce == "mean" else f"jem_sum_{action}"
                 rows.append(_run(seg_args, name, jem, _seg_dm(chip, seed), seed, guard)
-                            | {"method": f"jem_{action}", "chip": chip})  # fmt: skip
+                            | {"method": method, "chip": chip})  # fmt: skip
     table = []
-    labels = {"plain": "plain segmenter", "jem_restore": "JEM + guard", "jem_stop": "JEM, no guard"}
+    labels = {"plain": "plain segmenter", "jem_restore": "JEM (mean energy) + guard",
+              "jem_stop": "JEM (mean energy), no guard",
+              "jem_sum_restore": "JEM (summed energy) + guard",
+              "jem_sum_stop": "JEM (summed energy), no guard"}  # fmt: skip
     for chip in args.seg_chips:
         for method, label in labels.items():
             sel = [r for r in rows if r["chip"] == chip and r["method"] == method]
+            if not sel:
+                continue
             div = [r["divergence"]["epochs_completed_share"] for r in sel if "divergence" in r]
             table.append([chip, label, len(sel), _mean_std([r["miou"] for r in sel]),
                           _mean_std([r["ece"] for r in sel]),
@@ -403,6 +416,8 @@ def main(argv: list[str] | None = None) -> int:
                    choices=["fractions", "ood", "guard", "steps", "seg"])  # fmt: skip
     p.add_argument("--seg-chips", type=int, nargs="+", default=[64, 128])
     p.add_argument("--seg-epochs", type=int, default=3)
+    p.add_argument("--seg-energies", nargs="+", default=["mean", "sum"], choices=["mean", "sum"],
+                   help="tile-energy rules of the seg table's JEM rows")  # fmt: skip
     p.add_argument(
         "--seg-batches",
         type=int,

@@ -35,6 +35,7 @@ from landlearn.errors import LandlearnError
 
 __all__ = [
     "MARK",
+    "PSEUDO_TAG",
     "Output",
     "check_outputs",
     "input_files",
@@ -45,6 +46,8 @@ __all__ = [
 
 MARK = "landlearn"
 """The value of ``written_by`` in JSON and of ``Software`` in PNGs that landlearn writes."""
+PSEUDO_TAG = "LANDLEARN_PSEUDO_LABEL"
+"""GeoTIFF tag (and PNG text key) marking a pseudo-label or confidence raster landlearn wrote."""
 
 _RASTER_SUFFIXES = {".tif", ".tiff", ".vrt", ".img", ".jp2", ".nc", ".hdf", ".h5", ".ecw"}
 
@@ -57,7 +60,8 @@ class Output:
         kind: what it is, which decides what an existing file there may be: ``map``,
             ``map_aux`` (``OUT.tif.aux.xml``), ``map_style`` (``.qml``), ``map_areas``
             (``.areas.json``), ``map_preview`` (``.preview.png``), ``metrics`` (JSON),
-            ``plot`` (PNG), ``bundle`` (never replaced without ``--overwrite``), ``text``.
+            ``plot`` (PNG), ``bundle`` (never replaced without ``--overwrite``), ``text``,
+            ``pseudo_label`` (a pseudo-label mask or confidence raster).
         owner: the main output a sidecar belongs to (a sidecar of a landlearn map is the map's).
     """
 
@@ -280,6 +284,21 @@ def _owner_is_map(out: Output) -> bool:
     return out.owner is not None and is_landlearn_map(out.owner)
 
 
+def _pseudo(out: Output) -> bool:
+    if _is_png(out.path):
+        return _png_is_ours(out.path) and PSEUDO_TAG.encode() in _head(out.path, 1 << 16)
+    try:
+        import rasterio
+
+        with (
+            rasterio.Env(GDAL_PAM_ENABLED="NO", CPL_LOG="/dev/null"),
+            rasterio.open(out.path) as src,
+        ):
+            return PSEUDO_TAG in src.tags()
+    except Exception:
+        return False
+
+
 def _metrics(out: Output) -> bool:
     data = _json(out.path)
     return isinstance(data, dict) and (
@@ -314,6 +333,7 @@ _KINDS: dict[str, Callable[[Output], bool]] = {
     "plot": lambda o: _png_is_ours(o.path),
     "bundle": lambda o: False,  # a trained model is never replaced without --overwrite
     "text": lambda o: MARK.encode() in _head(o.path),
+    "pseudo_label": _pseudo,
 }
 
 _NAMES = {
@@ -326,6 +346,7 @@ _NAMES = {
     "plot": "plot",
     "bundle": "model bundle",
     "text": "file",
+    "pseudo_label": "pseudo-label raster",
 }
 
 

@@ -352,6 +352,10 @@ def test_the_tile_energy_is_the_pixel_mean_so_its_gradient_does_not_grow_with_th
     task.eval()
     logits = torch.randn(2, 3, 8, 8)
     assert torch.allclose(task._tile_energy(logits), energy(logits).flatten(1).mean(1))
+    summed = SegmentationJEMTask(num_classes=3, in_channels=4, tile_energy="sum")
+    assert torch.allclose(summed._tile_energy(logits), energy(logits).flatten(1).sum(1))
+    with pytest.raises(LandlearnError, match="mean or sum"):
+        SegmentationJEMTask(num_classes=3, in_channels=4, tile_energy="max")
     torch.manual_seed(0)
     grads = []
     for size in (32, 128):

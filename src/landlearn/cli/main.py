@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("landlearn.cli.report", "figures and an HTML page for a run folder"),
     "lr-find": ("landlearn.cli.lr_find", "suggest a learning rate for a config"),
     "bundle": ("landlearn.cli.bundle", "merge bundles into one ensemble bundle (bundle merge)"),
+    "pseudo-label": ("landlearn.cli.pseudo_label", "a teacher bundle's confident pixels as masks"),
 }
 
 _USAGE = (

@@ -411,7 +411,10 @@ class SegmentationJEMTask(_EnergyTerms, SegmentationTask):
     256 px, the energy is on the classifier's scale (REG_r's α carries over), and real tiles of
     any size compare with the buffer's fixed-size samples.
 
+    ``tile_energy: sum`` is the study's rule, kept to show the difference (RESULTS.md §9).
+
     Args:
+        tile_energy: ``mean`` (default) or ``sum`` of the per-pixel energies.
         buffer_crop: side in px of the SGLD samples (the buffer holds
             ``buffer_size × C × buffer_crop²`` floats); the Gaussian restarts are fitted to
             random crops of this size from the training tiles.
@@ -430,6 +433,7 @@ class SegmentationJEMTask(_EnergyTerms, SegmentationTask):
         sgld_noise: float = 0.01,
         buffer_size: int = 1000,
         buffer_crop: int = 64,
+        tile_energy: str = "mean",
         reinit: float = 0.05,
         init: str = "uniform",
         grad_clip: float | None = None,
@@ -443,6 +447,10 @@ class SegmentationJEMTask(_EnergyTerms, SegmentationTask):
     ) -> None:
         """See the class docstring; the segmenter's arguments are passed on."""
         _check_options("SegmentationJEMTask", init, kwargs.get("mode"), sgld_steps, buffer_size)
+        if tile_energy not in ("mean", "sum"):
+            raise LandlearnError(
+                f"SegmentationJEMTask tile_energy must be mean or sum, got {tile_energy!r}"
+            )
         if int(buffer_crop) < 8:
             raise LandlearnError(f"SegmentationJEMTask buffer_crop must be >= 8, got {buffer_crop}")
         loss = loss if loss is not None else {"ce": 0.5, "dice": 0.5}
@@ -452,8 +460,9 @@ class SegmentationJEMTask(_EnergyTerms, SegmentationTask):
         self._init_energy_state()
 
     def _tile_energy(self, logits: Tensor) -> Tensor:
-        """The mean over pixels of ``−logsumexp_k`` (see the class docstring for why the mean)."""
-        return energy(logits).flatten(1).mean(1)
+        """The mean (or sum) over pixels of ``−logsumexp_k`` (the class docstring says why)."""
+        e = energy(logits).flatten(1)
+        return e.sum(1) if self.hparams["tile_energy"] == "sum" else e.mean(1)
 
     def _reference_energies(self, logits: Tensor) -> Tensor:
         """Per-pixel energies (what a map's energy band holds), at most 20,000 per batch."""
