@@ -291,3 +291,43 @@ def test_raster_pair_takes_class_colours_from_the_label_colour_table(tmp_path: P
     )
     remapped.setup("fit")
     assert remapped.class_colors == [synthetic.COLORS[1], synthetic.COLORS[0]]
+
+
+def test_mask_folder_label_fraction_and_pseudo_masks(masks: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    root = masks / "deepglobe"
+    kw: dict[str, Any] = {"classes_csv": str(root / "classes.csv"), "chip_size": 16,
+                          "val_fraction": 0.25, "test_fraction": 0.25}  # fmt: skip
+    dm = MaskFolderDataModule(str(root / "images"), str(root / "masks"), label_fraction=0.5, **kw)
+    dm.setup("fit")
+    assert len(dm.labelled_files) == 1
+    assert len(dm.unlabelled_files) == 1
+    assert set(dm.train_dataset.files) == set(dm.labelled_files)
+    batch = next(iter(dm.unlabelled_dataloader()))
+    assert "mask" not in batch
+    assert batch["image"].shape[1:] == (3, 16, 16)
+    # pseudo-labels for the unlabelled image: class 1 on the left half, ignored on the right
+    unlabelled = Path(dm.unlabelled_files[0])
+    with Image.open(unlabelled) as im:
+        w, h = im.size
+    code = np.full((h, w), IGNORE_INDEX, np.uint8)
+    code[:, : w // 2] = 1
+    pseudo = tmp_path / "pseudo"
+    pseudo.mkdir()
+    Image.fromarray(code).save(pseudo / f"{unlabelled.stem}.png")
+    student = MaskFolderDataModule(str(root / "images"), str(root / "masks"), label_fraction=0.5,
+                                   pseudo_masks=str(pseudo), **kw)  # fmt: skip
+    student.setup("fit")
+    n_labelled = len(dm.train_dataset)
+    assert len(student.train_dataset) > n_labelled  # labelled chips, then pseudo-labelled ones
+    pseudo_masks = [
+        student.train_dataset[i]["mask"] for i in range(n_labelled, len(student.train_dataset))
+    ]
+    values = torch.unique(torch.stack(pseudo_masks))
+    assert set(values.tolist()) <= {1, IGNORE_INDEX}
+    assert [set(d.files) for d in (student.val_dataset, student.test_dataset)] == [
+        set(d.files) for d in (dm.val_dataset, dm.test_dataset)
+    ]
+    with pytest.raises(LandlearnError, match="label_fraction below 1"):
+        MaskFolderDataModule(str(root / "images"), str(root / "masks"), pseudo_masks=str(pseudo))

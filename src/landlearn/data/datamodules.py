@@ -397,6 +397,13 @@ class MaskFolderDataModule(LandlearnDataModule):
         test_images: separate test images; then the folders are split train / val only.
         test_masks: masks of ``test_images``.
         label_fraction_pixels: keep this share of train pixels as sparse points.
+        label_fraction: keep the masks of this share of the train images (at least one, drawn
+            with ``seed``); the other train images go to the unlabelled loader
+            (``unlabelled_dataloader``), for semi-supervised tasks. ``labelled_files`` and
+            ``unlabelled_files`` name them after ``setup``.
+        pseudo_masks: a folder of pseudo-label masks (``landlearn pseudo-label``: class codes,
+            255 ignored) for the unlabelled train images: they join training with those masks
+            (self-training's student). Validation and test images never use them.
     """
 
     task = "segmentation"
@@ -421,11 +428,23 @@ class MaskFolderDataModule(LandlearnDataModule):
         augment: dict[str, Any] | None = None,
         mean: list[float] | None = None,
         std: list[float] | None = None,
+        label_fraction: float = 1.0,
+        pseudo_masks: str | None = None,
     ) -> None:
         super().__init__(batch_size, num_workers, seed, augment, False, mean, std)
         self.save_hyperparameters()
         if (test_images is None) != (test_masks is None):
             raise LandlearnError("give both test_images and test_masks, or neither")
+        if not 0.0 < float(label_fraction) <= 1.0:
+            raise LandlearnError(f"label_fraction must be in (0, 1], got {label_fraction}")
+        if pseudo_masks is not None and float(label_fraction) >= 1.0:
+            raise LandlearnError(
+                "pseudo_masks label the unlabelled train images: set label_fraction below 1"
+            )
+        self.label_fraction = float(label_fraction)
+        self.pseudo_masks = pseudo_masks
+        self.labelled_files: list[Any] = []
+        self.unlabelled_files: list[Any] = []
         self.images, self.masks = images, masks
         self.test_images, self.test_masks = test_images, test_masks
         self.remap = check_remap(remap)
@@ -458,9 +477,29 @@ class MaskFolderDataModule(LandlearnDataModule):
             len(full.files), self.val_fraction, test_fraction, self.seed
         )
         pick = [full.files[i] for i in train]
-        self.train_dataset = self._dataset(
-            self.images, self.masks, pick, self.label_fraction_pixels
-        )
+        rest: list[Any] = []
+        if self.label_fraction < 1.0 and pick:
+            n = max(1, round(self.label_fraction * len(pick)))
+            chosen = set(np.random.default_rng(self.seed).choice(len(pick), n, replace=False))
+            rest = [f for i, f in enumerate(pick) if i not in chosen]
+            pick = [f for i, f in enumerate(pick) if i in chosen]
+        self.labelled_files, self.unlabelled_files = pick, rest
+        labelled = self._dataset(self.images, self.masks, pick, self.label_fraction_pixels)
+        self.train_dataset = labelled
+        if rest:
+            unlabelled = self._dataset(self.images, self.masks, rest, 1.0)
+            self.unlabelled_dataset = WithoutTargets(unlabelled)
+            if self.pseudo_masks is not None:
+                pseudo = MaskFolderDataset(self.images, self.pseudo_masks, None, None,
+                                           self.chip_size, rest, 1.0, self.seed)  # fmt: skip
+                self.train_dataset = _WithPseudo(labelled, pseudo)
+            log.info(
+                "%d of %d train images keep their masks; %d unlabelled%s",
+                len(pick),
+                len(pick) + len(rest),
+                len(rest),
+                " (with pseudo-labels)" if self.pseudo_masks is not None else "",
+            )
         if val:
             self.val_dataset = self._dataset(
                 self.images, self.masks, [full.files[i] for i in val], 1.0
@@ -476,8 +515,20 @@ class MaskFolderDataModule(LandlearnDataModule):
             self.class_names = _names_from_counts(self._train_class_counts())
 
     def _train_class_counts(self) -> np.ndarray:
-        assert isinstance(self.train_dataset, MaskFolderDataset)
+        assert isinstance(self.train_dataset, MaskFolderDataset | _WithPseudo)
         return self.train_dataset.label_counts()
+
+
+class _WithPseudo(torch.utils.data.ConcatDataset):
+    """Labelled chips, then chips of the unlabelled images with their pseudo-label masks."""
+
+    def __init__(self, labelled: MaskFolderDataset, pseudo: MaskFolderDataset) -> None:
+        super().__init__([labelled, pseudo])
+        self.labelled, self.pseudo = labelled, pseudo
+
+    def label_counts(self) -> np.ndarray:
+        """Pixels per class over both parts."""
+        return np.asarray(self.labelled.label_counts() + self.pseudo.label_counts())
 
 
 class RasterPairDataModule(LandlearnDataModule):
