@@ -11,6 +11,7 @@ from torch import nn
 
 from landlearn.errors import LandlearnError
 from landlearn.models import build_model, is_multi_input, list_models, model_task
+from landlearn.models.registry import builder_signature
 from landlearn.models.segmenters import size_divisor
 
 # names starting with "test_" are tiny models other test folders register for themselves;
@@ -26,7 +27,8 @@ SEGMENTERS = [
 @pytest.mark.parametrize("name", SEGMENTERS)
 def test_forward_shape(name: str, in_channels: int) -> None:
     torch.manual_seed(0)
-    model = build_model(name, in_channels=in_channels, num_classes=5, encoder="resnet18").eval()
+    options = {"encoder": "resnet18"} if "encoder" in builder_signature(name).parameters else {}
+    model = build_model(name, in_channels=in_channels, num_classes=5, **options).eval()
     with torch.no_grad():
         out = model(torch.randn(2, in_channels, 64, 64))
     assert out.shape == (2, 5, 64, 64)

@@ -155,7 +155,9 @@ class WideResNetUNet(nn.Module):
         self.up = nn.ModuleList([stage(w[3] + w[2], w[2], 1), stage(w[2] + w[1], w[1], 1)])
         self.head_norm = _norm(norm, w[1])
         self.act = nn.LeakyReLU(0.2)
-        self.head = nn.Sequential(nn.Dropout2d(dropout), nn.Conv2d(w[1], num_classes, 1))
+        self.segmentation_head = nn.Sequential(
+            nn.Dropout2d(dropout), nn.Conv2d(w[1], num_classes, 1)
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         """Per-pixel logits."""
@@ -169,7 +171,7 @@ class WideResNetUNet(nn.Module):
             skip = skips.pop()
             h = F.interpolate(h, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             h = block(torch.cat([h, skip], dim=1))
-        return self.head(self.act(self.head_norm(h)))
+        return self.segmentation_head(self.act(self.head_norm(h)))
 
 
 @register_model("wide_resnet_unet", task="segmentation")
