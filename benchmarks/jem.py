@@ -470,6 +470,16 @@ def main(argv: list[str] | None = None) -> int:
             f" Guard table: lr {args.guard_lr:g} for every row, {args.guard_seeds} seed(s), "
             f"learning rate × 0.5 at each roll-back, soft rule after {args.guard_warmup} steps."
         )
+    if args.tables == ["seg"]:
+        parts = []
+    if "seg" in args.tables:
+        parts.append(
+            f"Seg table: Dubai tile 1 (15 % val, 20 % test images), WRN-10-{args.widen} U-Net "
+            f"without batch norm, CE + Dice, Adam lr {args.lr:g}, {args.seg_epochs} epochs × "
+            f"{args.seg_batches} batches of 8, {args.sgld_steps} SGLD steps from a buffer of "
+            f"{args.buffer} crops, tile energy {'/'.join(args.seg_energies)}, guard soft rule "
+            f"after {args.guard_warmup} steps, seeds {args.seeds}."
+        )
     if "ood" in args.tables and "fractions" not in args.tables:
         p.error("--tables ood scores the bundles of the fractions table: add fractions")
     for name, fn in (("fractions", table_fractions), ("ood", table_ood),
