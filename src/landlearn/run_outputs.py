@@ -143,9 +143,13 @@ class RunOutputs(Callback):
         prepare = getattr(pl_module, "prepare_export", None)  # e.g. JEM's energy reference:
         if callable(prepare) and not metrics:  # once, at fit end; the test-time export reuses it
             prepare(trainer)
-        self.bundle_path = Path(
-            save_bundle(target, pl_module.model, pl_module.bundle_meta(metrics))
-        )
+        # a task of several networks (e.g. a mean teacher) exports them all, with their meta
+        modules = getattr(pl_module, "export_modules", None)
+        if callable(modules):
+            saved = save_bundle(target, modules(), pl_module.export_meta(metrics))
+        else:
+            saved = save_bundle(target, pl_module.model, pl_module.bundle_meta(metrics))
+        self.bundle_path = Path(saved)
         log.info("bundle: %s", self.bundle_path)
 
 

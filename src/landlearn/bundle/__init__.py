@@ -4,7 +4,8 @@ The safetensors header carries a ``landlearn`` entry with the JSON of
 :class:`~landlearn.bundle.meta.BundleMeta` (DESIGN.md, "The model bundle"): format version, the
 input specs (band names and per-band mean / std of the training split), the head specs (class
 names and colours, ignore index), one or more named models (registry name and builder
-arguments; tensors ``"<name>.<param>"``), how they combine (``single`` or ``mean``), chip size,
+arguments; tensors ``"<name>.<param>"``), how they combine (``single``, ``mean``, or ``first``:
+the first predicts, the others ride along), chip size,
 test metrics and versions. Format 1 files are upgraded on read. Loading reads JSON and tensors
 only: no code can run. A Lightning ``.ckpt`` is opened with ``weights_only=True``.
 

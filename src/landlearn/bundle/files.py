@@ -36,7 +36,10 @@ __all__ = ["build_bundle_model", "load_bundle", "read_meta", "save_bundle"]
 _KEY = "landlearn"
 
 Loaded = Predictor | Ensemble
-"""What :func:`load_bundle` returns: one model, or the mean of several (``combine: "mean"``)."""
+"""What :func:`load_bundle` returns: one model, or the mean of several (``combine: "mean"``).
+
+``combine: "first"`` keeps several models in the file and predicts with the first (a mean
+teacher's teacher, its student beside it)."""
 
 
 def _versions() -> dict[str, str]:
@@ -196,11 +199,12 @@ def _predictor(
 ) -> Loaded:
     """One :class:`Predictor` per model, combined as ``meta.combine`` says."""
     preds = []
-    for entry in meta.models:
+    entries = meta.models[:1] if meta.combine == "first" else meta.models
+    for entry in entries:
         member = meta if meta.combine == "single" else meta.member(entry)
         model = _with_weights(member, entry, state.get(entry.name, {}), path)
         preds.append(Predictor(model, member, device=device))
-    if meta.combine == "single":
+    if meta.combine in ("single", "first"):
         return preds[0]
     return Ensemble(preds, [path] * len(preds))
 

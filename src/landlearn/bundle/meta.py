@@ -1,12 +1,13 @@
 """What a bundle says about its models: :class:`BundleMeta`, the JSON of the safetensors header.
 
 Format 2 (written now) holds the input specs, the head specs, one or more named models (registry
-name and builder arguments) and how they combine (``single``, or ``mean`` of the members'
-probabilities), the chip size, test metrics, versions and free-form extras. Format 1 (one model,
-one ``image`` input, one class head, flat fields) is upgraded on read: ``BundleMeta`` built from
-the format-1 keywords (``task=``, ``band_names=``, ``mean=`` …) derives the specs, and the
-format-1 names stay as read-only views of the first input / head / model, so code that reads
-``meta.band_names`` or ``meta.num_classes`` works on both.
+name and builder arguments) and how they combine (``single``, ``mean`` of the members'
+probabilities, or ``first``: the first predicts, the others ride along), the chip size, test
+metrics, versions and free-form extras. Format 1 (one model, one ``image`` input, one class
+head, flat fields) is upgraded on read: ``BundleMeta`` built from the format-1 keywords
+(``task=``, ``band_names=``, ``mean=`` …) derives the specs, and the format-1 names stay as
+read-only views of the first input / head / model, so code that reads ``meta.band_names`` or
+``meta.num_classes`` works on both.
 
 Upgrade decisions: a format-1 ``std`` of 0 becomes the predictor's floor ``1e-12`` (the spec wants
 std > 0; normalisation is bit for bit the same); RGBA ``class_colors`` keep their RGB (a map's

@@ -43,8 +43,9 @@ log = logging.getLogger(__name__)
 
 __all__ = ["COMBINES", "V2_KEYS", "validate_v2"]
 
-COMBINES = ("single", "mean")
-"""How a bundle's models combine: one model, or the mean of the members' probabilities."""
+COMBINES = ("single", "mean", "first")
+"""How a bundle's models combine: one model, the mean of the members' probabilities, or the
+first model predicting while the others ride along (a mean teacher's student, a CPS network)."""
 
 V2_KEYS = (
     "format_version", "inputs", "heads", "models", "combine", "mode", "chip_size", "metrics",
@@ -313,6 +314,8 @@ def validate_v2(
             "for an ensemble",
             path,
         )
+    if combine == "first" and len(models) < 2:
+        raise LandlearnError("bundle combine 'first' needs two models or more; use 'single'", path)
     out: dict[str, Any] = {
         "format_version": version,
         "inputs": inputs,

@@ -23,7 +23,13 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from landlearn.conventions import IGNORE_INDEX, MIN_STD
 from landlearn.data.augment import build_augment
 from landlearn.data.balance import class_counts_from_targets, class_weights, oversampling_sampler
-from landlearn.data.folders import DEFAULT_IGNORE, ColorTable, ImageFolderDataset, MaskFolderDataset
+from landlearn.data.folders import (
+    DEFAULT_IGNORE,
+    ColorTable,
+    ImageChipsDataset,
+    ImageFolderDataset,
+    MaskFolderDataset,
+)
 from landlearn.data.io import generic_band_names, raster_info
 from landlearn.data.normalize import compute_stats, normalize, normalize_batch
 from landlearn.data.rasters import RasterPairDataset, check_remap, split_scene
@@ -404,6 +410,9 @@ class MaskFolderDataModule(LandlearnDataModule):
         pseudo_masks: a folder of pseudo-label masks (``landlearn pseudo-label``: class codes,
             255 ignored) for the unlabelled train images: they join training with those masks
             (self-training's student). Validation and test images never use them.
+        unlabelled_images: a folder of extra images without masks (e.g. a region's other
+            tiles), chipped like the train images, added to the unlabelled loader; each must
+            have the train images' band count.
     """
 
     task = "segmentation"
@@ -430,6 +439,7 @@ class MaskFolderDataModule(LandlearnDataModule):
         std: list[float] | None = None,
         label_fraction: float = 1.0,
         pseudo_masks: str | None = None,
+        unlabelled_images: str | None = None,
     ) -> None:
         super().__init__(batch_size, num_workers, seed, augment, False, mean, std)
         self.save_hyperparameters()
@@ -443,6 +453,7 @@ class MaskFolderDataModule(LandlearnDataModule):
             )
         self.label_fraction = float(label_fraction)
         self.pseudo_masks = pseudo_masks
+        self.unlabelled_images = unlabelled_images
         self.labelled_files: list[Any] = []
         self.unlabelled_files: list[Any] = []
         self.images, self.masks = images, masks
@@ -500,6 +511,15 @@ class MaskFolderDataModule(LandlearnDataModule):
                 len(rest),
                 " (with pseudo-labels)" if self.pseudo_masks is not None else "",
             )
+        if self.unlabelled_images is not None:
+            extra = ImageChipsDataset(self.unlabelled_images, self.chip_size,
+                                      bands=len(full.band_names))  # fmt: skip
+            self.unlabelled_dataset = (
+                extra
+                if self.unlabelled_dataset is None
+                else torch.utils.data.ConcatDataset([self.unlabelled_dataset, extra])
+            )
+            log.info("%d chips of %d extra unlabelled images", len(extra), len(extra.files))
         if val:
             self.val_dataset = self._dataset(
                 self.images, self.masks, [full.files[i] for i in val], 1.0

@@ -29,6 +29,7 @@ from landlearn.inputs import check_input_dir, check_input_file
 __all__ = [
     "DEFAULT_IGNORE",
     "ColorTable",
+    "ImageChipsDataset",
     "ImageFolderDataset",
     "MaskFolderDataset",
     "sparse_points",
@@ -460,6 +461,65 @@ class MaskFolderDataset(Dataset[dict[str, torch.Tensor]]):
             mask = self.decode_mask(k)
             counts += np.bincount(mask.ravel(), minlength=IGNORE_INDEX + 1)[:IGNORE_INDEX]
         return counts
+
+
+class ImageChipsDataset(Dataset[dict[str, torch.Tensor]]):
+    """Chips of every image in a folder, without labels, as ``{"image"}``: extra unlabelled data.
+
+    Chipped on the same grid as :class:`MaskFolderDataset` (edges padded by reflection);
+    NaN pixels become 0.
+
+    Args:
+        images_dir: folder of images (JPEG, PNG, GeoTIFF …).
+        chip_size: chip side in pixels.
+        bands: the band count the model reads; an image with another is a one-line error.
+        cache_files: decoded files kept in memory (per worker).
+
+    Raises:
+        LandlearnError: a missing or empty folder, or an image with the wrong band count.
+    """
+
+    def __init__(
+        self,
+        images_dir: str | os.PathLike[str],
+        chip_size: int,
+        bands: int | None = None,
+        cache_files: int = 2,
+    ) -> None:
+        self.images_dir = Path(images_dir)
+        self.files = _images_in(self.images_dir, "folder of unlabelled images")
+        if not self.files:
+            raise LandlearnError("no images in the folder of unlabelled images", self.images_dir)
+        self.chip_size = int(chip_size)
+        self.chips: list[tuple[int, tuple[int, int, int, int]]] = []
+        for k, path in enumerate(self.files):
+            info = raster_info(path)
+            if bands is not None and info.count != bands:
+                raise LandlearnError(
+                    f"unlabelled image has {info.count} bands but the labelled images have {bands}",
+                    path,
+                )
+            self.chips.extend(
+                (k, (int(g.row_off), int(g.col_off), self.chip_size, self.chip_size))
+                for g in grid_windows(info.height, info.width, self.chip_size)
+            )
+        self.cache_files = max(1, int(cache_files))
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self.chips)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        k, (row, col, h, w) = self.chips[index]
+        if k in self._cache:
+            self._cache.move_to_end(k)
+        else:
+            self._cache[k] = np.nan_to_num(read_native(self.files[k]).astype(np.float32))
+            while len(self._cache) > self.cache_files:
+                self._cache.popitem(last=False)
+        img = self._cache[k][:, row : row + h, col : col + w]
+        img, _ = pad_chip(img, None, (0, h - img.shape[1], 0, w - img.shape[2]))
+        return {"image": torch.from_numpy(np.ascontiguousarray(img))}
 
 
 def _short(path: Path) -> str:

@@ -1,4 +1,4 @@
-"""LightningModules: the base, the supervised tasks, JEM and the divergence guard."""
+"""LightningModules: the base, supervised tasks, JEM, semi-supervised segmentation, the guard."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from landlearn.tasks.guard import DivergenceGuard
 from landlearn.tasks.jem import JEMTask, SegmentationJEMTask
 from landlearn.tasks.regression import RegressionTask
 from landlearn.tasks.segmentation import SegmentationTask
+from landlearn.tasks.semisup import SemiSupervisedSegmentationTask
 
 __all__ = [
     "ClassificationTask",
@@ -17,5 +18,6 @@ __all__ = [
     "RegressionTask",
     "SegmentationJEMTask",
     "SegmentationTask",
+    "SemiSupervisedSegmentationTask",
     "SupervisedTask",
 ]

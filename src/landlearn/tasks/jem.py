@@ -32,7 +32,6 @@ the run's sample grid.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import torch
@@ -43,6 +42,7 @@ from landlearn.tasks.base import SupervisedTask
 from landlearn.tasks.classification import ClassificationTask
 from landlearn.tasks.segmentation import SegmentationTask
 from landlearn.tasks.sgld import INITS, ReplayBuffer, sgld
+from landlearn.tasks.unlabelled import UnlabelledStream
 from landlearn.uncertainty import energy
 
 log = logging.getLogger(__name__)
@@ -84,8 +84,7 @@ class _EnergyTerms(SupervisedTask):
         self.energy_reference = {}
         self.sgld_samples = None
         self._buffer_state: dict[str, Any] | None = None
-        self._unlabelled_iter: Iterator[Any] | None = None
-        self._unlabelled_loader: Any = None
+        self._unlabelled: UnlabelledStream | None = None
 
     def _tile_energy(self, logits: Tensor) -> Tensor:
         """One energy per image: ``−logsumexp`` of its logits."""
@@ -144,29 +143,15 @@ class _EnergyTerms(SupervisedTask):
     def on_fit_start(self) -> None:
         """Open the unlabelled stream when asked for (semi-supervised)."""
         super().on_fit_start()
-        if not self.hparams["unlabelled"]:
-            return
-        dm = getattr(self.trainer, "datamodule", None)
-        if dm is None or not hasattr(dm, "unlabelled_dataloader"):
-            raise LandlearnError(
-                f"{type(self).__name__} unlabelled: true needs a landlearn datamodule with "
-                "label_fraction < 1"
+        if self.hparams["unlabelled"]:
+            self._unlabelled = UnlabelledStream(
+                getattr(self.trainer, "datamodule", None), f"{type(self).__name__} unlabelled: true"
             )
-        self._unlabelled_loader = dm.unlabelled_dataloader()
-        self._unlabelled_iter = iter(self._unlabelled_loader)
 
     def _unlabelled_batch(self) -> Tensor | None:
-        if self._unlabelled_iter is None:
+        if self._unlabelled is None:
             return None
-        try:
-            batch = next(self._unlabelled_iter)
-        except StopIteration:  # cycle: one pass of the unlabelled set per exhaustion
-            self._unlabelled_iter = iter(self._unlabelled_loader)
-            batch = next(self._unlabelled_iter)
-        dm = self._datamodule()
-        batch = {k: v.to(self.device) if isinstance(v, Tensor) else v for k, v in batch.items()}
-        batch = dm.on_after_batch_transfer(batch, 0)
-        x = self.inputs(batch)
+        x = self.inputs(self._unlabelled.next(self.device))
         assert isinstance(x, Tensor)
         return x
 
