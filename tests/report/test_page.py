@@ -170,3 +170,33 @@ def test_a_baseline_run_puts_its_reliability_diagram_beside_this_one(
     assert width > 1.4 * height  # two diagrams side by side
     with pytest.raises(LandlearnError, match="landlearn run folder"):
         build_report(cls_run, tmp_path / "rep2", baseline=tmp_path / "nope")
+
+
+def test_pseudo_label_rounds_get_a_section_with_coverage_and_accuracy_per_class(
+    seg_run: Path, tmp_path: Path
+) -> None:
+    rounds = []
+    for r, (cov, acc) in enumerate(((0.2, 0.9), (0.5, 0.8)), start=1):
+        folder = tmp_path / f"pseudo{r}"
+        folder.mkdir()
+        data = {"written_by": "landlearn", "kept_share": cov, "accuracy": acc,
+                "classes": [{"class": "urban", "threshold": 0.9, "kept_pixels": 1200,
+                             "coverage": cov, "accuracy": acc},
+                            {"class": "water", "threshold": 0.7, "kept_pixels": 30,
+                             "coverage": cov / 2, "accuracy": None}]}  # fmt: skip
+        (folder / "pseudo_labels.json").write_text(json.dumps(data))
+        rounds.append(folder)
+    index = build_report(seg_run, tmp_path / "rep", pseudo_labels=rounds)
+    page = index.read_text(encoding="utf-8")
+    assert "Pseudo-labels per class and round" in page
+    assert (
+        "<td>2</td><td>urban</td><td>0.900</td><td>1,200</td><td>50.0 %</td><td>80.0 %</td>" in page
+    )
+    assert "<td>1</td><td>water</td><td>0.700</td><td>30</td><td>10.0 %</td><td>–</td>" in page
+    width, height = _png(tmp_path / "rep" / "pseudo_labels.png")
+    assert width > 2 * height  # coverage beside accuracy
+    (rounds[1] / "pseudo_labels.json").write_text('{"classes": []}')
+    with pytest.raises(LandlearnError, match="not written by `landlearn pseudo-label`"):
+        build_report(seg_run, tmp_path / "rep2", pseudo_labels=rounds)
+    with pytest.raises(LandlearnError, match=r"no pseudo_labels\.json"):
+        build_report(seg_run, tmp_path / "rep3", pseudo_labels=[tmp_path])

@@ -14,6 +14,7 @@ EXAMPLE = """example:
   landlearn report runs/eurosat_resnet18          # writes runs/eurosat_resnet18/report/index.html
   landlearn report runs/deepglobe --out /tmp/rep  # somewhere else
   landlearn report runs/jem --baseline runs/plain  # calibration of a JEM beside the classifier
+  landlearn report runs/student --pseudo-labels pseudo1/ pseudo2/  # self-training rounds
 
 RUN_DIR holds metrics.csv (Lightning CSVLogger) and/or metrics.json (landlearn test), directly or
 in its latest version_N/ subfolder; class_colors.json, examples.npz and hparams.yaml are used when
@@ -26,6 +27,7 @@ REPORT_PNGS = (
     "per_class.png",
     "reliability.png",
     "reliability_vs_baseline.png",
+    "pseudo_labels.png",
     "examples.png",
 )
 
@@ -44,6 +46,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="RUN_DIR",
         default=None,
         help="another run: its reliability diagram is drawn beside this run's",
+    )
+    parser.add_argument(
+        "--pseudo-labels",
+        metavar="DIR",
+        nargs="+",
+        default=[],
+        help="landlearn pseudo-label folders, one per round: coverage and accuracy per class",
     )
     parser.add_argument(
         "--overwrite", action="store_true", help="replace files in --out landlearn did not write"
@@ -71,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
         files += [Output(out / n, "plot") for n in REPORT_PNGS]
         files += [Output(out / "metrics.md", "text")]
         check_outputs(files, overwrite=args.overwrite)
-    index = build_report(args.run_dir, args.out, baseline=args.baseline)
+    index = build_report(
+        args.run_dir, args.out, baseline=args.baseline, pseudo_labels=args.pseudo_labels
+    )
     log.info("report: %s", index)
     return 0

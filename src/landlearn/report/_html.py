@@ -65,6 +65,7 @@ class PageContent:
     hparams: list[tuple[str, str]] = field(default_factory=list)
     files: list[tuple[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    tables: list[tuple[str, list[str], list[list[str]]]] = field(default_factory=list)
     footer: str = ""
 
 
@@ -137,6 +138,8 @@ def render_page(content: PageContent) -> str:
         header = ["metric", "last", "best", "best at epoch"]
         parts.append(f"<h2>Training</h2>{_table(header, content.training)}")
     parts.extend(_figure(item) for item in content.figures)
+    for title, header, rows in content.tables:
+        parts.append(f"<h2>{escape(title)}</h2>{_table(header, rows)}")
     if content.hparams or content.files:
         parts.append("<h2>Run</h2><div class='cols'>")
         if content.hparams:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,12 @@ from landlearn.report.figures import (
     plot_training_curves,
 )
 from landlearn.report.markdown import format_value, metrics_markdown, per_class_rows, summary_rows
+from landlearn.report.pseudo import (
+    HEADER,
+    plot_pseudo_labels,
+    pseudo_label_rows,
+    read_pseudo_labels,
+)
 
 __all__ = ["build_report"]
 
@@ -184,8 +190,24 @@ def _baseline_figure(
     )
 
 
+def _pseudo_label_section(content: PageContent, folders: Sequence[str | Path], out: Path) -> None:
+    """Per class and round: the teacher's thresholds, coverage and accuracy (self-training)."""
+    rounds = [read_pseudo_labels(f) for f in folders]
+    _add_figure(
+        content,
+        "Pseudo-labels",
+        "Per class, one bar per round: the share of the teacher's predicted pixels kept as "
+        "pseudo-labels, and how many of those were right where true masks were given.",
+        lambda: plot_pseudo_labels(rounds, out / "pseudo_labels.png"),
+    )
+    content.tables.append(("Pseudo-labels per class and round", HEADER, pseudo_label_rows(rounds)))
+
+
 def build_report(
-    run_dir: str | Path, out_dir: str | Path | None = None, baseline: str | Path | None = None
+    run_dir: str | Path,
+    out_dir: str | Path | None = None,
+    baseline: str | Path | None = None,
+    pseudo_labels: Sequence[str | Path] = (),
 ) -> Path:
     """Write figures, ``index.html`` and ``metrics.md`` for a run folder; return the HTML path.
 
@@ -199,6 +221,8 @@ def build_report(
         out_dir: where to write; ``run_dir/report`` by default.
         baseline: another run folder (e.g. the plain classifier beside a JEM): its
             reliability diagram is drawn beside this run's.
+        pseudo_labels: ``landlearn pseudo-label`` folders, one per self-training round: a
+            section with their per-class coverage and accuracy.
 
     Raises:
         LandlearnError: no metrics in ``run_dir``, or a metrics file is unreadable.
@@ -244,6 +268,8 @@ def build_report(
 
     if baseline is not None:
         _baseline_figure(content, metrics, baseline, out)
+    if pseudo_labels:
+        _pseudo_label_section(content, pseudo_labels, out)
     if files.examples is not None:
         examples = files.examples
         _add_figure(
