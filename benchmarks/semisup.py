@@ -54,7 +54,7 @@ from _common import (
 import landlearn
 from landlearn.data.datamodules import MaskFolderDataModule
 from landlearn.pseudo import pseudo_label
-from landlearn.tasks import SegmentationTask
+from landlearn.tasks import SegmentationTask, SemiSupervisedSegmentationTask
 
 DUBAI = DATA_ROOT / "dubai"
 
@@ -75,16 +75,29 @@ def _dm(args: argparse.Namespace, seed: int, fraction: float, pseudo: Path | Non
     )
 
 
-def _fit(args: argparse.Namespace, name: str, dm: Any, seed: int) -> dict[str, Any]:
-    task = SegmentationTask(
-        model="unet", model_kwargs={"encoder": "resnet18"}, loss={"ce": 0.5, "dice": 0.5},
-        optimizer="adamw", lr=1e-3, scheduler="cosine", dropout=0.1, channels_last=False,
-    )  # fmt: skip
+RECIPE = {"model": "unet", "model_kwargs": {"encoder": "resnet18"},
+          "loss": {"ce": 0.5, "dice": 0.5}, "optimizer": "adamw", "lr": 1e-3,
+          "scheduler": "cosine", "dropout": 0.1, "channels_last": False}  # fmt: skip
+ONLINE = ("mean_teacher", "fixmatch", "cps")
+
+
+def _fit(
+    args: argparse.Namespace, name: str, dm: Any, seed: int, method: str | None = None
+) -> dict[str, Any]:
+    if method is None:
+        task: Any = SegmentationTask(**RECIPE)
+    else:
+        task = SemiSupervisedSegmentationTask(**RECIPE, method=method, rampup_steps=args.rampup)
+    budget = (
+        {"max_steps": args.max_steps, "max_epochs": -1}
+        if args.max_steps
+        else {"max_epochs": args.epochs}
+    )
     t0 = time.perf_counter()
     result = landlearn.train(
         model=task, datamodule=dm, name=f"{name}_s{seed}", root=args.out, seed=seed,
-        report=False, max_epochs=args.epochs, accelerator="cpu", enable_progress_bar=False,
-        enable_model_summary=False, limit_train_batches=args.limit_batches,
+        report=False, accelerator="cpu", enable_progress_bar=False,
+        enable_model_summary=False, limit_train_batches=args.limit_batches, **budget,
     )  # fmt: skip
     m = result.metrics
     row = {"run": name, "seed": seed, "miou": m.get("miou"), "oa": m.get("overall_accuracy"),
@@ -117,6 +130,8 @@ def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
             ("self-training (class-balanced)", {"class_balanced": args.balanced}),
         ):
             tag = "fixed" if "threshold" in opts else "balanced"
+            if tag not in args.methods:
+                continue
             pl_dir = out / f"pseudo_{tag}_s{seed}"
             pl = pseudo_label(sup["bundle"], unlabelled, pl_dir, tile=256, overlap=32,
                               true_masks=DUBAI / "tile1" / "masks",
@@ -128,6 +143,10 @@ def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
             rows.append(student | {"method": method, "pl_kept": s["kept_share"],
                                    "pl_accuracy": s["accuracy"],
                                    "pl_classes": s["classes"]})  # fmt: skip
+        for online in ONLINE:
+            if online in args.methods:
+                row = _fit(args, online, _dm(args, seed, args.fraction), seed, method=online)
+                rows.append(row | {"method": online.replace("_", " ")})
     return rows, summarise(rows, args.fraction)
 
 
@@ -141,13 +160,16 @@ def summarise(rows: list[dict[str, Any]], fraction: float) -> str:
         m: statistics.fmean(v[m] for v in by_seed.values()) for m in ("100 % labels", "supervised")
     }
     label_gap = means["100 % labels"] - means["supervised"]
-    for method in ("100 % labels", "supervised", "self-training (fixed τ)",
-                   "self-training (class-balanced)"):  # fmt: skip
+    order = ["100 % labels", "supervised", "self-training (fixed τ)",
+             "self-training (class-balanced)", *(m.replace("_", " ") for m in ONLINE)]  # fmt: skip
+    for method in order:
         sel = [r for r in rows if r["method"] == method]
+        if not sel:
+            continue
         # paired by seed: the student against its own teacher's recipe
         delta = [r["miou"] - by_seed[r["seed"]]["supervised"] for r in sel]
         gap = "–"
-        if method.startswith("self"):
+        if method not in ("100 % labels", "supervised"):
             gap = (f"{(statistics.fmean(delta)) / label_gap:.2f}" if label_gap > 0
                    else "no gap (100 % ≤ supervised)")  # fmt: skip
         table.append([
@@ -174,6 +196,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--chip", type=int, default=128)
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--limit-batches", type=int, default=None, help="train batches per epoch")
+    p.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        help="optimiser steps per fit instead of --epochs (the same for every row)",
+    )
+    p.add_argument("--rampup", type=int, default=50, help="ramp-up steps of the online methods")
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        default=["fixed", "balanced", *ONLINE],
+        choices=["fixed", "balanced", *ONLINE],
+    )
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--out", default="benchmarks/out/semisup_runs")
     p.add_argument(
@@ -188,8 +223,15 @@ def main(argv: list[str] | None = None) -> int:
     record = {"machine": machine_info("cpu"), "args": vars(args), "rows": rows}
     budget = (
         f"Budget: Dubai tile 1, chips {args.chip} px, U-Net ResNet-18 from scratch, "
-        f"{args.epochs} epochs, batch 8, {args.fraction:.0%} of the train images labelled, "
-        f"threshold {args.threshold:g} / class-balanced {args.balanced:g}, seeds {args.seeds}."
+        + (
+            f"{args.max_steps} optimiser steps per fit"
+            if args.max_steps
+            else f"{args.epochs} epochs"
+        )
+        + f", batch 8, {args.fraction:.0%} of the train images labelled, "
+        f"threshold {args.threshold:g} / class-balanced {args.balanced:g}, online methods' "
+        f"ramp-up {args.rampup} steps (threshold 0.9 mean teacher, 0.95 FixMatch, EMA 0.99, "
+        f"CutMix p 0.5), methods {args.methods}, seeds {args.seeds}."
     )
     text = "\n\n".join([budget, md, machine_markdown(record["machine"])])
     write_outputs(record, args.json, args.md, text)

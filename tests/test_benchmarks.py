@@ -198,16 +198,17 @@ def test_jem_tables_on_a_tiny_budget(shared_data: Path, tmp_path: Path) -> None:
 
 def test_semisup_self_training_on_a_tiny_budget(shared_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "s.json"
-    proc = _run("semisup.py", "--epochs", "1", "--seeds", "0", "--chip", "64",
-                "--limit-batches", "2", "--out", str(tmp_path / "runs"), "--json", str(out),
-                "--md", str(tmp_path / "s.md"), data=shared_data)  # fmt: skip
+    proc = _run("semisup.py", "--max-steps", "2", "--seeds", "0", "--chip", "64",
+                "--methods", "fixed", "balanced", "mean_teacher", "--out", str(tmp_path / "runs"),
+                "--json", str(out), "--md", str(tmp_path / "s.md"), data=shared_data)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = json.loads(out.read_text())["rows"]
     assert [r["method"] for r in rows] == [
-        "100 % labels", "supervised", "self-training (fixed τ)", "self-training (class-balanced)"
+        "100 % labels", "supervised", "self-training (fixed τ)", "self-training (class-balanced)",
+        "mean teacher",
     ]  # fmt: skip
     assert all(0.0 <= r["miou"] <= 1.0 for r in rows)
-    balanced = rows[-1]
+    balanced = rows[3]
     assert 0.0 < balanced["pl_kept"] <= 1.0
     assert 0.0 <= balanced["pl_accuracy"] <= 1.0
     assert list((tmp_path / "runs" / "pseudo_balanced_s0" / "masks").glob("*.png"))
