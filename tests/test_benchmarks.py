@@ -214,3 +214,37 @@ def test_semisup_self_training_on_a_tiny_budget(shared_data: Path, tmp_path: Pat
     assert list((tmp_path / "runs" / "pseudo_balanced_s0" / "masks").glob("*.png"))
     again = _run("semisup.py", "--table-from", str(out), data=shared_data)
     assert "gap recovered" in again.stdout
+
+
+@pytest.mark.slow  # 70–160 s on 2 cores (7 interpreters, each Ray run starts Ray): `-m slow`
+def test_map_many_rows_on_a_tiny_budget(tmp_path: Path) -> None:
+    pytest.importorskip("ray", reason="map_many's Ray rows need the ray extra")
+    out, md = tmp_path / "m.json", tmp_path / "m.md"
+    # --quick's sizes, smaller still: the suite has 2 cores and each Ray run starts its own Ray
+    proc = _run("map_many.py", "--quick", "--scene-size", "512", "--big-sizes", "1024", "2048",
+                "--block", "1024", "--tile", "256", "--overlap", "32",
+                "--work", str(tmp_path / "work"), "--json", str(out), "--md", str(md))  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    record = json.loads(out.read_text())
+    runs = record["scenes"]["runs"]
+    assert list(runs) == ["local", "ray-1", "ray-2"]
+    for name, r in runs.items():
+        assert r["scenes"] == 2
+        assert r["windows"] > 0
+        assert r["seconds"] > 0
+        assert r["scenes_per_s"] > 0
+        assert len(r.get("worker_peak_rss", [])) == {"local": 0, "ray-1": 1, "ray-2": 2}[name]
+    assert runs["ray-2"]["ray_init_s"] > 0
+    assert all(v > 2**20 for v in runs["ray-2"]["worker_peak_rss"])
+    assert set(record["scenes"]["ratios"]) >= {"ray2_over_ray1", "ray1_overhead"}
+    assert [b["size"] for b in record["big"]] == [1024, 2048]
+    small, big = record["big"]
+    assert (small["blocks"], big["blocks"]) == (1, 4)
+    assert len(big["blocked"]["worker_peak_rss"]) == 2
+    assert big["one_piece"]["seconds"] > 0
+    assert big["one_piece"]["driver_peak_rss"] > 2**20
+    assert big["blocked_over_one_piece_time"] > 0
+    assert "gpu" not in record
+    text = md.read_text()
+    assert "Ray 2 workers ÷ 1 worker" in text
+    assert "GPU row: not run" in text
