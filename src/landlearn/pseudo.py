@@ -395,17 +395,21 @@ def _truth(
 ) -> dict[str, Any] | None:
     if true_masks is None:
         return None
-    from landlearn.data.folders import ColorTable, _pair_key
+    from landlearn.data.folders import _MASK_SUFFIXES, ColorTable, _pair_key
     from landlearn.inputs import check_input
 
     folder = check_input(true_masks, "folder of true masks")
     if not folder.is_dir():
         raise LandlearnError("--masks takes a folder of masks", folder)
-    by_key = {
-        _pair_key(p.stem): p
+    images = {f.resolve() for f in files}
+    candidates = [
+        p
         for p in sorted(folder.iterdir())
-        if p.is_file() and p.suffix.lower() in _IMAGE_SUFFIXES
-    }
+        if p.is_file() and p.suffix.lower() in _IMAGE_SUFFIXES and p.resolve() not in images
+    ]
+    # one folder holding both (DeepGlobe's <id>_sat.jpg beside <id>_mask.png): the masks only
+    marked = [p for p in candidates if p.stem.lower().endswith(_MASK_SUFFIXES)]
+    by_key = {_pair_key(p.stem): p for p in (marked or candidates)}
     masks = {f: by_key[_pair_key(f.stem)] for f in files if _pair_key(f.stem) in by_key}
     if not masks:
         raise LandlearnError("no true mask matches any image by file name", folder)

@@ -32,6 +32,7 @@ from landlearn.run_outputs import (
     run_outputs,
     run_test_after_fit,
 )
+from landlearn.verbosity import is_quiet
 
 __all__ = ["TrainResult", "train"]
 
@@ -158,7 +159,7 @@ def _train_objects(
     pair_tensorboard(trainer)
     trainer.fit(model, datamodule=datamodule)
     if test:
-        run_test_after_fit(trainer, model, datamodule)
+        run_test_after_fit(trainer, model, datamodule, verbose=not is_quiet())
     return _result(trainer, model, datamodule)
 
 

@@ -110,6 +110,22 @@ def test_the_cli_writes_png_masks_for_plain_images_and_reports_accuracy(
     assert 0.45 <= kept.mean() <= 0.75
 
 
+def test_true_masks_beside_their_images_pair_with_the_masks(tmp_path: Path) -> None:
+    """DeepGlobe keeps ``<id>_sat.jpg`` beside ``<id>_mask.png``: the mask is the truth."""
+    teacher = make_bundle(tmp_path / "t.safetensors", band_names=("red", "green", "blue"))
+    both = tmp_path / "both"
+    both.mkdir()
+    rgb = np.clip(smooth_scene(64, 80, bands=3), 0, 255).astype(np.uint8).transpose(1, 2, 0)
+    Image.fromarray(rgb).save(both / "7_sat.png")
+    probs = predict_scene_array(teacher, both / "7_sat.png", tile=64, overlap=16)["probabilities"]
+    Image.fromarray(probs.argmax(0).astype(np.uint8)).save(both / "7_mask.png")
+    res = pseudo_label(
+        teacher, [both / "7_sat.png"], tmp_path / "pl", class_balanced=1.0, true_masks=both,
+        tile=64, overlap=16,
+    )  # fmt: skip
+    assert res.summary["accuracy"] > 0.99  # the image itself read as truth: near 0
+
+
 def test_a_classification_teacher_or_missing_data_is_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -1,0 +1,362 @@
+"""Semi-supervised segmentation study: do the unlabelled images recover the label gap?
+
+``landlearn experiment semisup`` runs, for every seed, on one real data set:
+
+- ``100 % labels``: every train image with its mask (the ceiling);
+- for every label fraction: ``supervised`` (only that share of the train images keeps its
+  mask: the floor, and the first teacher), ``self-training`` for R rounds (the teacher's
+  class-balanced pseudo-labels of the unlabelled train images, ``landlearn.pseudo``; the
+  student, trained from scratch on labels + pseudo-labels, becomes the next teacher; a row at
+  each round asked for), and the online methods of ``SemiSupervisedSegmentationTask``
+  (``mean_teacher``, ``fixmatch``, ``cps``);
+- ``points``: every train image labelled by sparse points only (``--points`` share of each
+  class's pixels, partial cross-entropy), alone and with mean teacher's unlabelled loss.
+
+Every fit has the same recipe (smp U-Net ResNet-18 from scratch, CE + Dice, AdamW 1e-3, cosine,
+flips) and the same number of optimiser steps (``max_steps``), so a semi-supervised row is not
+ahead by compute; the best validation-mIoU checkpoint is tested. mIoU is over the classes
+present in the test labels or predictions (absent classes excluded). ``Δ`` pairs each run with
+the supervised run of its seed and fraction; ``gap recovered`` is mean Δ / (mean 100 % − mean
+supervised) and says so when there is no gap; ``≥ sup − 1 std`` checks the issue's second goal
+(the row's mean is not below the supervised mean by more than the supervised std).
+
+Data sets (``data_root`` holds landlearn's shared data: ``dubai/``, ``deepglobe/``):
+
+- ``dubai``: tile 1's 9 aerial images, split by image with the seed (15 % validation, 20 % test:
+  6 train, 1 val, 2 test); label fractions are shares of the 6 train images.
+- ``deepglobe``: tiles 6399, 172307, 794214 (one held out for validation, by seed) train,
+  tile 119 test, and the unlabelled test-split tile 999380 as extra unlabelled data for the
+  online methods. Fractions are shares of 2 train tiles, so every fraction below 1 means one
+  labelled tile: the table says how many images were labelled.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from landlearn.errors import LandlearnError
+from landlearn.experiments.common import (
+    machine,
+    machine_markdown,
+    markdown_table,
+    mean_std,
+    quiet_runs,
+    save_figure,
+    write_study,
+)
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DATASETS", "METHODS", "SemisupOptions", "run_semisup", "summarise"]
+
+DATASETS = ("dubai", "deepglobe")
+METHODS = ("supervised", "self_training", "mean_teacher", "fixmatch", "cps", "points")
+ONLINE = ("mean_teacher", "fixmatch", "cps")
+FULL, SUP = "100 % labels", "supervised"
+DEEPGLOBE_TRAIN = ("6399", "172307", "794214")
+DEEPGLOBE_TEST = "119"
+RECIPE: dict[str, Any] = {
+    "model": "unet", "model_kwargs": {"encoder": "resnet18"}, "loss": {"ce": 0.5, "dice": 0.5},
+    "optimizer": "adamw", "lr": 1e-3, "scheduler": "cosine", "dropout": 0.1,
+    "channels_last": False,
+}  # fmt: skip
+
+
+@dataclass
+class SemisupOptions:
+    """The study's options (``landlearn experiment semisup --help`` explains each)."""
+
+    data: str = "dubai"
+    data_root: str = "../shared/data"
+    fractions: Sequence[float] = (0.25,)
+    methods: Sequence[str] = METHODS
+    rounds: Sequence[int] = (1, 3)
+    seeds: Sequence[int] = (0, 1, 2)
+    max_steps: int = 300
+    chip: int = 64
+    batch_size: int = 8
+    class_balanced: float = 0.5
+    points: float = 0.01
+    rampup: int = 50
+    limit_eval_batches: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def check(self) -> None:
+        """Raises ``LandlearnError`` for an option out of range or a missing data folder."""
+        if self.data not in DATASETS:
+            raise LandlearnError(f"data must be one of {', '.join(DATASETS)}, got {self.data!r}")
+        bad = [m for m in self.methods if m not in METHODS]
+        if bad:
+            raise LandlearnError(f"unknown method {bad[0]!r}; choose from {', '.join(METHODS)}")
+        if not self.fractions or any(not 0.0 < f < 1.0 for f in self.fractions):
+            raise LandlearnError(f"fractions must be in (0, 1), got {list(self.fractions)}")
+        if any(r < 1 for r in self.rounds):
+            raise LandlearnError(f"rounds must be >= 1, got {list(self.rounds)}")
+        if not self.seeds:
+            raise LandlearnError("give at least one seed")
+        if self.max_steps < 1 or self.chip < 16 or self.batch_size < 1:
+            raise LandlearnError("max_steps, batch_size >= 1 and chip >= 16 px")
+        if not 0.0 < self.points < 1.0:
+            raise LandlearnError(f"points must be in (0, 1), got {self.points}")
+        folder = Path(self.data_root) / self.data
+        if not folder.is_dir():
+            raise LandlearnError(
+                f"data set folder not found (give --data-root, the folder holding {self.data}/)",
+                folder,
+            )
+
+
+# ---- data -------------------------------------------------------------------------------
+@dataclass
+class _Data:
+    images: Path
+    masks: Path
+    classes_csv: Path
+    split: dict[str, Any]
+    unlabelled: Path | None = None
+
+
+def _data(opts: SemisupOptions, work: Path) -> _Data:
+    root = Path(opts.data_root)
+    if opts.data == "dubai":
+        tile = root / "dubai" / "tile1"
+        return _Data(tile / "images", tile / "masks", root / "dubai" / "classes.csv",
+                     {"val_fraction": 0.15, "test_fraction": 0.2})  # fmt: skip
+    # DeepGlobe: one folder holds <id>_sat.jpg beside <id>_mask.png; links give each split its
+    # own folder (the shared data stay read-only and are never copied).
+    src = root / "deepglobe"
+    links = work / "deepglobe_links"
+    for sub, ids in (("train", DEEPGLOBE_TRAIN), ("test", (DEEPGLOBE_TEST,))):
+        (links / sub).mkdir(parents=True, exist_ok=True)
+        for i in ids:
+            for name in (f"{i}_sat.jpg", f"{i}_mask.png"):
+                target = (src / "train" / name).resolve()
+                if not target.is_file():
+                    raise LandlearnError("DeepGlobe file missing", target)
+                link = links / sub / name
+                if not link.is_symlink():
+                    link.symlink_to(target)
+    return _Data(links / "train", links / "train", src / "classes.csv",
+                 {"val_fraction": 1 / 3, "test_images": str(links / "test"),
+                  "test_masks": str(links / "test")},
+                 unlabelled=src / "test_unlabelled")  # fmt: skip
+
+
+def _datamodule(
+    opts: SemisupOptions,
+    data: _Data,
+    seed: int,
+    fraction: float = 1.0,
+    pseudo: Path | None = None,
+    unlabelled: bool = False,
+    points: float = 1.0,
+) -> Any:
+    from landlearn.data.datamodules import MaskFolderDataModule
+
+    return MaskFolderDataModule(
+        str(data.images), str(data.masks), classes_csv=str(data.classes_csv),
+        chip_size=opts.chip, batch_size=opts.batch_size, seed=seed,
+        augment={"hflip": 0.5, "vflip": 0.5}, label_fraction=fraction,
+        pseudo_masks=None if pseudo is None else str(pseudo),
+        unlabelled_images=str(data.unlabelled) if unlabelled and data.unlabelled else None,
+        label_fraction_pixels=points, **data.split,
+    )  # fmt: skip
+
+
+# ---- runs -------------------------------------------------------------------------------
+Say = Callable[[str], None]
+
+
+def _fit(
+    opts: SemisupOptions, out: Path, name: str, dm: Any, seed: int, say: Say,
+    method: str | None = None, loss: Any = None,
+) -> dict[str, Any]:  # fmt: skip
+    import landlearn
+    from landlearn.tasks import SegmentationTask, SemiSupervisedSegmentationTask
+
+    recipe = RECIPE | ({"loss": loss} if loss is not None else {})
+    if method is None:
+        task: Any = SegmentationTask(**recipe)
+    else:
+        task = SemiSupervisedSegmentationTask(**recipe, method=method, rampup_steps=opts.rampup)
+    t0 = time.perf_counter()
+    with quiet_runs():
+        result = landlearn.train(
+            model=task, datamodule=dm, name=f"{name}_s{seed}", root=out / "runs", seed=seed,
+            report=False, overwrite=True, accelerator="cpu", enable_progress_bar=False,
+            enable_model_summary=False, max_steps=opts.max_steps, max_epochs=-1,
+            limit_val_batches=opts.limit_eval_batches, limit_test_batches=opts.limit_eval_batches,
+        )  # fmt: skip
+    m = result.metrics
+    row: dict[str, Any] = {
+        "run": name, "seed": seed, "miou": m.get("miou"), "oa": m.get("overall_accuracy"),
+        "wall_s": round(time.perf_counter() - t0, 1), "bundle": str(result.bundle),
+        "labelled_images": len(dm.labelled_files) or None,
+    }  # fmt: skip
+    say(f"{name} seed {seed}: test mIoU {_fmt(row['miou'])} ({row['wall_s']} s)")
+    return row
+
+
+def _fmt(v: float | None) -> str:
+    return "–" if v is None else f"{v:.4f}"
+
+
+def _self_training(
+    opts: SemisupOptions, out: Path, data: _Data, seed: int, fraction: float,
+    teacher: dict[str, Any], unlabelled: list[Path], say: Say,
+) -> list[dict[str, Any]]:  # fmt: skip
+    from landlearn.pseudo import pseudo_label
+
+    rows = []
+    for r in range(1, max(opts.rounds) + 1):
+        tag = f"st{fraction:g}_r{r}"
+        pl = pseudo_label(
+            teacher["bundle"], unlabelled, out / "pseudo" / f"{tag}_s{seed}",
+            class_balanced=opts.class_balanced, tile=256, overlap=32,
+            true_masks=data.masks, classes_csv=data.classes_csv, overwrite=True,
+        )  # fmt: skip
+        dm = _datamodule(opts, data, seed, fraction, pseudo=pl.out_dir / "masks")
+        student = _fit(opts, out, tag, dm, seed, say)
+        s = pl.summary
+        student |= {"pl_kept": s.get("kept_share"), "pl_accuracy": s.get("accuracy")}
+        if r in opts.rounds:
+            rows.append(student | {"method": f"self-training ×{r}", "fraction": fraction})
+        teacher = student
+    return rows
+
+
+def run_semisup(opts: SemisupOptions, out: Path, say: Say = log.info) -> dict[str, Any]:
+    """Every run of the study; writes ``semisup.json``, ``semisup.md`` and ``semisup.png``.
+
+    Returns:
+        The record: options, machine, rows (one per run) and the markdown table.
+
+    Raises:
+        LandlearnError: bad options or a missing data folder.
+    """
+    opts.check()
+    out.mkdir(parents=True, exist_ok=True)
+    data = _data(opts, out)
+    rows: list[dict[str, Any]] = []
+    for seed in opts.seeds:
+        full = _fit(opts, out, "full", _datamodule(opts, data, seed), seed, say)
+        rows.append(full | {"method": FULL, "fraction": 1.0})
+        for fraction in opts.fractions:
+            dm = _datamodule(opts, data, seed, fraction)
+            sup = _fit(opts, out, f"sup{fraction:g}", dm, seed, say)
+            rows.append(sup | {"method": SUP, "fraction": fraction})
+            if "self_training" in opts.methods:
+                unlabelled = [Path(f) for f in dm.unlabelled_files]
+                rows += _self_training(opts, out, data, seed, fraction, sup, unlabelled, say)
+            for method in ONLINE:
+                if method in opts.methods:
+                    dm = _datamodule(opts, data, seed, fraction, unlabelled=True)
+                    row = _fit(opts, out, f"{method}{fraction:g}", dm, seed, say, method=method)
+                    rows.append(row | {"method": method.replace("_", " "), "fraction": fraction})
+        if "points" in opts.methods:
+            for online in (None, "mean_teacher"):
+                dm = _datamodule(opts, data, seed, points=opts.points, unlabelled=True)
+                name = f"points_{online or 'sup'}"
+                row = _fit(opts, out, name, dm, seed, say, method=online, loss="partial_ce")
+                label = f"{opts.points:.0%} points" + (" + mean teacher" if online else "")
+                rows.append(row | {"method": label, "fraction": opts.points, "points": True})
+    table = summarise(rows)
+    info = machine()
+    budget = (
+        f"Data: {opts.data} (real, `{opts.data_root}`); chips {opts.chip} px, batch "
+        f"{opts.batch_size}, {opts.max_steps} optimiser steps per fit on CPU; U-Net ResNet-18 "
+        f"from scratch, CE + Dice, AdamW 1e-3, cosine, flips; self-training class-balanced "
+        f"{opts.class_balanced:g}, rounds {list(opts.rounds)}; online ramp-up {opts.rampup} "
+        f"steps; points {opts.points:.0%} of each class's pixels (partial CE); seeds "
+        f"{list(opts.seeds)}."
+    )
+    record = {"options": asdict(opts), "machine": info, "rows": rows, "table": table}
+    write_study(out, "semisup", record, "\n\n".join([budget, table, machine_markdown(info)]))
+    plot(rows, out / "semisup.png", title=f"semi-supervised segmentation on {opts.data}")
+    return record
+
+
+# ---- summary ----------------------------------------------------------------------------
+def summarise(rows: Sequence[dict[str, Any]]) -> str:
+    """The markdown table of a study's rows (grouped by label fraction, paired by seed)."""
+    full = [float(r["miou"]) for r in rows if r["method"] == FULL and r["miou"] is not None]
+    sup = {(r["seed"], r["fraction"]): r["miou"] for r in rows if r["method"] == SUP}
+    points_sup = {r["seed"]: r["miou"] for r in rows if r.get("points") and "+" not in r["method"]}
+    table = [[FULL, "100 %", len(full), mean_std(full), "–", "–", "–", "–", "–",
+              mean_std([r["wall_s"] for r in rows if r["method"] == FULL], 1)]]  # fmt: skip
+    groups: dict[tuple[float, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        if r["method"] != FULL:
+            groups.setdefault((r["fraction"], r["method"]), []).append(r)
+    for (fraction, method), sel in groups.items():
+        base = points_sup if sel[0].get("points") else None
+        paired: list[tuple[float, float]] = []
+        for r in sel:
+            b = base.get(r["seed"]) if base is not None else sup.get((r["seed"], fraction))
+            if r["miou"] is not None and b is not None:
+                paired.append((float(r["miou"]), float(b)))
+        floor = [b for _, b in paired]
+        is_floor = method == SUP or (base is not None and "+" not in method)
+        delta = "–" if is_floor else mean_std([a - b for a, b in paired])
+        gap = check = "–"
+        if not is_floor and paired and full:
+            label_gap = statistics.fmean(full) - statistics.fmean(floor)
+            mean_delta = statistics.fmean(a - b for a, b in paired)
+            gap = f"{mean_delta / label_gap:.2f}" if label_gap > 0 else "no gap"
+            sd = statistics.stdev(floor) if len(floor) > 1 else 0.0
+            ok = statistics.fmean(a for a, _ in paired) >= statistics.fmean(floor) - sd
+            check = "yes" if ok else "**no**"
+        n_img = sorted({r["labelled_images"] for r in sel if r.get("labelled_images")})
+        share = f"{fraction:.0%}" + (f" ({'/'.join(map(str, n_img))} img)" if n_img else "")
+        table.append([
+            method, share, len(sel), mean_std([r["miou"] for r in sel]), delta, gap, check,
+            mean_std([r.get("pl_kept") for r in sel]),
+            mean_std([r.get("pl_accuracy") for r in sel]),
+            mean_std([r["wall_s"] for r in sel], 1),
+        ])  # fmt: skip
+    cols = ["row", "labels", "seeds", "test mIoU", "Δ vs floor", "gap recovered",
+            "≥ floor − 1 std", "pseudo-labels kept", "pseudo-label acc.", "wall s"]  # fmt: skip
+    return markdown_table(cols, table)
+
+
+def plot(rows: Sequence[dict[str, Any]], path: Path, title: str) -> Path:
+    """Test mIoU (mean ± std over seeds) against the share of labels, one line per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    full = [r["miou"] for r in rows if r["method"] == FULL and r["miou"] is not None]
+    if full:
+        m = statistics.fmean(full)
+        sd = statistics.stdev(full) if len(full) > 1 else 0.0
+        ax.axhspan(m - sd, m + sd, color="0.85", zorder=0)
+        ax.axhline(m, color="0.3", ls="--", label=f"{FULL} ({m:.3f})")
+    methods = list(dict.fromkeys(r["method"] for r in rows if r["method"] != FULL))
+    for i, method in enumerate(methods):
+        by_f: dict[float, list[float]] = {}
+        for r in rows:
+            if r["method"] == method and r["miou"] is not None:
+                by_f.setdefault(r["fraction"], []).append(r["miou"])
+        xs = sorted(by_f)
+        ys = [statistics.fmean(by_f[x]) for x in xs]
+        es = [statistics.stdev(by_f[x]) if len(by_f[x]) > 1 else 0.0 for x in xs]
+        offset = 1 + 0.03 * (i - len(methods) / 2)  # side by side at one fraction
+        ax.errorbar([x * offset for x in xs], ys, yerr=es, marker="o", capsize=3, label=method)
+    ax.set_xscale("log")
+    ax.set_xlabel("labelled share (train images; points: share of pixels)")
+    ax.set_ylabel("test mIoU (mean ± std over seeds)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    shares = sorted({float(r["fraction"]) for r in rows})
+    ax.set_xticks(shares, [f"{s:.0%}" for s in shares])
+    ax.minorticks_off()
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    return save_figure(fig, path)
