@@ -216,11 +216,12 @@ def _self_training(
     rows = []
     for r in range(1, max(opts.rounds) + 1):
         tag = f"st{fraction:g}_r{r}"
-        pl = pseudo_label(
-            teacher["bundle"], unlabelled, out / "pseudo" / f"{tag}_s{seed}",
-            class_balanced=opts.class_balanced, tile=256, overlap=32,
-            true_masks=data.masks, classes_csv=data.classes_csv, overwrite=True,
-        )  # fmt: skip
+        with quiet_runs():
+            pl = pseudo_label(
+                teacher["bundle"], unlabelled, out / "pseudo" / f"{tag}_s{seed}",
+                class_balanced=opts.class_balanced, tile=256, overlap=32,
+                true_masks=data.masks, classes_csv=data.classes_csv, overwrite=True,
+            )  # fmt: skip
         dm = _datamodule(opts, data, seed, fraction, pseudo=pl.out_dir / "masks")
         student = _fit(opts, out, tag, dm, seed, say)
         s = pl.summary
