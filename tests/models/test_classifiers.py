@@ -12,11 +12,14 @@ from safetensors.torch import save_file
 from torch import nn
 
 from landlearn.errors import LandlearnError
-from landlearn.models import build_model, list_models, model_task
+from landlearn.models import build_model, is_multi_input, list_models, model_task
 
-# names starting with "test_" are tiny models other test folders register for themselves
+# names starting with "test_" are tiny models other test folders register for themselves;
+# multi-input models (in_channels per input) are tested in test_fusion_models.py
 CLASSIFIERS = [
-    n for n in list_models() if model_task(n) == "classification" and not n.startswith("test_")
+    n
+    for n in list_models()
+    if model_task(n) == "classification" and not n.startswith("test_") and not is_multi_input(n)
 ]
 
 

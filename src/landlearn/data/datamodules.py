@@ -160,9 +160,13 @@ class LandlearnDataModule(LightningDataModule):
             self.input_stats[name] = (list(mean), list(std))
         self.mean, self.std = self.input_stats[self.input_names[0]]
         if self.train_aug is None:
-            self.train_aug = build_augment(self.augment, self.task, self.input_names)
+            self.train_aug = build_augment(self.augment, self.task, self._augmented_inputs())
 
     # ---- inputs and heads -----------------------------------------------------------------
+    def _augmented_inputs(self) -> list[str]:
+        """The inputs augmentation moves and brightens (all of them unless a table is one)."""
+        return self.input_names
+
     def _input_bands(self) -> dict[str, list[str]]:
         """Input name → band names, in sample order (one input, ``image``, by default)."""
         return {"image": list(self.band_names)}

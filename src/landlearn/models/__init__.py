@@ -13,6 +13,10 @@ from __future__ import annotations
 from landlearn.models import (  # noqa: F401
     classifiers,
     fusion,
+    fusion_unet,
+    gated_fusion,
+    late_fusion,
+    progressive_fusion,
     regressors,
     segmenters,
     wide_resnet,

@@ -10,6 +10,13 @@ its own training-split statistics (the datamodule's ``normalize``), so bands of 
 dropout before the segmentation head, same pretrained first-convolution adaptation for the
 stacked band count). With one input it is the U-Net on that input, so single-sensor baselines
 run the same code path.
+
+``early_fusion`` is the scene-level form (a timm classifier of the stacked bands). Both take
+tables: a table row (already standardised by the table encoder) is broadcast as constant extra
+channels over the raster grid, so the first convolution sees image and metadata together (the
+study's "join at the encoder input"). With ``modality_dropout`` (see
+:mod:`landlearn.models.branches`) a dropped or absent input becomes zeros — its training mean,
+as every input is normalised — and the model predicts without it.
 """
 
 from __future__ import annotations
@@ -23,12 +30,13 @@ import torch
 from torch import Tensor, nn
 
 from landlearn.errors import LandlearnError
+from landlearn.models.branches import FusionInputs, feature_width, raster_encoder
 from landlearn.models.registry import register_model
 from landlearn.models.segmenters import _smp
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EarlyFusion", "check_in_channels", "early_fusion_unet"]
+__all__ = ["EarlyFusion", "check_in_channels", "early_fusion", "early_fusion_unet"]
 
 
 def check_in_channels(in_channels: Any, model: str) -> dict[str, int]:
@@ -57,15 +65,36 @@ class EarlyFusion(nn.Module):
     """Stack the named inputs along channels (in ``input_names`` order) and run ``net``.
 
     Args:
-        in_channels: input name → band count, in stacking order.
+        in_channels: input name → band count (columns for a table), in stacking order.
         net: the network of the stacked ``sum(in_channels)`` bands.
+        tables: the table inputs, broadcast as constant channels.
+        modality_dropout: training-time drop probability per input and sample (zeros).
+        strict: refuse an absent input even after modality dropout.
+        model: the name in messages.
     """
 
-    def __init__(self, in_channels: Mapping[str, int], net: nn.Module) -> None:
+    def __init__(
+        self,
+        in_channels: Mapping[str, int],
+        net: nn.Module,
+        *,
+        tables: tuple[str, ...] | list[str] = (),
+        modality_dropout: float = 0.0,
+        strict: bool = False,
+        model: str = "early_fusion_unet",
+    ) -> None:
         super().__init__()
         self.input_names: tuple[str, ...] = tuple(in_channels)
         self.in_channels: dict[str, int] = dict(in_channels)
+        self.fusion = FusionInputs(
+            in_channels, tables, model=model, modality_dropout=modality_dropout, strict=strict
+        )
         self.net = net
+
+    @property
+    def last_missing(self) -> tuple[str, ...]:
+        """Inputs absent from the last batch (predicted without them)."""
+        return self.fusion.last_missing
 
     @property
     def encoder(self) -> nn.Module | None:
@@ -84,6 +113,8 @@ class EarlyFusion(nn.Module):
         Raises:
             LandlearnError: a missing input, a wrong band count, or inputs of different shapes.
         """
+        if self.fusion.tables or self.fusion.modality_dropout > 0:
+            return self._stack_with_tables(inputs)
         missing = [n for n in self.input_names if n not in inputs]
         if missing:
             raise LandlearnError(
@@ -104,6 +135,36 @@ class EarlyFusion(nn.Module):
                 )
         return torch.cat(parts, dim=1)  # (B, sum C, H, W)
 
+    def _stack_with_tables(self, inputs: Mapping[str, Tensor]) -> Tensor:
+        got, batch, device = self.fusion.present(inputs)
+        keep = self.fusion.keep(got, batch, device)  # (B, N)
+        rasters = [
+            (n, x) for n, x in zip(self.input_names, got, strict=True)
+            if x is not None and n not in self.fusion.tables
+        ]  # fmt: skip
+        if not rasters:
+            raise LandlearnError(
+                f"{self.fusion.model_name} needs at least one raster input; got {sorted(inputs)}"
+            )
+        first, ref = rasters[0]
+        for name, x in rasters:
+            if x.shape[2:] != ref.shape[2:]:
+                raise LandlearnError(
+                    f"inputs {first!r} {tuple(ref.shape)} and {name!r} {tuple(x.shape)} differ "
+                    "in grid; early fusion needs one grid"
+                )
+        h, w = ref.shape[2:]
+        parts = []
+        for i, (name, given) in enumerate(zip(self.input_names, got, strict=True)):
+            c = self.in_channels[name]
+            if given is None:
+                parts.append(ref.new_zeros(batch, c, h, w))
+                continue
+            if name in self.fusion.tables:
+                given = given.to(ref.dtype)[:, :, None, None].expand(batch, c, h, w)  # (B,F,H,W)
+            parts.append(given * keep[:, i].to(ref.dtype)[:, None, None, None])
+        return torch.cat(parts, dim=1)  # (B, sum C, H, W)
+
     def forward(self, inputs: Mapping[str, Tensor] | Tensor) -> Tensor:
         """Logits of the wrapped network for a dict of inputs (or one tensor already stacked)."""
         if isinstance(inputs, Tensor):
@@ -120,6 +181,45 @@ class EarlyFusion(nn.Module):
         return f"in_channels={self.in_channels}"
 
 
+@register_model("early_fusion", task="classification", multi_input=True)
+def early_fusion(
+    *,
+    in_channels: Mapping[str, int],
+    num_classes: int,
+    pretrained: bool = False,
+    dropout: float = 0.0,
+    tables: tuple[str, ...] | list[str] = (),
+    encoder: str = "resnet18",
+    modality_dropout: float = 0.0,
+    strict: bool = False,
+) -> nn.Module:
+    """A timm classifier of the inputs stacked along channels, tables broadcast as channels.
+
+    Args:
+        in_channels: input name → bands (raster) or columns (table), in stacking order.
+        tables: which inputs are tables (filled from the data's input specs by the task).
+        encoder: the timm model (``in_chans`` = the stacked count; with ``pretrained`` timm
+            adapts the first convolution).
+        modality_dropout: training-time probability of dropping an input per sample.
+        strict: refuse an absent input at prediction time.
+
+    Raises:
+        LandlearnError: bad ``in_channels`` / ``tables``, an unknown timm name, weights not
+            available.
+    """
+    channels = check_in_channels(in_channels, "early_fusion")
+    body = raster_encoder(encoder, sum(channels.values()), pretrained)
+    net = nn.Sequential(body, nn.Dropout(dropout), nn.Linear(feature_width(body), num_classes))
+    return EarlyFusion(
+        channels,
+        net,
+        tables=list(tables),
+        modality_dropout=modality_dropout,
+        strict=strict,
+        model="early_fusion",
+    )
+
+
 @register_model("early_fusion_unet", task="segmentation", multi_input=True, kwargs_from=smp.Unet)
 def early_fusion_unet(
     *,
@@ -128,11 +228,15 @@ def early_fusion_unet(
     pretrained: bool = False,
     dropout: float = 0.0,
     encoder: str = "resnet18",
+    tables: tuple[str, ...] | list[str] = (),
+    modality_dropout: float = 0.0,
+    strict: bool = False,
     **kwargs: Any,
 ) -> nn.Module:
     """Smp U-Net on the inputs stacked along channels; ``in_channels`` is ``{name: bands}``.
 
     ``kwargs`` go to ``smp.Unet`` (e.g. ``decoder_channels``; checked against its signature).
+    ``tables``, ``modality_dropout``, ``strict`` as for ``early_fusion``.
     With ``pretrained``, smp adapts the first convolution to the stacked band count (see
     ``landlearn.models.segmenters``).
 
@@ -154,4 +258,6 @@ def early_fusion_unet(
         encoder=encoder,
         **kwargs,
     )
-    return EarlyFusion(channels, net)
+    return EarlyFusion(
+        channels, net, tables=list(tables), modality_dropout=modality_dropout, strict=strict
+    )

@@ -249,6 +249,7 @@ class SupervisedTask(LandlearnTask):
         pretrained = weights if isinstance(weights, bool) else bool(self.hparams["pretrained"])
         if isinstance(weights, str):
             pretrained = False
+        self._fill_tables(name)
         self.model = build_model(
             name,
             in_channels=self._in_channels(),
@@ -263,6 +264,24 @@ class SupervisedTask(LandlearnTask):
             load_matching_weights(self.model, weights)
         if self.hparams.get("channels_last", True):
             self.model.to(memory_format=torch.channels_last)
+
+    def _fill_tables(self, name: str) -> None:
+        """Give a fusion builder that takes ``tables`` the data's table inputs.
+
+        Written into ``model_kwargs`` so the checkpoint and the bundle rebuild the same model.
+        """
+        from landlearn.models.registry import builder_signature
+
+        kwargs = dict(self.hparams["model_kwargs"] or {})
+        tables = [s.name for s in self.input_specs if s.kind == "table"]
+        if not tables or "tables" in kwargs or not self.is_multi_input:
+            return
+        if "tables" not in builder_signature(name).parameters:
+            raise LandlearnError(
+                f"model {name!r} does not read tables; the data gives table inputs {tables} "
+                "(use late_fusion, gated_fusion, progressive_fusion or early_fusion)"
+            )
+        self.hparams["model_kwargs"] = {**kwargs, "tables": tables}
 
     def configure_losses(self, datamodule: Any = None) -> None:
         """One loss per head in ``self.losses``; ``class_weights`` from the datamodule."""
@@ -574,7 +593,7 @@ class SupervisedTask(LandlearnTask):
             return list(names)
         return [f"class_{i}" for i in range(k)]
 
-    def _example_input(self, x: Inputs) -> tuple[torch.Tensor, list[str]]:
+    def _example_input(self, x: Inputs) -> tuple[torch.Tensor, list[str]] | None:
         """The raster the report shows.
 
         The raster the report shows: the first input with red, green and blue bands, else
@@ -585,12 +604,13 @@ class SupervisedTask(LandlearnTask):
         specs = {s.name: s for s in self.input_specs}
         fallback: tuple[torch.Tensor, list[str]] | None = None
         for name, tensor in x.items():
+            if tensor.ndim != 4:  # a table input has no picture
+                continue
             bands = [b.lower() for b in specs[name].bands] if name in specs else []
             if fallback is None:
                 fallback = (tensor, bands)
             if all(any(b in aliases for b in bands) for aliases in _RGB_ALIASES):
                 return tensor, bands
-        assert fallback is not None
         return fallback
 
     @staticmethod
@@ -604,7 +624,10 @@ class SupervisedTask(LandlearnTask):
         return [0, 1, 2] if c >= 3 else [0, 0, 0]
 
     def _keep_examples(self, x: Inputs, y: torch.Tensor, probs: torch.Tensor) -> None:
-        image, names = self._example_input(x)
+        picked = self._example_input(x)
+        if picked is None:  # tables only: nothing to show
+            return
+        image, names = picked
         have = len(self.test_examples.get("image", []))
         n = min(int(self.hparams["num_examples"]) - have, image.shape[0])
         if n <= 0:
