@@ -335,3 +335,41 @@ def test_task_meta_without_specs_is_format_1_content() -> None:
     assert meta.class_names == ["a", "b"]
     assert meta.model_kwargs == {"dropout": 0.0, "num_classes": 2, "in_channels": 3}
     assert meta.chip_size == 64
+
+
+def _gated_bundle(tmp_path: Path, **kw: Any) -> Path:
+    torch.manual_seed(0)
+    kwargs = {"decoder_channels": [16, 8, 8, 8, 8], **kw}
+    model = build_model("gated_fusion_unet", in_channels={"s2": 3, "s1": 2}, num_classes=2,
+                        **kwargs).eval()  # fmt: skip
+    meta = BundleMeta(inputs=[S2, S1], heads=[WATER], chip_size=32,
+                      models=[ModelEntry("model", "gated_fusion_unet", kwargs)])  # fmt: skip
+    return save_bundle(tmp_path / "gated.safetensors", model, meta)
+
+
+def test_fusion_bundle_predicts_without_an_input_it_was_trained_to_miss(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    pred = load_bundle(_gated_bundle(tmp_path, modality_dropout=0.3))
+    assert pred.can_do_without
+    x = _pair()
+    full = pred.predict_proba(x)
+    assert pred.last_missing == ()
+    with caplog.at_level("WARNING"):
+        s1_only = pred.predict_proba({"s1": x["s1"]})
+    assert pred.last_missing == ("s2",)
+    assert "predicting without input(s) s2" in caplog.text
+    assert s1_only.shape == full.shape
+    assert torch.isfinite(s1_only).all()
+    pred.strict = True  # the user asks for strict
+    with pytest.raises(LandlearnError, match=r"missing input 's2'.*predictor is strict"):
+        pred.predict_proba({"s1": x["s1"]})
+
+
+def test_fusion_bundle_without_modality_dropout_refuses_a_missing_input(tmp_path: Path) -> None:
+    pred = load_bundle(_gated_bundle(tmp_path, modality_dropout=0.0))
+    assert not pred.can_do_without
+    with pytest.raises(LandlearnError, match="not trained with modality_dropout"):
+        pred.predict_proba({"s1": _pair()["s1"]})
+    with pytest.raises(LandlearnError, match="missing input 's2'"):
+        pred.predict_proba({})

@@ -116,3 +116,53 @@ def test_pixel_regression_fits_and_maps_a_float_band_in_units(
     stats = json.loads(nir.with_name("nir.areas.json").read_text())
     assert stats["targets"][0]["mean"] == pytest.approx(float(values.mean()), rel=1e-4)
     assert nir.with_name("nir.preview.png").exists()
+
+
+def _gated_bundle(tmp_path: Path, modality_dropout: float) -> Path:
+    import torch
+
+    from landlearn.bundle import BundleMeta, ModelEntry, save_bundle
+    from landlearn.models import build_model
+    from landlearn.schema import HeadSpec, InputSpec
+
+    s2_bands = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12"]
+    kwargs = {"decoder_channels": [16, 8, 8, 8, 8], "modality_dropout": modality_dropout}
+    torch.manual_seed(0)
+    model = build_model("gated_fusion_unet", in_channels={"s2": 13, "s1": 2}, num_classes=2,
+                        **kwargs).eval()  # fmt: skip
+    meta = BundleMeta(
+        inputs=[InputSpec("s2", bands=s2_bands, mean=[1500.0] * 13, std=[800.0] * 13),
+                InputSpec("s1", bands=["VV", "VH"], mean=[-10.0, -17.0], std=[3.0, 4.0])],
+        heads=[HeadSpec("segmentation", "segmentation", classes=["not_water", "water"])],
+        chip_size=64, models=[ModelEntry("model", "gated_fusion_unet", kwargs)],
+    )  # fmt: skip
+    return save_bundle(tmp_path / f"gated_{modality_dropout}.safetensors", model, meta)
+
+
+@pytest.mark.real
+def test_fusion_bundle_maps_from_s1_when_s2_is_absent_and_says_so(
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    s1 = str(shared_data / "sen1floods11/S1/India_900498_S1Hand.tif")
+    bundle = _gated_bundle(tmp_path, 0.2)
+    strict = _gated_bundle(tmp_path, 0.0)  # never trained to do without: refused
+    capsys.readouterr()
+    out = tmp_path / "water_s1.tif"
+    args = ["--tile", "128", "--overlap", "16", "--no-preview"]
+    code, _, err = run_cli(["map", str(bundle), "--input", f"s1={s1}", "-o", str(out), *args],
+                           capsys)  # fmt: skip
+    assert code == 0, err
+    assert "mapping without input(s) s2" in err
+    with rasterio.open(out) as m, rasterio.open(s1) as src:
+        assert (m.width, m.height, m.transform) == (src.width, src.height, src.transform)
+        assert json.loads(m.tags()["LANDLEARN_MISSING_INPUTS"]) == ["s2"]
+        assert (m.read(1) != 255).mean() > 0.9
+    areas = json.loads(out.with_name("water_s1.areas.json").read_text())
+    assert areas["missing_inputs"] == ["s2"]
+
+    code, _, err = run_cli(["map", str(strict), "--input", f"s1={s1}",
+                            "-o", str(tmp_path / "no.tif")], capsys)  # fmt: skip
+    assert code == 2
+    assert "no --input s2=PATH" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "no.tif").exists()

@@ -10,6 +10,7 @@ has ``input_names``) is called with the dict, a single-input model with the tens
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,6 +24,8 @@ from landlearn.d4 import d4_forward, d4_inverse, d4_mean, tta_transforms
 from landlearn.errors import LandlearnError
 from landlearn.finite import FiniteCounts, screen, void_nonfinite
 from landlearn.schema import HeadSpec, InputSpec
+
+log = logging.getLogger(__name__)
 
 __all__ = ["MetaView", "Predictor", "classes_of"]
 
@@ -77,6 +80,11 @@ class Predictor(MetaView):
         self._std = torch.tensor(meta.std, dtype=torch.float32).view(1, c, 1, 1).clamp_min(1e-12)
         self._mean, self._std = self._mean.to(self.device), self._std.to(self.device)
         self._by_input = {spec.name: _stats(spec, self.device) for spec in meta.inputs}
+        self.strict = False
+        """Refuse an absent input even when the model was trained to do without it."""
+        self.last_missing: tuple[str, ...] = ()
+        """Inputs absent from the last dict batch (predicted without them)."""
+        self._warned: set[tuple[str, ...]] = set()
 
     @property
     def multi_input(self) -> bool:
@@ -202,17 +210,51 @@ class Predictor(MetaView):
 
     # ---- dict inputs ------------------------------------------------------------------------
 
+    @property
+    def can_do_without(self) -> bool:
+        """Whether the model predicts with an input absent.
+
+        True for a fusion model trained with modality dropout and not strict (by its own
+        option or :attr:`strict`).
+        """
+        fusion = getattr(self.model, "fusion", None)
+        if fusion is None or self.strict or bool(getattr(fusion, "strict", True)):
+            return False
+        return float(getattr(fusion, "modality_dropout", 0.0)) > 0
+
     def _inputs(self, image: Mapping[str, torch.Tensor | np.ndarray]) -> dict[str, torch.Tensor]:
-        """The bundle's inputs from ``image``, batched and checked (other keys are ignored)."""
+        """The bundle's inputs from ``image``, batched and checked (other keys are ignored).
+
+        An absent input is allowed when :attr:`can_do_without`; its name goes to
+        :attr:`last_missing` and a warning says so once per set of absent inputs.
+        """
         names = [spec.name for spec in self.meta.inputs]
-        missing = [n for n in names if n not in image]
-        if missing:
+        missing = [n for n in names if n not in image or image[n] is None]
+        if missing and (len(missing) == len(names) or not self.can_do_without):
+            why = ""
+            if getattr(self.model, "fusion", None) is not None and len(missing) < len(names):
+                why = (
+                    " and the predictor is strict"
+                    if self.strict
+                    else " and the model was not trained with modality_dropout (or is strict)"
+                )
             raise LandlearnError(
                 f"missing input {missing[0]!r}; the bundle reads {', '.join(names)} "
-                f"(got {', '.join(map(str, image)) or 'none'})"
+                f"(got {', '.join(n for n in map(str, image) if image[n] is not None) or 'none'})"
+                f"{why}"
+            )
+        self.last_missing = tuple(missing)
+        if missing and self.last_missing not in self._warned:
+            self._warned.add(self.last_missing)
+            log.warning(
+                "predicting without input(s) %s: the model was trained with modality dropout "
+                "for this; outputs say so (missing_inputs)",
+                ", ".join(missing),
             )
         out = {}
         for spec in self.meta.inputs:
+            if spec.name in missing:
+                continue
             x = image[spec.name]
             if isinstance(x, np.ndarray):
                 x = torch.from_numpy(np.ascontiguousarray(x))
@@ -242,6 +284,8 @@ class Predictor(MetaView):
         seen = FiniteCounts()
         spatial_out = any(h.is_spatial for h in self.meta.heads)
         for spec in self.meta.inputs:
+            if spec.name not in raw:  # absent, allowed (can_do_without)
+                continue
             mean, std = self._by_input[spec.name]
             z, bad, found = screen(raw[spec.name], mean, std, per_sample=not spatial_out)
             normed[spec.name] = z

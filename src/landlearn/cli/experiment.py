@@ -8,12 +8,16 @@ Studies:
             to informative, and an interaction setting): image-only, table-only, k-means /
             DBSCAN + random forest, LASSO, early / late / gated / progressive fusion, with
             permutation importance and gate weights (landlearn.experiments.fusion)
+  sensors   Sentinel-1 + Sentinel-2 water segmentation on Sen1Floods11 (train on one chip,
+            test on the other): S1 / S2 only, early / late / gated fusion, under clear sky,
+            50 % cloud on S2, and S2 absent (landlearn.experiments.sensors)
 
 Examples:
   landlearn experiment semisup --data dubai --fractions 0.25 --seeds 0 1 2 -o study/
   landlearn experiment semisup --data deepglobe --fractions 0.5 --methods supervised \
       self_training mean_teacher --rounds 1 3 --max-steps 400 -o study_dg/
   landlearn experiment fusion --seeds 0 1 2 -o study_fusion/
+  landlearn experiment sensors --seeds 0 1 2 -o study_sensors/
 
 Writes DIR/<study>.json (every run, the options, the machine), DIR/<study>.md (budget, table,
 machine: ready for benchmarks/RESULTS.md), DIR/<study>.png (semisup: mIoU against the labelled
@@ -74,6 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     p.add_argument("-o", "--out", required=True, metavar="DIR", help="output folder")
     _fusion_arguments(sub)
+    _sensor_arguments(sub)
 
 
 def _fusion_arguments(sub: Any) -> None:
@@ -97,6 +102,40 @@ def _fusion_arguments(sub: Any) -> None:
     p.add_argument("-o", "--out", required=True, metavar="DIR", help="output folder")
 
 
+def _sensor_arguments(sub: Any) -> None:
+    from landlearn.experiments.sensors import SENSOR_ROWS
+
+    p = sub.add_parser(
+        "sensors",
+        help="Sentinel-1 + Sentinel-2 water fusion on Sen1Floods11, clear / cloud / S2 absent",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--root", default="../shared/data/sen1floods11", help="Sen1Floods11 folder")
+    p.add_argument("--rows", nargs="+", choices=list(SENSOR_ROWS), default=list(SENSOR_ROWS))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--samples-per-epoch", type=int, default=256)
+    p.add_argument("--encoder", default="resnet18", help="smp encoder of every sensor")
+    p.add_argument("--modality-dropout", type=float, default=0.2, help="of the fusion rows")
+    p.add_argument("-o", "--out", required=True, metavar="DIR", help="output folder")
+
+
+def _run_sensors(args: argparse.Namespace) -> int:
+    from landlearn.experiments.sensors import SensorOptions, run_sensors
+
+    opts = SensorOptions(
+        root=args.root, rows=args.rows, seeds=args.seeds, epochs=args.epochs,
+        samples_per_epoch=args.samples_per_epoch, encoder=args.encoder,
+        modality_dropout=args.modality_dropout,
+    )  # fmt: skip
+    opts.check()
+    out = Path(args.out)
+    record = run_sensors(opts, out, say=eprint)
+    print(record["table"])
+    print(f"\nwrote {out / 'sensors.md'}, {out / 'sensors.json'}, {out / 'sensors.png'}")
+    return 0
+
+
 def _run_fusion(args: argparse.Namespace) -> int:
     from landlearn.experiments.fusion import FusionOptions, run_fusion
 
@@ -118,6 +157,8 @@ def run(args: argparse.Namespace) -> int:
     """Run the study; print the table and where the files are."""
     if args.study == "fusion":
         return _run_fusion(args)
+    if args.study == "sensors":
+        return _run_sensors(args)
     from landlearn.experiments.semisup import SemisupOptions, run_semisup
 
     opts = SemisupOptions(

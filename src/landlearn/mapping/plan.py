@@ -60,6 +60,7 @@ class Plan:
     model: WindowModel
     profile: dict[str, Any]  # width, height, crs, transform of the scene
     cache_bytes: int
+    missing: tuple[str, ...] = ()  # inputs the bundle reads that were not given (allowed)
 
     @property
     def class_names(self) -> list[str]:
@@ -232,7 +233,11 @@ def make_plan(
     for pred, w in zip(preds[1:], where[1:], strict=True):
         if [n for n, _ in bundle_inputs(pred)] != [n for n, _ in inputs]:
             raise LandlearnError("ensemble members read different inputs", w)
-    named = named_scenes(scene, [n for n, _ in inputs])
+    names = [n for n, _ in inputs]
+    allow = len(names) > 1 and all(p.can_do_without for p in preds)
+    named = named_scenes(scene, names, allow_missing=allow)
+    present = [n for n, _ in named]
+    missing = tuple(str(n) for n in names if n not in present)
     if bands is not None and len(named) > 1:
         raise LandlearnError("--bands chooses the bands of a single-input bundle's scene")
     sources: list[Source] = []
@@ -241,7 +246,7 @@ def make_plan(
     itemsize = 0
     for i, (name, path) in enumerate(named):
         with open_scene(path) as src:
-            chosen = [select_bands(src, bundle_inputs(p)[i][1], bands) for p in preds]
+            chosen = [select_bands(src, dict(bundle_inputs(p))[name], bands) for p in preds]
             if i == 0:
                 profile = {"width": src.width, "height": src.height, "crs": src.crs,
                            "transform": src.transform}  # fmt: skip
@@ -269,8 +274,16 @@ def make_plan(
     grid = TileGrid.build(profile["height"], profile["width"], tile, overlap, multiple)
     check_windows(grid, multiple, named[0][1])
     check_memory(preds, grid, batch_size, named[0][1])
-    model = WindowModel(preds, takes, tta=tta, mc_dropout=mc_dropout,
-                        split=_model_split(first))  # fmt: skip
+    split = _model_split(first)
+    if missing and split is not None:
+        log.warning(
+            "mapping without input(s) %s: the bundle was trained with modality dropout for "
+            "this; the map's tags and areas.json say so (missing_inputs)",
+            ", ".join(missing),
+        )
+        split = {k: v for k, v in split.items() if k not in missing}
+    model = WindowModel(preds, takes, tta=tta, mc_dropout=mc_dropout, split=split,
+                        bands=[_present_bands(p, missing) for p in preds])  # fmt: skip
     # GDAL block cache. Windows are read left to right, row by row: reuse is the overlap with the
     # next window (a few tiles) and with the next row of windows (one row of tiles across the
     # scene), so one row of windows' worth is enough. It is the part of a map's memory that grows
@@ -285,7 +298,20 @@ def make_plan(
         model,
         profile,
         cache,
+        missing,
     )
+
+
+def _present_bands(pred: Predictor, missing: Sequence[str]) -> list[int] | None:
+    """Positions in the bundle's band order of the inputs that are there (None: all are)."""
+    if not missing:
+        return None
+    out, start = [], 0
+    for name, count in pred.meta.in_channels_by_input.items():
+        if name not in missing:
+            out += list(range(start, start + count))
+        start += count
+    return out
 
 
 def bundle_inputs(pred: Predictor) -> list[tuple[str | None, list[str]]]:
@@ -310,9 +336,13 @@ def scene_paths(scene: Scene) -> list[str | os.PathLike[str]]:
 
 
 def named_scenes(
-    scene: Scene, names: list[str | None]
+    scene: Scene, names: list[str | None], *, allow_missing: bool = False
 ) -> list[tuple[str | None, str | os.PathLike[str]]]:
-    """The rasters in the bundle's input order; one line for a missing or unknown input."""
+    """The rasters in the bundle's input order; one line for a missing or unknown input.
+
+    ``allow_missing``: an input not given is left out (the bundle can do without it); at
+    least one must be given.
+    """
     wanted = ", ".join(str(n) for n in names)
     if not isinstance(scene, Mapping):
         if len(names) > 1:
@@ -330,9 +360,12 @@ def named_scenes(
     if unknown:
         raise LandlearnError(f"the bundle has no input {unknown[0]!r}; it reads {wanted}")
     missing = [n for n in names if n not in given]
-    if missing:
-        raise LandlearnError(f"no --input {missing[0]}=PATH: the bundle reads {wanted}")
-    return [(n, given[str(n)]) for n in names]
+    if missing and not allow_missing:
+        raise LandlearnError(
+            f"no --input {missing[0]}=PATH: the bundle reads {wanted} (a fusion bundle trained "
+            "with modality_dropout maps without an input)"
+        )
+    return [(n, given[str(n)]) for n in names if n in given]
 
 
 def _warp(

@@ -401,6 +401,8 @@ def map_scene(
                     "nonfinite_outputs": counts.nonfinite_outputs,
                 }
             summary["source"] = _source(plan)
+            if plan.missing:
+                summary["missing_inputs"] = list(plan.missing)
             summary["map"] = out.name
             summary["run_id"] = run_id
             if block is not None:
@@ -469,4 +471,5 @@ def _tags(
         "LANDLEARN_UNCERTAINTY": json.dumps(
             {"tta": tta, "mc_dropout": mc_dropout, "ensemble": len(members)}
         ),
+        **({"LANDLEARN_MISSING_INPUTS": json.dumps(list(plan.missing))} if plan.missing else {}),
     }

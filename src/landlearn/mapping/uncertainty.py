@@ -78,17 +78,25 @@ class WindowModel:
         tta: str | None = None,
         mc_dropout: int = 0,
         split: Mapping[str, int] | None = None,
+        bands: Sequence[Sequence[int] | None] | None = None,
     ) -> None:
         """Set up the members' predictions.
 
         ``takes``: per member, the stacked bands it reads; ``split``: input name → bands
-        for a model that reads a dict (the stacked bands cut in that order), else None.
+        for a model that reads a dict (the stacked bands cut in that order), else None;
+        ``bands``: per member, the positions of the bundle bands that are read (None: all),
+        when an input is absent.
         """
         if mc_dropout < 0:
             raise LandlearnError(f"--mc-dropout must be >= 0, got {mc_dropout}")
         self.predictors = list(predictors)
         self.split = dict(split) if split else None
         self.takes = [torch.as_tensor(list(t), dtype=torch.long) for t in takes]
+        chosen = list(bands) if bands is not None else [None] * len(self.predictors)
+        self.stats = [
+            (p._mean, p._std) if b is None else (p._mean[:, list(b)], p._std[:, list(b)])
+            for p, b in zip(self.predictors, chosen, strict=True)
+        ]
         self.transforms = tta_transforms(tta)
         self.passes = max(1, mc_dropout)
         self.mc = mc_dropout > 0
@@ -151,8 +159,8 @@ class WindowModel:
         moment: torch.Tensor | None = None  # Σ_s v_s² of a regression head
         energies: torch.Tensor | None = None  # Σ_s E_s of a JEM
         nodata: torch.Tensor | None = None
-        for pred, take in zip(self.predictors, self.takes, strict=True):
-            xm, bad, seen = screen(x[:, take.to(self.device)], pred._mean, pred._std, ok, scope)
+        for pred, take, (mu, sd) in zip(self.predictors, self.takes, self.stats, strict=True):
+            xm, bad, seen = screen(x[:, take.to(self.device)], mu, sd, ok, scope)
             if nodata is None:  # every member sees the same pixels: count once
                 nodata = bad
                 self.counts.add(seen)
