@@ -133,3 +133,33 @@ def test_fusion_study_runs_on_eurosat(
     assert abs(sum(gated["gate"].values()) - 1) < 1e-3
     assert (out / "fusion.png").stat().st_size > 10_000
     assert "Claims (means over seeds):" in stdout
+
+
+@pytest.mark.real
+def test_globe_land_cover_features_use_training_rows_only(shared_data: Path) -> None:
+    from landlearn.data.globe import read_land_covers
+    from landlearn.experiments.globe import land_cover_features
+
+    df = read_land_covers(shared_data / "globe_observer/lc.csv", errors="skip")
+    train = np.arange(0, len(df), 2)
+    x = land_cover_features(df, train)
+    assert x.shape[0] == len(df)
+    assert np.isfinite(x).all()
+    moved = df.copy()
+    rest = np.setdiff1d(np.arange(len(df)), train)
+    moved.loc[moved.index[rest], "elevation"] = 1e5  # would shift any statistic that saw them
+    assert np.allclose(land_cover_features(moved, train)[train], x[train])
+    fewer = land_cover_features(df, train, directional=False)
+    assert fewer.shape[1] < x.shape[1] - 30
+
+
+@pytest.mark.real
+def test_globe_sky_photos_and_table_train_a_gated_fusion(shared_data: Path, tmp_path: Path) -> None:
+    from landlearn.experiments.globe import sky_ingestion
+
+    record = sky_ingestion(shared_data / "globe_observer/sky_colombia", tmp_path, epochs=1)
+    assert record["observations"] == 47
+    assert record["image"] == [3, 64, 96]  # five 32 px views as a 2 × 3 collage
+    assert sum(record["train / val / test"]) == 47
+    assert record["classes"] == ["dry", "not dry"]
+    assert Path(record["bundle"]).is_file()

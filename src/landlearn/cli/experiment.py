@@ -11,6 +11,9 @@ Studies:
   sensors   Sentinel-1 + Sentinel-2 water segmentation on Sen1Floods11 (train on one chip,
             test on the other): S1 / S2 only, early / late / gated fusion, under clear sky,
             50 % cloud on S2, and S2 absent (landlearn.experiments.sensors)
+  globe     GLOBE land covers: MUC level-1 class from the other attributes with the classical
+            baselines and a table-only net; sky photos + table as an ingestion check
+            (landlearn.experiments.globe)
 
 Examples:
   landlearn experiment semisup --data dubai --fractions 0.25 --seeds 0 1 2 -o study/
@@ -18,6 +21,7 @@ Examples:
       self_training mean_teacher --rounds 1 3 --max-steps 400 -o study_dg/
   landlearn experiment fusion --seeds 0 1 2 -o study_fusion/
   landlearn experiment sensors --seeds 0 1 2 -o study_sensors/
+  landlearn experiment globe -o study_globe/
 
 Writes DIR/<study>.json (every run, the options, the machine), DIR/<study>.md (budget, table,
 machine: ready for benchmarks/RESULTS.md), DIR/<study>.png (semisup: mIoU against the labelled
@@ -79,6 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--out", required=True, metavar="DIR", help="output folder")
     _fusion_arguments(sub)
     _sensor_arguments(sub)
+    _globe_arguments(sub)
 
 
 def _fusion_arguments(sub: Any) -> None:
@@ -136,6 +141,29 @@ def _run_sensors(args: argparse.Namespace) -> int:
     return 0
 
 
+def _globe_arguments(sub: Any) -> None:
+    p = sub.add_parser(
+        "globe",
+        help="GLOBE land covers: MUC level 1 from the table; sky photos + table ingestion",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--land-covers", default="../shared/data/globe_observer/lc.csv")
+    p.add_argument("--sky", default="../shared/data/globe_observer/sky_colombia",
+                   help="sky_conditions folder ('' to skip the ingestion check)")  # fmt: skip
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("-o", "--out", required=True, metavar="DIR", help="output folder")
+
+
+def _run_globe(args: argparse.Namespace) -> int:
+    from landlearn.experiments.globe import run_globe
+
+    out = Path(args.out)
+    record = run_globe(args.land_covers, args.sky or None, args.seeds, out, say=eprint)
+    print(record["table"])
+    print(f"\nwrote {out / 'globe.md'}, {out / 'globe.json'}")
+    return 0
+
+
 def _run_fusion(args: argparse.Namespace) -> int:
     from landlearn.experiments.fusion import FusionOptions, run_fusion
 
@@ -159,6 +187,8 @@ def run(args: argparse.Namespace) -> int:
         return _run_fusion(args)
     if args.study == "sensors":
         return _run_sensors(args)
+    if args.study == "globe":
+        return _run_globe(args)
     from landlearn.experiments.semisup import SemisupOptions, run_semisup
 
     opts = SemisupOptions(
