@@ -172,9 +172,11 @@ def aligned_dataset(
         raise LandlearnError("named inputs with a label raster score a segmentation bundle")
     if label is None:
         raise LandlearnError("named inputs need their label raster (--label LABEL.tif)")
-    first = predictor.members[0] if hasattr(predictor, "members") else predictor
+    members = list(predictor.members) if hasattr(predictor, "members") else [predictor]
+    first = members[0]
     names = [n for n, _ in bundle_inputs(first)]
-    named = named_scenes(data, names)
+    allow = len(names) > 1 and all(m.can_do_without for m in members)
+    named = named_scenes(data, names, allow_missing=allow)
     inputs = []
     for i, (name, path) in enumerate(named):
         check_input_file(path, f"input raster {name}")
@@ -210,15 +212,19 @@ def score(
     names = getattr(dataset, "band_names", None)
     keys = list(getattr(dataset, "input_names", None) or ["image"])
     sample = dataset[0]
+    want = meta.in_channels
+    missing: list[str] = []
     if keys != ["image"]:  # named inputs: a dict for the predictor, bands checked per input
         first = torch.cat([sample[k] for k in keys])
         names = [b for k in keys for b in (names or {}).get(k, [])]
+        missing = [s.name for s in meta.inputs if s.name not in keys]
+        want = sum(s.num_bands for s in meta.inputs if s.name in keys) if missing else want
     else:
         first = sample["image"]
-    if first.shape[0] != meta.in_channels:
+    if first.shape[0] != want:
         source = getattr(dataset, "image_path", None) or getattr(dataset, "files", [None])[0]
         raise LandlearnError(
-            f"expected {meta.in_channels} bands ({', '.join(meta.band_names)}), got "
+            f"expected {want} bands ({', '.join(meta.band_names)}), got "
             f"{first.shape[0]} ({', '.join(names or [])}); check band_names",
             source,
         )
@@ -242,6 +248,8 @@ def score(
     where = where or getattr(dataset, "image_path", None)
     counts.warn(where, nodata="no-data, left out of the metrics")
     result = metrics.compute()
+    if missing:  # predicted without them (the bundle was trained with modality dropout)
+        result["missing_inputs"] = missing
     if not counts.clean:
         result["screened"] = {
             "unit": counts.unit,

@@ -159,6 +159,12 @@ def test_fusion_bundle_maps_from_s1_when_s2_is_absent_and_says_so(
         assert (m.read(1) != 255).mean() > 0.9
     areas = json.loads(out.with_name("water_s1.areas.json").read_text())
     assert areas["missing_inputs"] == ["s2"]
+    label = str(shared_data / "sen1floods11/Labels/India_900498_LabelHand.tif")
+    scores = tmp_path / "eval_s1.json"
+    code, _, err = run_cli(["evaluate", str(bundle), "--input", f"s1={s1}", "--label", label,
+                            "--remap", "0:0,1:1", "--out", str(scores)], capsys)  # fmt: skip
+    assert code == 0, err
+    assert json.loads(scores.read_text())["missing_inputs"] == ["s2"]
 
     code, _, err = run_cli(["map", str(strict), "--input", f"s1={s1}",
                             "-o", str(tmp_path / "no.tif")], capsys)  # fmt: skip
