@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "lr-find": ("landlearn.cli.lr_find", "suggest a learning rate for a config"),
     "bundle": ("landlearn.cli.bundle", "merge bundles into one ensemble bundle (bundle merge)"),
     "pseudo-label": ("landlearn.cli.pseudo_label", "a teacher bundle's confident pixels as masks"),
+    "globe": ("landlearn.cli.globe", "fetch GLOBE observations and photos (globe download)"),
     "experiment": (
         "landlearn.cli.experiment",
         "compare methods over seeds (semisup, fusion, sensors, globe)",

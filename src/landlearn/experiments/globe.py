@@ -89,8 +89,13 @@ def _table_net(x_fit: np.ndarray, y_fit: np.ndarray, x_test: np.ndarray, seed: i
 
 
 def land_cover_study(path: str | Path, seeds: Sequence[int], folds: int = 5) -> dict[str, Any]:
-    """Cross-validated accuracy of every row; ``{"rows": [...], "classes": [...], ...}``."""
-    from sklearn.model_selection import StratifiedKFold
+    """Cross-validated accuracy of every row; ``{"rows": [...], "classes": [...], ...}``.
+
+    Two schemes: random stratified folds (as the founding study), and folds grouped by
+    ``siteId`` (StratifiedGroupKFold), so no site is in both the training and the test rows —
+    GLOBE observers revisit their sites, and a site's rows share location, elevation and cover.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
     from landlearn.data.globe import MUC_LEVEL1, read_land_covers
 
@@ -104,28 +109,49 @@ def land_cover_study(path: str | Path, seeds: Sequence[int], folds: int = 5) -> 
     y = df["muc_level1"].astype(int).map(kept.index).to_numpy()
     rows: list[dict[str, Any]] = []
     cca: list[float] = []
+    sites = df["siteId"].astype(str).to_numpy()
     for seed in seeds:
-        split = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-        for fold, (fit, test) in enumerate(split.split(np.zeros(len(y)), y)):
-            for directional in (True, False):
-                x = land_cover_features(df, fit, directional=directional)
-                tag = "" if directional else " (no directional %)"
-                if directional:
-                    cca.append(canonical_correlation(x[fit], y[fit]))
-                scores = classical_baselines(x[fit], y[fit], x[test], y[test], seed)
-                scores["table net"] = float((_table_net(x[fit], y[fit], x[test], seed)
-                                             == y[test]).mean())  # fmt: skip
-                majority = int(np.bincount(y[fit]).argmax())
-                scores["majority class"] = float((y[test] == majority).mean())
-                for name, acc in scores.items():
-                    rows.append({"row": name + tag, "seed": seed, "fold": fold, "accuracy": acc})
+        for scheme in ("random", "site"):
+            if scheme == "random":
+                folds_of = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+                splits = folds_of.split(np.zeros(len(y)), y)
+            else:
+                grouped = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+                splits = grouped.split(np.zeros(len(y)), y, groups=sites)
+            for fold, (fit, test) in enumerate(splits):
+                _fold(df, y, fit, test, seed, fold, scheme, rows, cca)
     return {
         "rows": rows,
         "classes": [f"{c} {MUC_LEVEL1[c]}" for c in kept],
         "n_rows": len(df),
+        "n_sites": len(set(sites)),
         "class_counts": {MUC_LEVEL1[c]: int(counts[c]) for c in kept},
+        "class_sites": {
+            MUC_LEVEL1[c]: int(df.loc[df["muc_level1"].astype(int) == c, "siteId"].nunique())
+            for c in kept
+        },
         "cca": cca,
     }
+
+
+def _fold(
+    df: pd.DataFrame, y: np.ndarray, fit: np.ndarray, test: np.ndarray, seed: int, fold: int,
+    scheme: str, rows: list[dict[str, Any]], cca: list[float],
+) -> None:  # fmt: skip
+    """Every row's accuracy on one fold (with and without the directional percents)."""
+    for directional in (True, False):
+        x = land_cover_features(df, fit, directional=directional)
+        tag = "" if directional else " (no directional %)"
+        if directional and scheme == "random":
+            cca.append(canonical_correlation(x[fit], y[fit]))
+        scores = classical_baselines(x[fit], y[fit], x[test], y[test], seed)
+        scores["table net"] = float((_table_net(x[fit], y[fit], x[test], seed)
+                                     == y[test]).mean())  # fmt: skip
+        majority = int(np.bincount(y[fit]).argmax())
+        scores["majority class"] = float((y[test] == majority).mean())
+        for name, acc in scores.items():
+            rows.append({"row": name + tag, "scheme": scheme, "seed": seed,
+                         "fold": fold, "accuracy": acc})  # fmt: skip
 
 
 def sky_ingestion(folder: str | Path, work: Path, seed: int = 0, epochs: int = 2) -> dict[str, Any]:
@@ -183,20 +209,25 @@ def run_globe(lc: str | Path, sky: str | Path | None, seeds: Sequence[int], out:
     names = list(dict.fromkeys(r["row"] for r in study["rows"]))
     lines = []
     for name in names:
-        per_seed = [
-            float(np.mean([r["accuracy"] for r in study["rows"]
-                           if r["row"] == name and r["seed"] == s]))
-            for s in seeds
-        ]  # fmt: skip
-        lines.append([name, mean_std(per_seed)])
+        line = [name]
+        for scheme in ("random", "site"):
+            per_seed = [
+                float(np.mean([r["accuracy"] for r in study["rows"]
+                               if r["row"] == name and r["seed"] == s and r["scheme"] == scheme]))
+                for s in seeds
+            ]  # fmt: skip
+            line.append(mean_std(per_seed))
+        lines.append(line)
     say(f"land covers: {study['n_rows']} rows, classes {study['classes']}")
     parts = [
-        f"GLOBE land covers (`lc.csv`): {study['n_rows']} observations with a MUC level-1 "
-        f"class among those with ≥ 5 rows ({study['class_counts']}); stratified 5-fold "
-        f"cross-validation, accuracy averaged over folds, mean ± std over seeds {list(seeds)}. "
-        f"First canonical correlation of the features with the labels: "
+        f"GLOBE land covers (`lc.csv`): {study['n_rows']} observations at {study['n_sites']} "
+        f"sites with a MUC level-1 class among those with ≥ 5 rows (rows: "
+        f"{study['class_counts']}; sites: {study['class_sites']}); 5-fold cross-validation, "
+        "random stratified folds (as the study) and folds grouped by site (no site in both "
+        f"train and test); accuracy averaged over folds, mean ± std over seeds {list(seeds)}. "
+        "First canonical correlation of the features with the labels (random folds): "
         f"{mean_std(study['cca'])}.",
-        markdown_table(["row", "accuracy"], lines),
+        markdown_table(["row", "random folds", "site-grouped folds"], lines),
     ]
     record: dict[str, Any] = {"study": "globe", "land_covers": study, "machine": machine()}
     if sky is not None:
