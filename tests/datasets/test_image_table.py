@@ -156,3 +156,30 @@ def test_controlled_eurosat_table_links_label_and_table_as_set(
     assert dm.train_dataset[0]["image"].shape == (3, 32, 32)
     assert len(dm.class_names) == 10
     assert len(dm.test_dataset) == 20
+
+
+@pytest.mark.real
+def test_bigearthnet_pairs_resampled_to_10_m_train_a_multilabel_fusion(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    from landlearn.bundle import load_bundle
+    from landlearn.data.bigearthnet import BigEarthNetPairsDataModule
+    from landlearn.tasks import ClassificationTask
+
+    dm = BigEarthNetPairsDataModule(str(shared_data / "bigearthnet_pairs"))
+    facts = dm.describe()
+    assert facts == {"pairs": 6, "classes": len(dm.class_names), "s2": [12, 120, 120],
+                     "s1": [2, 120, 120]}  # fmt: skip
+    sample = dm.train_dataset[0]
+    assert sample["label"].sum() >= 1  # multi-hot CORINE labels
+    task = ClassificationTask(model="gated_fusion", mode="multilabel", loss="bce",
+                              model_kwargs={"encoder": "test_resnet"})  # fmt: skip
+    result = landlearn.train(model=task, datamodule=dm, name="ben", root=tmp_path,
+                             report=False, accelerator="cpu", max_epochs=1,
+                             enable_progress_bar=False)  # fmt: skip
+    assert result.metrics["samples"] == 2
+    pred = load_bundle(result.bundle)
+    assert [s.name for s in pred.meta.inputs] == ["s2", "s1"]
+    assert pred.meta.heads[0].kind == "multilabel"
+    out = pred.predict({"s2": sample["s2"], "s1": sample["s1"]})
+    assert out["classification"].shape == (1, len(dm.class_names))

@@ -190,7 +190,7 @@ class Predictor(MetaView):
         return image
 
     def predict(self, image: Inputs, tta: str | None = None) -> Any:
-        """Class indices: (B, H, W) for segmentation, (B,) for classification.
+        """Class indices: (B, H, W) segmentation, (B,) classification, (B, K) 0/1 multi-label.
 
         With a dict ``{input name: batch}``: ``{head name: output}``, class indices of class
         heads, values in target units of regression heads. No-data (non-finite input, see
@@ -203,10 +203,12 @@ class Predictor(MetaView):
             with torch.inference_mode():
                 out = self._predict_dict(image, tta, None, probs_only=False)
             return {
-                h.name: out[h.name] if h.is_regression else classes_of(out[h.name])
+                h.name: out[h.name]
+                if h.is_regression
+                else _decisions(out[h.name], h.kind == "multilabel")
                 for h in self.meta.heads
             }
-        return classes_of(self.predict_proba(image, tta=tta))
+        return _decisions(self.predict_proba(image, tta=tta), self.meta.mode == "multilabel")
 
     # ---- dict inputs ------------------------------------------------------------------------
 
@@ -379,6 +381,14 @@ def _report(seen: FiniteCounts, counts: FiniteCounts | None) -> None:
         counts.add(seen)
     else:
         seen.warn()
+
+
+def _decisions(probs: torch.Tensor, multilabel: bool) -> torch.Tensor:
+    """Class indices, or for a multi-label head 0/1 per class (probability >= 0.5)."""
+    if multilabel:  # (B, K[, H, W]); no-data stays IGNORE_INDEX
+        decided = (probs >= 0.5).to(torch.uint8)
+        return torch.where(torch.isnan(probs), IGNORE_INDEX, decided).to(torch.uint8)
+    return classes_of(probs)
 
 
 def classes_of(probs: torch.Tensor) -> torch.Tensor:
