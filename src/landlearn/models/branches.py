@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "FusionInputs",
+    "FusionModule",
     "TableMLP",
     "build_branch",
     "build_branches",
@@ -283,3 +284,19 @@ class FusionInputs(nn.Module):
             f"in_channels={self.in_channels}, tables={list(self.tables)}, "
             f"modality_dropout={self.modality_dropout}, strict={self.strict}"
         )
+
+
+class FusionModule(nn.Module):
+    """Base of the multi-branch fusion models: ``fusion`` (:class:`FusionInputs`) and its views."""
+
+    fusion: FusionInputs
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """The sample keys the model reads, in order."""
+        return self.fusion.input_names
+
+    @property
+    def last_missing(self) -> tuple[str, ...]:
+        """Inputs absent from the last batch (predicted without them)."""
+        return self.fusion.last_missing

@@ -28,7 +28,7 @@ from segmentation_models_pytorch.encoders import get_encoder
 from torch import Tensor, nn
 
 from landlearn.errors import LandlearnError
-from landlearn.models.branches import FusionInputs, TableMLP
+from landlearn.models.branches import FusionInputs, FusionModule, TableMLP
 from landlearn.models.fusion import check_in_channels
 from landlearn.models.registry import register_model
 from landlearn.models.segmenters import _check_encoder
@@ -54,7 +54,7 @@ def _encoder(name: str, bands: int, pretrained: bool) -> nn.Module:
         ) from exc
 
 
-class FusionUnet(nn.Module):
+class FusionUnet(FusionModule):
     """Encoders per raster → per-scale join (concat or gate) → FiLM by tables → U-Net decoder.
 
     Args:
@@ -121,16 +121,6 @@ class FusionUnet(nn.Module):
             SegmentationHead(int(decoder_channels[-1]), num_classes, kernel_size=3),
         )
         self.last_gates: Tensor | None = None  # (B, N) mean gate per raster, last batch
-
-    @property
-    def input_names(self) -> tuple[str, ...]:
-        """The sample keys the model reads, in order."""
-        return self.fusion.input_names
-
-    @property
-    def last_missing(self) -> tuple[str, ...]:
-        """Inputs absent from the last batch (predicted without them)."""
-        return self.fusion.last_missing
 
     @property
     def encoder(self) -> nn.Module:

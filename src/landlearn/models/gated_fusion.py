@@ -21,14 +21,14 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from landlearn.models.branches import FusionInputs, build_branches
+from landlearn.models.branches import FusionInputs, FusionModule, build_branches
 from landlearn.models.fusion import check_in_channels
 from landlearn.models.registry import register_model
 
 __all__ = ["GatedFusion", "gated_fusion"]
 
 
-class GatedFusion(nn.Module):
+class GatedFusion(FusionModule):
     """Branches → ``tanh`` projections to ``width`` → softmax gate over inputs → head.
 
     Args:
@@ -61,16 +61,6 @@ class GatedFusion(nn.Module):
         self.gate = nn.Linear(total, len(names) * self.width)
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.width, num_classes))
         self.last_gates: Tensor | None = None  # (B, N): mean gate per input, last batch
-
-    @property
-    def input_names(self) -> tuple[str, ...]:
-        """The sample keys the model reads, in order."""
-        return self.fusion.input_names
-
-    @property
-    def last_missing(self) -> tuple[str, ...]:
-        """Inputs absent from the last batch (predicted without them)."""
-        return self.fusion.last_missing
 
     def fused(self, inputs: Mapping[str, Tensor]) -> Tensor:
         """``(B, width)``: the gated sum of the inputs' projections."""

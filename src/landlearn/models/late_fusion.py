@@ -17,14 +17,14 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from landlearn.models.branches import FusionInputs, build_branches
+from landlearn.models.branches import FusionInputs, FusionModule, build_branches
 from landlearn.models.fusion import check_in_channels
 from landlearn.models.registry import register_model
 
 __all__ = ["LateFusion", "late_fusion"]
 
 
-class LateFusion(nn.Module):
+class LateFusion(FusionModule):
     """Branch per input → features (zeros where dropped or absent) → concat → head.
 
     Args:
@@ -49,16 +49,6 @@ class LateFusion(nn.Module):
         self.widths = dict(widths)
         width = sum(self.widths[n] for n in fusion.input_names)
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, num_classes))
-
-    @property
-    def input_names(self) -> tuple[str, ...]:
-        """The sample keys the model reads, in order."""
-        return self.fusion.input_names
-
-    @property
-    def last_missing(self) -> tuple[str, ...]:
-        """Inputs absent from the last batch (predicted without them)."""
-        return self.fusion.last_missing
 
     def features(self, inputs: Mapping[str, Tensor]) -> Tensor:
         """``(B, sum widths)``: each input's features, zeros where dropped or absent."""

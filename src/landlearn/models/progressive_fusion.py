@@ -30,7 +30,13 @@ import torch
 from torch import Tensor, nn
 
 from landlearn.errors import LandlearnError
-from landlearn.models.branches import FusionInputs, TableMLP, feature_width, raster_encoder
+from landlearn.models.branches import (
+    FusionInputs,
+    FusionModule,
+    TableMLP,
+    feature_width,
+    raster_encoder,
+)
 from landlearn.models.fusion import check_in_channels
 from landlearn.models.registry import register_model
 
@@ -94,7 +100,7 @@ def _wrap_stages(net: nn.Module, width: int, encoder: str) -> list[ContextStage]
     return wrapped
 
 
-class ProgressiveFusion(nn.Module):
+class ProgressiveFusion(FusionModule):
     """Branches that take the fused context back, ``iterations`` times; head on the context.
 
     Args:
@@ -130,16 +136,6 @@ class ProgressiveFusion(nn.Module):
         total = sum(self.widths[n] for n in fusion.input_names)
         self.fuse = nn.Sequential(nn.Linear(total, self.width), nn.Tanh())
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.width, num_classes))
-
-    @property
-    def input_names(self) -> tuple[str, ...]:
-        """The sample keys the model reads, in order."""
-        return self.fusion.input_names
-
-    @property
-    def last_missing(self) -> tuple[str, ...]:
-        """Inputs absent from the last batch (predicted without them)."""
-        return self.fusion.last_missing
 
     def _features(self, name: str, x: Tensor, context: Tensor) -> Tensor:
         branch = self.branches[name]
