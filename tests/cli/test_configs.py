@@ -29,7 +29,7 @@ OVERRIDES: dict[str, list[str]] = {
     "dubai_mean_teacher": ["--data.init_args.batch_size=2", "--data.init_args.chip_size=128"],
     **{f"sen1floods11_{v}": ["--data.init_args.batch_size=2",
                              "--data.init_args.samples_per_epoch=4"]
-       for v in ("s1s2", "s2", "s1", "s1_to_nir")},
+       for v in ("s1s2", "s2", "s1", "s1_to_nir", "gated")},
 }  # fmt: skip
 
 
@@ -42,7 +42,7 @@ def test_every_config_is_tested() -> None:
         "eurosat_resnet18", "eurosat_torchgeo", "dubai_unet", "slovenia_unet",
         "deepglobe_deeplabv3plus", "sen1floods11_s1s2", "sen1floods11_s2", "sen1floods11_s1",
         "presto_fuel_moisture", "sen1floods11_s1_to_nir", "eurosat_jem", "dubai_jem",
-        "dubai_mean_teacher",
+        "dubai_mean_teacher", "sen1floods11_gated",
     }  # fmt: skip
 
 
