@@ -163,3 +163,31 @@ def test_globe_sky_photos_and_table_train_a_gated_fusion(shared_data: Path, tmp_
     assert sum(record["train / val / test"]) == 47
     assert record["classes"] == ["dry", "not dry"]
     assert Path(record["bundle"]).is_file()
+
+
+@pytest.mark.real
+def test_experiment_bigearthnet_cli_runs_the_ingestion_check(
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "ben"
+    code, _, err = run_cli(["experiment", "bigearthnet", "--root",
+                            str(shared_data / "bigearthnet_pairs"), "--encoder", "test_resnet",
+                            "--epochs", "1", "-o", str(out)], capsys)  # fmt: skip
+    assert code == 0, err
+    record = json.loads((out / "bigearthnet.json").read_text())
+    assert record["s2"] == [12, 120, 120]
+    assert record["s1"] == [2, 120, 120]
+    assert record["prediction_shape"] == [1, record["classes"]]
+    assert set(record["prediction_values"]) <= {0, 1}
+    assert record["missing_inputs"] == ["s1"]
+    assert "too few to" in (out / "bigearthnet.md").read_text()
+
+
+def test_experiment_bigearthnet_bad_root_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["experiment", "bigearthnet", "--root", str(tmp_path), "-o", str(tmp_path / "o")]
+    code, _, err = run_cli(args, capsys)
+    assert code == 2
+    assert err.strip().count("\n") == 0
+    assert "BigEarthNet-S1" in err

@@ -14,6 +14,8 @@ Studies:
   globe     GLOBE land covers: MUC level-1 class from the other attributes with the classical
             baselines and a table-only net; sky photos + table as an ingestion check
             (landlearn.experiments.globe)
+  bigearthnet  BigEarthNet S1 + S2 pairs through a multi-label gated fusion: an ingestion
+            and shape check (landlearn.experiments.bigearthnet)
 
 Examples:
   landlearn experiment semisup --data dubai --fractions 0.25 --seeds 0 1 2 -o study/
@@ -22,6 +24,7 @@ Examples:
   landlearn experiment fusion --seeds 0 1 2 -o study_fusion/
   landlearn experiment sensors --seeds 0 1 2 -o study_sensors/
   landlearn experiment globe -o study_globe/
+  landlearn experiment bigearthnet -o study_ben/
 
 Writes DIR/<study>.json (every run, the options, the machine), DIR/<study>.md (budget, table,
 machine: ready for benchmarks/RESULTS.md), DIR/<study>.png (semisup: mIoU against the labelled
@@ -84,6 +87,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _fusion_arguments(sub)
     _sensor_arguments(sub)
     _globe_arguments(sub)
+    _bigearthnet_arguments(sub)
 
 
 def _fusion_arguments(sub: Any) -> None:
@@ -164,6 +168,28 @@ def _run_globe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bigearthnet_arguments(sub: Any) -> None:
+    p = sub.add_parser(
+        "bigearthnet",
+        help="BigEarthNet S1 + S2 pairs through a multi-label fusion (ingestion check)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--root", default="../shared/data/bigearthnet_pairs")
+    p.add_argument("--encoder", default="resnet18", help="timm encoder of each sensor")
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("-o", "--out", required=True, metavar="DIR", help="output folder")
+
+
+def _run_bigearthnet(args: argparse.Namespace) -> int:
+    from landlearn.experiments.bigearthnet import run_bigearthnet
+
+    out = Path(args.out)
+    record = run_bigearthnet(args.root, out, encoder=args.encoder, epochs=args.epochs, say=eprint)
+    print(record["markdown"])
+    print(f"\nwrote {out / 'bigearthnet.md'}, {out / 'bigearthnet.json'}")
+    return 0
+
+
 def _run_fusion(args: argparse.Namespace) -> int:
     from landlearn.experiments.fusion import FusionOptions, run_fusion
 
@@ -189,6 +215,8 @@ def run(args: argparse.Namespace) -> int:
         return _run_sensors(args)
     if args.study == "globe":
         return _run_globe(args)
+    if args.study == "bigearthnet":
+        return _run_bigearthnet(args)
     from landlearn.experiments.semisup import SemisupOptions, run_semisup
 
     opts = SemisupOptions(
