@@ -62,8 +62,14 @@ REGRESSION_KEYS = ("mae", "rmse", "r2", "nll")
 
 
 def exports_bundles(model: Any) -> bool:
-    """Whether ``model`` is a landlearn task: it can describe itself as a bundle."""
-    return isinstance(model, LightningModule) and callable(getattr(model, "bundle_meta", None))
+    """Whether ``model`` is a landlearn task: it can describe itself as a bundle.
+
+    (``bundle_meta``; or ``export_bundle`` for a task that writes its own kind of file, such
+    as the encoder bundle of contrastive pre-training.)
+    """
+    if not isinstance(model, LightningModule):
+        return False
+    return any(callable(getattr(model, k, None)) for k in ("bundle_meta", "export_bundle"))
 
 
 class RunOutputs(Callback):
@@ -145,7 +151,10 @@ class RunOutputs(Callback):
             prepare(trainer)
         # a task of several networks (e.g. a mean teacher) exports them all, with their meta
         modules = getattr(pl_module, "export_modules", None)
-        if callable(modules):
+        own = getattr(pl_module, "export_bundle", None)
+        if callable(own):
+            saved = own(target, metrics)
+        elif callable(modules):
             saved = save_bundle(target, modules(), pl_module.export_meta(metrics))
         else:
             saved = save_bundle(target, pl_module.model, pl_module.bundle_meta(metrics))
@@ -217,9 +226,13 @@ def write_outputs(model: Any, out: Path) -> dict[str, Any]:
 
 
 def has_test_split(dm: LightningDataModule | None) -> bool:
-    """Whether the datamodule defines a test loader."""
+    """Whether the datamodule defines a test loader (and, for ours once set up, a test split)."""
     if dm is None:
         return False
+    from landlearn.data.datamodules import LandlearnDataModule
+
+    if isinstance(dm, LandlearnDataModule) and dm.train_dataset is not None:
+        return dm.test_dataset is not None  # set up: a test split only if one was configured
     return type(dm).test_dataloader is not LightningDataModule.test_dataloader
 
 

@@ -30,6 +30,10 @@ OVERRIDES: dict[str, list[str]] = {
     **{f"sen1floods11_{v}": ["--data.init_args.batch_size=2",
                              "--data.init_args.samples_per_epoch=4"]
        for v in ("s1s2", "s2", "s1", "s1_to_nir", "gated")},
+    "simclr_eurosat": ["--data.init_args.batch_size=4", "--model.init_args.memory_bank_size=16"],
+    "dual_simclr_sen1floods11": ["--data.init_args.batch_size=4",
+                                 "--data.init_args.samples_per_epoch=8",
+                                 "--model.init_args.memory_bank_size=16"],
 }  # fmt: skip
 
 
@@ -42,7 +46,7 @@ def test_every_config_is_tested() -> None:
         "eurosat_resnet18", "eurosat_torchgeo", "dubai_unet", "slovenia_unet",
         "deepglobe_deeplabv3plus", "sen1floods11_s1s2", "sen1floods11_s2", "sen1floods11_s1",
         "presto_fuel_moisture", "sen1floods11_s1_to_nir", "eurosat_jem", "dubai_jem",
-        "dubai_mean_teacher", "sen1floods11_gated",
+        "dubai_mean_teacher", "sen1floods11_gated", "simclr_eurosat", "dual_simclr_sen1floods11",
     }  # fmt: skip
 
 
@@ -67,6 +71,14 @@ def test_config_fits_and_exports_a_bundle(
     assert code == 0, err
     bundle = tmp_path / "model.safetensors"
     assert bundle.is_file(), err
+    if "ContrastiveTask" in text:  # an encoder bundle: encoders and input statistics, no head
+        from landlearn.bundle.encoder import read_encoder_meta
+
+        encoder = read_encoder_meta(bundle)
+        assert encoder is not None
+        assert [s.name for s in encoder.inputs] == list(encoder.encoders)
+        assert all(s.mean for s in encoder.inputs)
+        return
     meta = load_bundle(bundle).meta
     if "RegressionTask" in text:
         kind = "pixel_regression" if "target:" in text else "regression"

@@ -27,6 +27,7 @@ from landlearn.bundle.meta import BundleMeta, ModelEntry
 from landlearn.bundle.predictor import Predictor
 from landlearn.bundle_check import build_skeleton, check_model_kwargs, check_state_shapes, type_name
 from landlearn.errors import LandlearnError
+from landlearn.models.weights import ENCODER_KEY
 from landlearn.version import __version__
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,12 @@ def read_meta(path: str | os.PathLike[str]) -> BundleMeta:
     except Exception as exc:  # safetensors raises its own error types for corrupt headers
         raise LandlearnError(f"not a landlearn bundle ({type(exc).__name__})", path) from None
     if _KEY not in header:
+        if ENCODER_KEY in header:
+            raise LandlearnError(
+                "an encoder bundle (self-supervised pre-training): it has no head to predict "
+                "with; start a classifier, U-Net or fusion model from it with weights: PATH",
+                path,
+            )
         raise LandlearnError("safetensors file has no landlearn metadata; not a bundle", path)
     return BundleMeta.from_json(header[_KEY], path)
 

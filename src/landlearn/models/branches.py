@@ -109,7 +109,7 @@ def feature_width(net: nn.Module) -> int:
     return int(cast(Any, net).num_features)
 
 
-def raster_encoder(encoder: str, bands: int, pretrained: bool) -> nn.Module:
+def raster_encoder(encoder: str, bands: int, pretrained: bool, **kwargs: Any) -> nn.Module:
     """A timm model without classifier: ``(B, bands, H, W)`` → ``(B, num_features)`` pooled.
 
     Raises:
@@ -120,7 +120,9 @@ def raster_encoder(encoder: str, bands: int, pretrained: bool) -> nn.Module:
     if not timm.is_model(encoder):
         raise unknown_name("timm model", encoder, timm.list_models(), "see timm.list_models()")
     try:
-        return timm.create_model(encoder, pretrained=pretrained, in_chans=bands, num_classes=0)
+        return timm.create_model(
+            encoder, pretrained=pretrained, in_chans=bands, num_classes=0, **kwargs
+        )
     except OSError as exc:  # huggingface_hub's offline / HTTP / not-found errors are OSErrors
         if not pretrained:
             raise

@@ -8,6 +8,13 @@ one is the other with a leading prefix: a bundle v2 file names tensors ``model.<
 an early-fusion U-Net (every tensor but the first convolution, whose band count differs, and a
 head with another class count), and a self-supervised encoder starts a segmenter's encoder.
 
+An encoder bundle (``landlearn_encoder`` header, from self-supervised pre-training) holds one
+encoder per input, ``<input>.<param>``. Each is placed where it fits best in the model: the
+module (the model itself for a timm classifier, ``encoder`` of an smp U-Net, ``branches.<input>``
+or ``encoders.<input>`` of a fusion model) under which most of its tensors exist with the same
+name and shape, preferring a module named after its input; a single-input model takes the
+encoder of its own input, or the only one. Only exact names below that module are loaded.
+
 Only safetensors files are read: loading weights never runs code.
 """
 
@@ -24,7 +31,16 @@ from landlearn.errors import LandlearnError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["WeightsReport", "load_matching_weights", "match_tensors"]
+__all__ = [
+    "ENCODER_KEY",
+    "WeightsReport",
+    "encoder_modules",
+    "load_matching_weights",
+    "match_tensors",
+]
+
+ENCODER_KEY = "landlearn_encoder"
+"""The safetensors header entry of an encoder bundle (``landlearn.bundle.encoder``)."""
 
 
 class WeightsReport:
@@ -76,7 +92,7 @@ def match_tensors(
         names = [bare[key]] if key in bare else []
         names += [f for b, f in bare.items() if b.endswith("." + key)]  # file: x.<key>
         names += [f for b, f in bare.items() if key.endswith("." + b)]  # model: net.<key>
-        names = list(dict.fromkeys(names))
+        names = sorted(dict.fromkeys(names), key=len)  # the least extra prefix first
         same = [s for s in names if tuple(file_state[s].shape) == tuple(tensor.shape)]
         if same:
             loaded[key] = same[0]
@@ -106,8 +122,84 @@ def _without_model_prefix(names: list[str]) -> dict[str, str]:
     return {n: n for n in names}
 
 
-def load_matching_weights(model: nn.Module, path: str | os.PathLike[str]) -> WeightsReport:
+def _encoder_inputs(path: Path) -> list[str] | None:
+    """The input names of an encoder bundle's encoders; None for any other file."""
+    import json
+
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        header = f.metadata() or {}
+    if ENCODER_KEY not in header:
+        return None
+    try:
+        return [str(k) for k in json.loads(header[ENCODER_KEY])["encoders"]]
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise LandlearnError(f"bad encoder-bundle header ({exc})", path) from None
+
+
+def _place(
+    state: dict[str, torch.Tensor], encoder: dict[str, torch.Tensor], name: str
+) -> tuple[str, int]:
+    """The module prefix of ``state`` where most of ``encoder`` fits, and how many fit."""
+    prefixes = {""} | {k.rsplit(".", n)[0] + "." for k in state for n in range(1, k.count(".") + 1)}
+    best, fits = "", -1
+    for prefix in sorted(prefixes, key=lambda p: (not p.endswith(f".{name}."), len(p))):
+        n = sum(
+            1
+            for k, v in encoder.items()
+            if prefix + k in state and tuple(state[prefix + k].shape) == tuple(v.shape)
+        )
+        if n > fits:
+            best, fits = prefix, n
+    return best, fits
+
+
+def _match_encoders(
+    state: dict[str, torch.Tensor],
+    file_state: dict[str, torch.Tensor],
+    inputs: list[str],
+    model_inputs: list[str] | None,
+    path: Path,
+) -> WeightsReport:
+    """Place each encoder of an encoder bundle in the model (see the module docstring)."""
+    chosen = inputs
+    if model_inputs is not None and len(model_inputs) == 1 and len(inputs) > 1:
+        if model_inputs[0] not in inputs:
+            raise LandlearnError(
+                f"the encoder bundle holds encoders for {inputs}; this model reads "
+                f"{model_inputs[0]!r}: name the input like one of them",
+                path,
+            )
+        chosen = [model_inputs[0]]
+    pairs: dict[str, str] = {}
+    for name in chosen:
+        encoder = {k[len(name) + 1 :]: v for k, v in file_state.items() if k.startswith(name + ".")}
+        prefix, fits = _place(state, encoder, name)
+        if fits > 0:
+            pairs.update({prefix + k: f"{name}.{k}" for k in encoder})
+    loaded, left = {}, {}
+    for key, tensor in state.items():
+        source = pairs.get(key)
+        if source is None:
+            left[key] = "not in the file"
+        elif tuple(file_state[source].shape) != tuple(tensor.shape):
+            shape = tuple(file_state[source].shape)
+            left[key] = f"{tuple(tensor.shape)} here, {shape} in the file"
+        else:
+            loaded[key] = source
+    used = set(loaded.values())
+    return WeightsReport(loaded, left, [k for k in file_state if k not in used])
+
+
+def load_matching_weights(
+    model: nn.Module, path: str | os.PathLike[str], inputs: list[str] | None = None
+) -> WeightsReport:
     """Load every tensor of ``path`` that fits ``model``; log what was loaded and what was left.
+
+    Args:
+        inputs: the names of the model's inputs (picks an encoder bundle's encoder for a
+            single-input model).
 
     Raises:
         LandlearnError: the file is missing, not safetensors, or has no tensor that fits.
@@ -115,7 +207,11 @@ def load_matching_weights(model: nn.Module, path: str | os.PathLike[str]) -> Wei
     path = Path(path)
     file_state = _read(path)
     state = model.state_dict()
-    report = match_tensors(state, file_state)
+    encoders = _encoder_inputs(path)
+    if encoders is not None:
+        report = _match_encoders(state, file_state, encoders, inputs, path)
+    else:
+        report = match_tensors(state, file_state)
     if not report.loaded:
         raise LandlearnError(
             f"no tensor of the file fits this model ({len(file_state)} tensors, none with a "
@@ -127,3 +223,35 @@ def load_matching_weights(model: nn.Module, path: str | os.PathLike[str]) -> Wei
             state[key].copy_(file_state[source].to(state[key].dtype))
     log.info(report.summary(path))
     return report
+
+
+def encoder_modules(model: nn.Module) -> list[nn.Module]:
+    """The modules an encoder bundle fills: what ``freeze_encoder`` freezes.
+
+    ``encoder`` of an smp model; the raster branches (``branches`` / ``encoders``) of a fusion
+    model (its wrapped ``net`` for early fusion); every child of a timm classifier but its
+    classifier head.
+
+    Raises:
+        LandlearnError: a model where no encoder can be told from the head.
+    """
+    net = getattr(model, "net", None)
+    if isinstance(net, nn.Module) and not isinstance(getattr(model, "encoder", None), nn.Module):
+        return encoder_modules(net)
+    encoder = getattr(model, "encoder", None)
+    if isinstance(encoder, nn.Module):
+        return [encoder]
+    for attr in ("branches", "encoders"):
+        group = getattr(model, attr, None)
+        if isinstance(group, nn.ModuleDict):
+            from landlearn.models.branches import TableMLP
+
+            return [m for m in group.values() if not isinstance(m, TableMLP)]
+    classifier = getattr(model, "get_classifier", None)
+    if callable(classifier):
+        head = classifier()
+        return [m for m in model.children() if m is not head]
+    raise LandlearnError(
+        f"{type(model).__name__}: cannot tell its encoder from its head (freeze_encoder / "
+        "encoder_lr need a timm classifier, an smp model or a fusion model)"
+    )

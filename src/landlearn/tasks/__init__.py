@@ -1,9 +1,10 @@
-"""LightningModules: the base, supervised tasks, JEM, semi-supervised segmentation, the guard."""
+"""LightningModules: supervised, JEM, semi-supervised and contrastive tasks, and the guard."""
 
 from __future__ import annotations
 
 from landlearn.tasks.base import LandlearnTask, SupervisedTask
 from landlearn.tasks.classification import ClassificationTask
+from landlearn.tasks.contrastive import ContrastiveTask
 from landlearn.tasks.guard import DivergenceGuard
 from landlearn.tasks.jem import JEMTask, SegmentationJEMTask
 from landlearn.tasks.regression import RegressionTask
@@ -12,6 +13,7 @@ from landlearn.tasks.semisup import SemiSupervisedSegmentationTask
 
 __all__ = [
     "ClassificationTask",
+    "ContrastiveTask",
     "DivergenceGuard",
     "JEMTask",
     "LandlearnTask",

@@ -79,9 +79,13 @@ class LandlearnTask(pl.LightningModule):
 
     def configure_optimizers(self) -> Any:
         """Optimiser and schedule from the hyper-parameters."""
+        return self._optimizers_for(self.parameters())
+
+    def _optimizers_for(self, params: Any) -> Any:
+        """Optimiser and schedule over ``params`` (parameters, or parameter groups)."""
         hp = self.hparams
         opt = build_optimizer(
-            self.parameters(),
+            params,
             hp["optimizer"],
             lr=float(hp["lr"]),
             weight_decay=float(hp["weight_decay"]),
@@ -143,6 +147,8 @@ class SupervisedTask(LandlearnTask):
         channels_last: bool = True,
         tta: str | None = None,
         weights: bool | str | None = None,
+        freeze_encoder: bool = False,
+        encoder_lr: float | None = None,
     ) -> None:
         """Build the task from names; the models and losses come from the registries.
 
@@ -168,7 +174,12 @@ class SupervisedTask(LandlearnTask):
                 weights, as ``pretrained: true``; offline they are an error), or the path of a
                 landlearn bundle or encoder bundle, whose tensors that match by name and shape are
                 loaded (``landlearn.models.weights``; what was loaded and what was left is logged).
-            Default: ``pretrained``.
+                Default: ``pretrained``.
+            freeze_encoder: linear probe: the encoder (``landlearn.models.weights
+                .encoder_modules``: all but the head) gets no gradient and keeps its batch-norm
+                statistics (eval mode); only the head trains.
+            encoder_lr: fine-tune the encoder at this learning rate and the rest at ``lr``
+                (two parameter groups; ``onecycle`` gives both its one ``max_lr``).
         """
         super().__init__()
         _check_model(model)
@@ -261,9 +272,44 @@ class SupervisedTask(LandlearnTask):
         if isinstance(weights, str):
             from landlearn.models.weights import load_matching_weights
 
-            load_matching_weights(self.model, weights)
+            load_matching_weights(self.model, weights, inputs=self.input_names)
+        if self.hparams.get("freeze_encoder"):
+            for p in self._encoder_parameters():
+                p.requires_grad_(False)
         if self.hparams.get("channels_last", True):
             self.model.to(memory_format=torch.channels_last)
+
+    def _encoder_parameters(self) -> list[nn.Parameter]:
+        from landlearn.models.weights import encoder_modules
+
+        assert self.model is not None
+        return [p for m in encoder_modules(self.model) for p in m.parameters()]
+
+    def configure_optimizers(self) -> Any:
+        """The base's optimiser; with ``encoder_lr`` the encoder in a group of its own.
+
+        Frozen parameters (``freeze_encoder``) are left out of the optimiser, so weight decay
+        cannot move them either.
+        """
+        encoder_lr = self.hparams.get("encoder_lr")
+        frozen = bool(self.hparams.get("freeze_encoder"))
+        if encoder_lr is None and not frozen:
+            return super().configure_optimizers()
+        enc = {id(p) for p in self._encoder_parameters()}
+        rest = [p for p in self.parameters() if id(p) not in enc and p.requires_grad]
+        groups: list[dict[str, Any]] = [{"params": rest}]
+        if not frozen and encoder_lr is not None:
+            encoder = [p for p in self.parameters() if id(p) in enc and p.requires_grad]
+            groups.append({"params": encoder, "lr": float(encoder_lr)})
+        return self._optimizers_for(groups)
+
+    def on_train_epoch_start(self) -> None:
+        """Linear probe: the frozen encoder stays in eval mode (its batch-norm statistics kept)."""
+        if self.hparams.get("freeze_encoder") and self.model is not None:
+            from landlearn.models.weights import encoder_modules
+
+            for module in encoder_modules(self.model):
+                module.eval()
 
     def _fill_tables(self, name: str) -> None:
         """Give a fusion builder that takes ``tables`` the data's table inputs.

@@ -82,12 +82,15 @@ class RegressionTask(SupervisedTask):
         patience: int = 0,
         channels_last: bool = True,
         weights: bool | str | None = None,
+        freeze_encoder: bool = False,
+        encoder_lr: float | None = None,
     ) -> None:
         """See the class docstring."""
         super().__init__(
             model, model_kwargs, num_targets, in_channels, loss, False, optimizer, lr,
             weight_decay, momentum, scheduler, scheduler_kwargs, pretrained, dropout, monitor,
-            patience, None, "multiclass", -100, 0, channels_last, None, weights,
+            patience, None, "multiclass", -100, 0, channels_last, None, weights, freeze_encoder,
+            encoder_lr,
         )  # fmt: skip
         # the base's names for what this task fixes (LightningCLI records only this signature)
         fixed: dict[str, Any] = {"num_classes": num_targets, "class_weights": False}
