@@ -68,6 +68,22 @@ def test_eurosat_both_sides_on_a_tiny_budget(shared_data: Path, tmp_path: Path) 
     assert "epoch 1/1" in proc.stdout
 
 
+@pytest.mark.slow  # ~20 s: the suite is near its 15-minute budget on 2 cores
+@pytest.mark.real
+def test_ssl_throughput_both_sides_on_a_tiny_budget(shared_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "s.json"
+    proc = _run("ssl_throughput.py", "--limit-train", "64", "--epochs", "1", "--batch-size",
+                "16", "--memory-bank", "32", "--json", str(out), data=shared_data)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    record = json.loads(out.read_text())
+    assert [r["side"] for r in record["runs"]] == ["landlearn", "torchgeo"]
+    for run in record["runs"]:
+        assert run["images"] > 0
+        assert run["images_per_s"] > 0
+        assert run["last_train_loss"] is not None
+    assert record["ratios"]["images_per_s_landlearn_over_torchgeo"] > 0
+
+
 @pytest.mark.real
 def test_segmentation_full_and_sparse_on_a_tiny_budget(shared_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "s.json"

@@ -140,6 +140,19 @@ def test_encoder_bundle_starts_a_classifier_and_a_unet_with_equal_tensors(tmp_pa
         load_bundle(path)
 
 
+def test_vit_small_encoder_pretrains_on_64px_and_starts_the_vit_classifier(tmp_path: Path) -> None:
+    task = ContrastiveTask(encoder="vit_small_patch16_224", in_channels=4, memory_bank_size=0,
+                           encoder_kwargs={"dynamic_img_size": True})  # fmt: skip
+    loss, _ = task._contrast({"image": torch.randn(4, 4, 64, 64)})
+    assert torch.isfinite(loss)
+    path = task.export_bundle(tmp_path / "vit.safetensors")
+    saved = load_file(str(path))
+    clf = ClassificationTask(model="vit_small", num_classes=3, in_channels=4, weights=str(path))
+    state = clf.model.state_dict()  # type: ignore[union-attr]
+    keys = [k[len("image.") :] for k in saved]
+    assert all(torch.equal(state[k], saved[f"image.{k}"]) for k in keys)
+
+
 def test_dual_encoder_bundle_fills_each_fusion_branch_and_one_sensor(tmp_path: Path) -> None:
     path = _pretrained(tmp_path, method="dual_simclr", in_channels={"s2": 4, "s1": 2})
     saved = load_file(str(path))
@@ -226,3 +239,37 @@ def test_simclr_on_real_eurosat_lowers_its_loss(shared_data: Path, tmp_path: Pat
     assert meta.encoders == {"image": "test_resnet"}
     assert len(meta.inputs[0].mean or []) == 3  # the training statistics travel with it
     assert meta.metrics["train_loss"] < math.log(2 * 32 - 1)  # below chance
+
+
+@pytest.mark.real
+def test_experiment_ssl_runs_every_row_on_a_tiny_budget(
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from tests.cli.conftest import run_cli
+
+    out = tmp_path / "ssl"
+    code, _, err = run_cli(["experiment", "ssl", "--eurosat", str(shared_data / "eurosat_rgb"),
+                            "--fractions", "0.01", "--seeds", "0", "--encoder", "test_resnet",
+                            "--pretrain-epochs", "1", "--pretrain-images", "32", "--epochs", "1",
+                            "--batch-size", "16", "--memory-bank", "32",
+                            "--limit-test-batches", "2", "-o", str(out)], capsys)  # fmt: skip
+    assert code == 0, err
+    record = json.loads((out / "ssl.json").read_text())
+    assert sorted(r["row"] for r in record["runs"]) == ["finetune", "probe", "scratch"]
+    assert all(0.0 <= r["accuracy"] <= 1.0 for r in record["runs"])
+    assert record["runs"][0]["labelled"] >= 10  # at least one image per class
+    assert (out / "ssl.png").is_file()
+    assert "fine-tune − scratch" in (out / "ssl.md").read_text()
+
+
+def test_experiment_ssl_bad_folder_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.cli.conftest import run_cli
+
+    code, _, err = run_cli(["experiment", "ssl", "--eurosat", str(tmp_path), "-o",
+                            str(tmp_path / "o")], capsys)  # fmt: skip
+    assert code == 2
+    assert "train/ and test/" in err

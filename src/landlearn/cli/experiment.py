@@ -14,6 +14,9 @@ Studies:
   globe     GLOBE land covers: MUC level-1 class from the other attributes with the classical
             baselines and a table-only net; sky photos + table as an ingestion check
             (landlearn.experiments.globe)
+  ssl       SimCLR pre-training on EuroSAT RGB without labels, then linear probe and
+            fine-tune at label fractions against training from scratch
+            (landlearn.experiments.ssl)
   bigearthnet  BigEarthNet S1 + S2 pairs through a multi-label gated fusion: an ingestion
             and shape check (landlearn.experiments.bigearthnet)
 
@@ -25,6 +28,7 @@ Examples:
   landlearn experiment sensors --seeds 0 1 2 -o study_sensors/
   landlearn experiment globe -o study_globe/
   landlearn experiment bigearthnet -o study_ben/
+  landlearn experiment ssl --fractions 0.01 0.1 1.0 --seeds 0 1 2 -o study_ssl/
 
 Writes DIR/<study>.json (every run, the options, the machine), DIR/<study>.md (budget, table,
 machine: ready for benchmarks/RESULTS.md), DIR/<study>.png (semisup: mIoU against the labelled
@@ -88,6 +92,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _sensor_arguments(sub)
     _globe_arguments(sub)
     _bigearthnet_arguments(sub)
+    _ssl_arguments(sub)
 
 
 def _fusion_arguments(sub: Any) -> None:
@@ -168,6 +173,44 @@ def _run_globe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ssl_arguments(sub: Any) -> None:
+    p = sub.add_parser(
+        "ssl",
+        help="SimCLR on EuroSAT RGB, then linear probe / fine-tune vs scratch at label fractions",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--eurosat", default="../shared/data/eurosat_rgb", help="EuroSAT RGB folder")
+    p.add_argument("--fractions", type=float, nargs="+", default=[0.01, 0.05, 0.1, 0.2, 1.0])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--encoder", default="resnet18", help="timm encoder")
+    p.add_argument("--pretrain-epochs", type=int, default=10)
+    p.add_argument("--pretrain-images", type=int, default=2000, help="per pre-training epoch")
+    p.add_argument("--epochs", type=int, default=5, help="per labelled fit")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--memory-bank", type=int, default=4096)
+    p.add_argument("--encoder-lr", type=float, default=1e-4, help="fine-tune rows")
+    p.add_argument("--limit-test-batches", type=int, default=None,
+                   help="smoke runs only: the table then says less")  # fmt: skip
+    p.add_argument("-o", "--out", required=True, metavar="DIR", help="output folder")
+
+
+def _run_ssl(args: argparse.Namespace) -> int:
+    from landlearn.experiments.ssl import SSLOptions, run_ssl
+
+    opts = SSLOptions(
+        eurosat=args.eurosat, fractions=args.fractions, seeds=args.seeds, encoder=args.encoder,
+        pretrain_epochs=args.pretrain_epochs, pretrain_images=args.pretrain_images,
+        epochs=args.epochs, batch_size=args.batch_size, memory_bank_size=args.memory_bank,
+        encoder_lr=args.encoder_lr, limit_test_batches=args.limit_test_batches,
+    )  # fmt: skip
+    opts.check()
+    out = Path(args.out)
+    record = run_ssl(opts, out, say=eprint)
+    print(record["table"])
+    print(f"\nwrote {out / 'ssl.md'}, {out / 'ssl.json'}, {out / 'ssl.png'}")
+    return 0
+
+
 def _bigearthnet_arguments(sub: Any) -> None:
     p = sub.add_parser(
         "bigearthnet",
@@ -217,6 +260,8 @@ def run(args: argparse.Namespace) -> int:
         return _run_globe(args)
     if args.study == "bigearthnet":
         return _run_bigearthnet(args)
+    if args.study == "ssl":
+        return _run_ssl(args)
     from landlearn.experiments.semisup import SemisupOptions, run_semisup
 
     opts = SemisupOptions(
