@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from landlearn.experiments.common import machine, machine_markdown, quiet_runs, write_study
+from landlearn.experiments.common import fit_quietly, machine, machine_markdown, write_study
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,6 @@ def run_bigearthnet(
     say: Say = log.info,
 ) -> dict[str, Any]:  # fmt: skip
     """Read, train, save, load, predict; write ``bigearthnet.json`` / ``.md``."""
-    import landlearn
     from landlearn.bundle import load_bundle
     from landlearn.data.bigearthnet import BigEarthNetPairsDataModule
     from landlearn.tasks import ClassificationTask
@@ -44,12 +43,7 @@ def run_bigearthnet(
         model="gated_fusion", mode="multilabel", loss="bce",
         model_kwargs={"encoder": encoder, "modality_dropout": 0.2},
     )  # fmt: skip
-    with quiet_runs():
-        result = landlearn.train(
-            model=task, datamodule=dm, name="bigearthnet", root=out / "runs", seed=seed,
-            report=False, overwrite=True, accelerator="cpu", enable_progress_bar=False,
-            enable_model_summary=False, max_epochs=epochs,
-        )  # fmt: skip
+    result = fit_quietly(task, dm, "bigearthnet", out / "runs", seed, epochs)
     assert result.bundle is not None
     pred = load_bundle(result.bundle)
     assert dm.test_dataset is not None

@@ -139,3 +139,16 @@ def quiet_runs() -> Iterator[None]:
         for n, level in levels.items():
             logging.getLogger(n).setLevel(level)
         set_verbosity(quiet=quiet, debug=False)
+
+
+def fit_quietly(task: Any, datamodule: Any, name: str, root: Path, seed: int, epochs: int,
+                **trainer: Any) -> Any:  # fmt: skip
+    """``landlearn.train`` as a study runs it: on the CPU, no report or bars, its logs quiet."""
+    import landlearn
+
+    with quiet_runs():
+        return landlearn.train(
+            model=task, datamodule=datamodule, name=name, root=root, seed=seed, report=False,
+            overwrite=True, accelerator="cpu", enable_progress_bar=False,
+            enable_model_summary=False, max_epochs=epochs, **trainer,
+        )  # fmt: skip

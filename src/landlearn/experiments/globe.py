@@ -31,11 +31,11 @@ import torch
 
 from landlearn.errors import LandlearnError
 from landlearn.experiments.common import (
+    fit_quietly,
     machine,
     machine_markdown,
     markdown_table,
     mean_std,
-    quiet_runs,
     write_study,
 )
 from landlearn.experiments.fusion import canonical_correlation, classical_baselines
@@ -156,7 +156,6 @@ def _fold(
 
 def sky_ingestion(folder: str | Path, work: Path, seed: int = 0, epochs: int = 2) -> dict[str, Any]:
     """One gated-fusion fit on GLOBE sky photos (collage) + table → ``DryGround``."""
-    import landlearn
     from landlearn.data.globe import read_sky_conditions
     from landlearn.data.image_table import ImageTableDataModule
     from landlearn.tasks import ClassificationTask
@@ -180,12 +179,7 @@ def sky_ingestion(folder: str | Path, work: Path, seed: int = 0, epochs: int = 2
         date=["measured"], latlon=["latitude", "longitude"], batch_size=8, seed=seed,
     )  # fmt: skip
     task = ClassificationTask(model="gated_fusion", model_kwargs={"encoder": "test_resnet"})
-    with quiet_runs():
-        result = landlearn.train(
-            model=task, datamodule=dm, name="sky_colombia", root=work / "runs", seed=seed,
-            report=False, overwrite=True, accelerator="cpu", enable_progress_bar=False,
-            enable_model_summary=False, max_epochs=epochs,
-        )  # fmt: skip
+    result = fit_quietly(task, dm, "sky_colombia", work / "runs", seed, epochs)
     assert dm.train_dataset is not None
     sample = dm.train_dataset[0]
     sizes = [len(cast(Sized, d)) if d is not None else 0

@@ -21,11 +21,11 @@ from typing import Any
 
 from landlearn.errors import LandlearnError
 from landlearn.experiments.common import (
+    fit_quietly,
     machine,
     machine_markdown,
     markdown_table,
     mean_std,
-    quiet_runs,
     save_figure,
     write_study,
 )
@@ -69,18 +69,6 @@ class SSLOptions:
             raise LandlearnError("epochs, images and batch size must be >= 1")
 
 
-def _fit(task: Any, dm: Any, name: str, work: Path, seed: int, epochs: int,
-         **trainer: Any) -> Any:  # fmt: skip
-    import landlearn
-
-    with quiet_runs():
-        return landlearn.train(
-            model=task, datamodule=dm, name=name, root=work, seed=seed, report=False,
-            overwrite=True, accelerator="cpu", enable_progress_bar=False,
-            enable_model_summary=False, max_epochs=epochs, **trainer,
-        )  # fmt: skip
-
-
 def pretrain(opts: SSLOptions, seed: int, work: Path) -> tuple[Path, float, float]:
     """SimCLR on the training images without labels: the encoder bundle, its loss, seconds."""
     from landlearn.data.datamodules import ImageFolderDataModule
@@ -94,7 +82,7 @@ def pretrain(opts: SSLOptions, seed: int, work: Path) -> tuple[Path, float, floa
                            temperature=opts.temperature, lr=opts.lr)  # fmt: skip
     batches = max(1, opts.pretrain_images // opts.batch_size)
     t0 = time.perf_counter()
-    result = _fit(task, dm, f"simclr_seed{seed}", work, seed, opts.pretrain_epochs,
+    result = fit_quietly(task, dm, f"simclr_seed{seed}", work, seed, opts.pretrain_epochs,
                   limit_train_batches=batches)  # fmt: skip
     if result.bundle is None:
         raise LandlearnError("pre-training wrote no encoder bundle", work)
@@ -123,8 +111,8 @@ def supervised(opts: SSLOptions, row: str, fraction: float, seed: int, encoder: 
         kwargs |= {"weights": str(encoder), "encoder_lr": opts.encoder_lr}
     extra = {"limit_test_batches": opts.limit_test_batches} if opts.limit_test_batches else {}
     t0 = time.perf_counter()
-    result = _fit(ClassificationTask(**kwargs), dm, f"{row}_{fraction}_seed{seed}", work, seed,
-                  opts.epochs, **extra)  # fmt: skip
+    name = f"{row}_{fraction}_seed{seed}"
+    result = fit_quietly(ClassificationTask(**kwargs), dm, name, work, seed, opts.epochs, **extra)
     assert dm.train_dataset is not None
     return {
         "row": row, "fraction": fraction, "seed": seed,
