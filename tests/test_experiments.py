@@ -62,8 +62,10 @@ def test_bad_options(change: dict, message: str) -> None:
 
 
 def test_bad_data_root_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "data"
+    root.mkdir()
     code, _, err = run_cli(
-        ["experiment", "semisup", "--data-root", str(tmp_path), "-o", str(tmp_path / "o")], capsys
+        ["experiment", "semisup", "--data-root", str(root), "-o", str(tmp_path / "o")], capsys
     )
     assert code == 2
     assert err.strip().count("\n") == 0

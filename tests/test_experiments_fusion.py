@@ -104,7 +104,9 @@ def test_bad_study_options_are_one_line(tmp_path: Path, capsys: pytest.CaptureFi
         FusionOptions(dials=[2.0]).check()
     with pytest.raises(LandlearnError, match="Sen1Floods11 chip missing"):
         SensorOptions(root=str(tmp_path)).check()
-    code, _, err = run_cli(["experiment", "fusion", "--eurosat", str(tmp_path), "-o",
+    data = tmp_path / "data"
+    data.mkdir()
+    code, _, err = run_cli(["experiment", "fusion", "--eurosat", str(data), "-o",
                             str(tmp_path / "o")], capsys)  # fmt: skip
     assert code == 2
     assert "expected EuroSAT RGB train/ and test/ folders" in err
@@ -186,8 +188,28 @@ def test_experiment_bigearthnet_cli_runs_the_ingestion_check(
 def test_experiment_bigearthnet_bad_root_is_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = ["experiment", "bigearthnet", "--root", str(tmp_path), "-o", str(tmp_path / "o")]
+    root = tmp_path / "data"
+    root.mkdir()
+    args = ["experiment", "bigearthnet", "--root", str(root), "-o", str(tmp_path / "o")]
     code, _, err = run_cli(args, capsys)
     assert code == 2
     assert err.strip().count("\n") == 0
     assert "BigEarthNet-S1" in err
+
+
+@pytest.mark.parametrize("study", ["bigearthnet", "ssl", "globe"])
+def test_experiment_refuses_an_output_folder_inside_its_input(
+    study: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data"
+    (data / "train").mkdir(parents=True)
+    keep = data / "keep.txt"
+    keep.write_text("the user's file")
+    flag = {"bigearthnet": "--root", "ssl": "--eurosat", "globe": "--sky"}[study]
+    for out in (data, data / "study"):
+        code, _, err = run_cli(["experiment", study, flag, str(data), "-o", str(out)], capsys)
+        assert code == 2
+        assert err.strip().count("\n") == 0
+        assert "inside the study's input" in err
+    assert sorted(p.name for p in data.iterdir()) == ["keep.txt", "train"]  # nothing written
+    assert keep.read_text() == "the user's file"

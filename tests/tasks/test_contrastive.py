@@ -269,7 +269,8 @@ def test_experiment_ssl_bad_folder_is_one_line(
 ) -> None:
     from tests.cli.conftest import run_cli
 
-    code, _, err = run_cli(["experiment", "ssl", "--eurosat", str(tmp_path), "-o",
+    (tmp_path / "data").mkdir()
+    code, _, err = run_cli(["experiment", "ssl", "--eurosat", str(tmp_path / "data"), "-o",
                             str(tmp_path / "o")], capsys)  # fmt: skip
     assert code == 2
     assert "train/ and test/" in err

@@ -250,8 +250,38 @@ def _run_fusion(args: argparse.Namespace) -> int:
     return 0
 
 
+_INPUT_ARGS = ("eurosat", "root", "land_covers", "sky", "data_root")
+
+
+def check_out_dir(args: argparse.Namespace) -> None:
+    """Refuse an output folder that is an input of the study or lies inside an input folder.
+
+    A study writes ``<study>.json`` / ``.md`` / ``.png`` and ``runs/`` under ``--out``; inside a
+    data folder those names could replace the user's files.
+
+    Raises:
+        LandlearnError: naming the output folder and the input it would write into.
+    """
+    from landlearn.errors import LandlearnError
+
+    out = Path(args.out).resolve()
+    for name in _INPUT_ARGS:
+        value = getattr(args, name, None)
+        if not value:
+            continue
+        given = Path(value).resolve()
+        if out == given or (given.is_dir() and out.is_relative_to(given)):
+            flag = "--" + name.replace("_", "-")
+            raise LandlearnError(
+                f"is inside the study's input {flag} {value}; choose an output folder outside "
+                "the data",
+                args.out,
+            )
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the study; print the table and where the files are."""
+    check_out_dir(args)
     if args.study == "fusion":
         return _run_fusion(args)
     if args.study == "sensors":
