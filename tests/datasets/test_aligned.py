@@ -359,3 +359,34 @@ def test_bad_target_options_are_one_line_errors(scene: dict[str, str], target: s
     _write(Path(flat), np.ones((1, SIZE, SIZE), np.float32), _grid())
     with pytest.raises(LandlearnError, match="constant"):
         AlignedRasterDataModule({"a": scene["a"]}, target=flat, chip_size=16).setup("fit")
+
+
+def test_point_labels_are_the_same_pixels_in_every_chip(scene: dict[str, str]) -> None:
+    """label_fraction_pixels keeps one fixed set of points: overlapping chips agree on it."""
+    from landlearn.data.aligned import point_mask
+
+    whole = point_mask((0, 0), (SIZE, SIZE), 0.25, seed=3)
+    assert 0.18 < whole.mean() < 0.32  # about a quarter of the pixels
+    assert np.array_equal(point_mask((5, 7), (16, 16), 0.25, seed=3), whole[5:21, 7:23])
+    assert not np.array_equal(point_mask((0, 0), (SIZE, SIZE), 0.25, seed=4), whole)
+    dm = AlignedRasterDataModule({"a": scene["a"]}, scene["label"], remap={0: 0, 1: 1},
+                                 chip_size=16, samples_per_epoch=8, val_fraction=0.25,
+                                 test_fraction=0.25, block_size=16, label_fraction_pixels=0.25,
+                                 seed=3)  # fmt: skip
+    dm.setup("fit")
+    dm.setup("test")
+    dense = (torch.arange(SIZE * SIZE).reshape(SIZE, SIZE) % 3 - 1).numpy()
+    for ds, sparse in ((dm.train_dataset, True), (dm.val_dataset, True), (dm.test_dataset, False)):
+        assert isinstance(ds, AlignedRasterDataset)
+        for i in range(len(ds)):
+            window, _ = ds.window(i)
+            r, c = int(window.row_off), int(window.col_off)
+            mask = ds[i]["mask"].numpy()
+            code = dense[r : r + 16, c : c + 16]
+            keep = whole[r : r + 16, c : c + 16] if sparse else np.ones_like(code, dtype=bool)
+            want = np.where((code >= 0) & keep, code, IGNORE_INDEX)
+            assert np.array_equal(mask, want)
+    with pytest.raises(LandlearnError, match="label_fraction_pixels must be in"):
+        AlignedRasterDataModule({"a": scene["a"]}, scene["label"], label_fraction_pixels=0.0)
+    with pytest.raises(LandlearnError, match="needs a label raster"):
+        AlignedRasterDataModule({"a": scene["a"]}, label_fraction_pixels=0.5)

@@ -179,6 +179,8 @@ class AlignedRasterDataset(ChipSampler, Dataset[dict[str, torch.Tensor]]):
         target: a raster of continuous pixel targets (its ``bands``, one per target), read in
             its own units as ``target`` ``(T, H, W)`` float32, NaN where unknown (its no-data,
             outside it, or where an input has no data); None for no pixel target.
+        point_fraction: keep this share of the label's pixels as sparse points, the rest
+            ``IGNORE_INDEX`` (see :func:`point_mask`: the same pixels in every chip and epoch).
 
     Raises:
         LandlearnError: a missing or unreadable file, bad band numbers, band names whose count
@@ -198,9 +200,13 @@ class AlignedRasterDataset(ChipSampler, Dataset[dict[str, torch.Tensor]]):
         seed: int = 0,
         keep_nodata: bool = False,
         target: RasterInput | None = None,
+        point_fraction: float = 1.0,
     ) -> None:
         if not inputs:
             raise LandlearnError("give at least one input raster")
+        if not 0.0 < float(point_fraction) <= 1.0:
+            raise LandlearnError(f"point fraction must be in (0, 1], got {point_fraction}")
+        self.point_fraction = float(point_fraction)
         names = [i.name for i in inputs]
         if len(set(names)) != len(names):
             raise LandlearnError(f"input names repeat: {names}")
@@ -309,6 +315,9 @@ class AlignedRasterDataset(ChipSampler, Dataset[dict[str, torch.Tensor]]):
             mask[codes == self.label_nodata] = IGNORE_INDEX
         if outside is not None:
             mask[outside] = IGNORE_INDEX
+        if self.point_fraction < 1.0:
+            off = (int(inner.row_off), int(inner.col_off))
+            mask[~point_mask(off, mask.shape, self.point_fraction, self.seed)] = IGNORE_INDEX
         if self.remap is None and mask.size and (mask.min() < 0 or mask.max() > IGNORE_INDEX):
             bad = int(mask.min() if mask.min() < 0 else mask.max())
             raise LandlearnError(
@@ -400,6 +409,29 @@ class AlignedRasterDataset(ChipSampler, Dataset[dict[str, torch.Tensor]]):
                 :IGNORE_INDEX
             ]
         return counts
+
+
+def point_mask(
+    offset: tuple[int, int], shape: tuple[int, ...], fraction: float, seed: int = 0
+) -> np.ndarray:
+    """Which pixels of a window (``offset`` = its row, col in the raster) are kept as points.
+
+    Each raster pixel keeps its label when a hash of (row, col, seed) falls below ``fraction``,
+    so a random chip sees the same points wherever it lands and in every epoch: a fixed set of
+    about ``fraction`` of the labelled pixels, spread uniformly (each class keeps its share in
+    expectation), as a user's clicked points would be. ``(H, W)`` bool.
+    """
+    rows = np.arange(offset[0], offset[0] + shape[0], dtype=np.uint64)
+    cols = np.arange(offset[1], offset[1] + shape[1], dtype=np.uint64)
+    gold = np.uint64(0x9E3779B97F4A7C15)
+    with np.errstate(over="ignore"):
+        z = (rows[:, None] << np.uint64(32)) | cols[None, :]
+        z = z ^ (np.uint64(seed & 0xFFFFFFFF) * gold)
+        z = z + gold  # splitmix64's finaliser: neighbouring pixels get unrelated values
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53) < fraction
 
 
 def _band_names(spec: RasterInput, info: RasterInfo) -> list[str]:

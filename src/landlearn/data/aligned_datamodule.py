@@ -69,6 +69,9 @@ class AlignedRasterDataModule(LandlearnDataModule):
         test_target: the target raster of ``test_inputs``.
         resampling: default resampling of inputs not on the reference grid.
         label_fraction: share of the train blocks that keep their labels, in ``(0, 1]``.
+        label_fraction_pixels: keep this share of the label raster's pixels as sparse points
+            (train chips and the validation blocks cut from it, the same pixels every epoch; the
+            rest ignored); separate val / test rasters and test blocks stay dense.
         block_size: side of the split blocks (see ``split_scene``).
     """
 
@@ -92,6 +95,7 @@ class AlignedRasterDataModule(LandlearnDataModule):
         resampling: str = "bilinear",
         label_fraction: float = 1.0,
         block_size: int | None = None,
+        label_fraction_pixels: float = 1.0,
         target: str | dict[str, Any] | None = None,
         target_units: list[str] | None = None,
         val_target: str | dict[str, Any] | None = None,
@@ -131,6 +135,13 @@ class AlignedRasterDataModule(LandlearnDataModule):
             raise LandlearnError(f"label_fraction must be in (0, 1], got {label_fraction}")
         if label is None and target is None and label_fraction != 1.0:
             raise LandlearnError("label_fraction needs a label or target raster")
+        if not 0.0 < float(label_fraction_pixels) <= 1.0:
+            raise LandlearnError(
+                f"label_fraction_pixels must be in (0, 1], got {label_fraction_pixels}"
+            )
+        if label is None and label_fraction_pixels != 1.0:
+            raise LandlearnError("label_fraction_pixels needs a label raster")
+        self.label_fraction_pixels = float(label_fraction_pixels)
         self.label, self.val_label, self.test_label = label, val_label, test_label
         self.remap = check_remap(remap)
         self.chip_size = int(chip_size)
@@ -151,10 +162,11 @@ class AlignedRasterDataModule(LandlearnDataModule):
     def _dataset(
         self, inputs: list[RasterInput], label: str | None, sampler: str, windows: Any,
         length: int | None = None, keep_nodata: bool = False, target: RasterInput | None = None,
+        points: float = 1.0,
     ) -> AlignedRasterDataset:  # fmt: skip
         return AlignedRasterDataset(
             inputs, label, self.chip_size, sampler, length, self.remap, windows, self.seed,
-            keep_nodata, target,
+            keep_nodata, target, points,
         )  # fmt: skip
 
     def _build(self) -> None:
@@ -171,14 +183,16 @@ class AlignedRasterDataModule(LandlearnDataModule):
             labelled = train  # the whole scene when it is not split, as RasterPairDataModule
         self.train_dataset = self._dataset(
             self.inputs, self.label, "random", labelled or None, self.samples_per_epoch,
-            target=self.target,
+            target=self.target, points=self.label_fraction_pixels,
         )  # fmt: skip
         self.unlabelled_dataset = (
             self._dataset(self.inputs, None, "random", unlabelled, self.samples_per_epoch)
             if unlabelled else None
         )  # fmt: skip
         self._stats_windows = blocks if (train or unlabelled) else []
-        self.val_dataset = self._split(self.val_inputs, self.val_label, val, self.val_target)
+        points = self.label_fraction_pixels  # val blocks of the training raster: points too
+        self.val_dataset = self._split(self.val_inputs, self.val_label, val, self.val_target,
+                                       points)  # fmt: skip
         self.test_dataset = self._split(self.test_inputs, self.test_label, test, self.test_target)
         for other in (self.val_dataset, self.test_dataset):
             if isinstance(other, AlignedRasterDataset):
@@ -203,13 +217,14 @@ class AlignedRasterDataModule(LandlearnDataModule):
 
     def _split(
         self, files: list[RasterInput] | None, label: str | None, blocks: list[Window],
-        target: RasterInput | None,
+        target: RasterInput | None, points: float = 1.0,
     ) -> AlignedRasterDataset | None:  # fmt: skip
         if files:
             return self._dataset(files, label, "grid", None, target=target)
         if not blocks:
             return None
-        return self._dataset(self.inputs, self.label, "grid", blocks, target=self.target)
+        return self._dataset(self.inputs, self.label, "grid", blocks, target=self.target,
+                             points=points)  # fmt: skip
 
     def _target_head(self, windows: list[Window] | None) -> HeadSpec:
         """The pixel-regression head: target names, units, train-split mean and std."""
