@@ -390,3 +390,36 @@ def test_point_labels_are_the_same_pixels_in_every_chip(scene: dict[str, str]) -
         AlignedRasterDataModule({"a": scene["a"]}, scene["label"], label_fraction_pixels=0.0)
     with pytest.raises(LandlearnError, match="needs a label raster"):
         AlignedRasterDataModule({"a": scene["a"]}, label_fraction_pixels=0.5)
+
+
+def test_unlabelled_scenes_join_pretraining_chips_or_the_unlabelled_loader(
+    scene: dict[str, str], tmp_path: Path
+) -> None:
+    """unlabelled_inputs: more scenes of the same inputs, chips by area, in the stats too."""
+    half = np.full((3, SIZE // 2, SIZE), 5000.0, dtype=np.float32)  # half the area, other values
+    other = _write(tmp_path / "other.tif", half, _grid(x0=700_000.0))
+    dm = AlignedRasterDataModule({"a": scene["a"]}, chip_size=8, samples_per_epoch=10,
+                                 val_fraction=0.0, test_fraction=0.0,
+                                 unlabelled_inputs=[{"a": other}])  # fmt: skip
+    dm.setup("fit")
+    assert dm.train_dataset is not None
+    assert len(dm.train_dataset) == 10 + 5  # type: ignore[arg-type]
+    assert float(dm.train_dataset[14]["a"][0, 0, 0]) == 5000.0  # the other scene's chips
+    alone = AlignedRasterDataModule({"a": scene["a"]}, chip_size=8, samples_per_epoch=10,
+                                    val_fraction=0.0, test_fraction=0.0)  # fmt: skip
+    alone.setup("fit")
+    assert dm.input_specs[0].mean[0] > alone.input_specs[0].mean[0] + 100  # its pixels count
+    labelled = AlignedRasterDataModule({"a": scene["a"]}, scene["label"], remap={0: 0, 1: 1},
+                                       chip_size=8, samples_per_epoch=10,
+                                       unlabelled_inputs=[{"a": other}])  # fmt: skip
+    labelled.setup("fit")
+    assert len(labelled.train_dataset) == 10  # type: ignore[arg-type]
+    assert len(labelled.unlabelled_dataset) == 5  # type: ignore[arg-type]
+    assert "mask" not in labelled.unlabelled_dataset[0]
+    with pytest.raises(LandlearnError, match=r"unlabelled_inputs\[0\] names"):
+        AlignedRasterDataModule({"a": scene["a"]}, unlabelled_inputs=[{"b": other}])
+    two_bands = _write(tmp_path / "two.tif", half[:2], _grid())
+    bad = AlignedRasterDataModule({"a": scene["a"]}, chip_size=8, test_fraction=0.0,
+                                  unlabelled_inputs=[{"a": two_bands}])  # fmt: skip
+    with pytest.raises(LandlearnError, match="has 2 bands here but 3"):
+        bad.setup("fit")

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 from rasterio.windows import Window
-from torch.utils.data import Dataset
+from torch.utils.data import ConcatDataset, Dataset
 
 from landlearn.data.aligned import AlignedRasterDataset, RasterInput, parse_inputs
 from landlearn.data.datamodules import (
@@ -35,6 +35,7 @@ from landlearn.data.datamodules import (
     _names_from_remap,
     _resolution,
 )
+from landlearn.data.io import raster_info
 from landlearn.data.rasters import check_remap, grid_windows, split_scene
 from landlearn.errors import LandlearnError
 from landlearn.schema import HeadSpec, InputSpec
@@ -73,6 +74,12 @@ class AlignedRasterDataModule(LandlearnDataModule):
             (train chips and the validation blocks cut from it, the same pixels every epoch; the
             rest ignored); separate val / test rasters and test blocks stay dense.
         block_size: side of the split blocks (see ``split_scene``).
+        unlabelled_inputs: more scenes of the same inputs (a list of ``inputs`` mappings: same
+            names and bands, any grid and place), without labels. Their random chips join the
+            training chips when there is no label (pre-training on several scenes) and the
+            unlabelled loader when there is one (semi-supervised methods); each scene gives
+            ``samples_per_epoch`` × its pixels ÷ the first scene's pixels chips (at least one),
+            and its pixels join the normalisation statistics.
     """
 
     task = "segmentation"
@@ -96,6 +103,7 @@ class AlignedRasterDataModule(LandlearnDataModule):
         label_fraction: float = 1.0,
         block_size: int | None = None,
         label_fraction_pixels: float = 1.0,
+        unlabelled_inputs: list[dict[str, Any]] | None = None,
         target: str | dict[str, Any] | None = None,
         target_units: list[str] | None = None,
         val_target: str | dict[str, Any] | None = None,
@@ -110,6 +118,10 @@ class AlignedRasterDataModule(LandlearnDataModule):
         self.inputs = parse_inputs(inputs, resampling)
         self.val_inputs = _other(val_inputs, self.inputs, resampling, "val_inputs")
         self.test_inputs = _other(test_inputs, self.inputs, resampling, "test_inputs")
+        self.unlabelled_inputs = [
+            _other(files, self.inputs, resampling, f"unlabelled_inputs[{k}]") or []
+            for k, files in enumerate(unlabelled_inputs or [])
+        ]
         for files, lab, what in ((val_inputs, val_label, "val"), (test_inputs, test_label, "test")):
             if files is not None and (lab is None) != (label is None):
                 raise LandlearnError(f"give {what}_label exactly when label is given")
@@ -190,6 +202,12 @@ class AlignedRasterDataModule(LandlearnDataModule):
             if unlabelled else None
         )  # fmt: skip
         self._stats_windows = blocks if (train or unlabelled) else []
+        extra = self._extra_scenes(scene)
+        if extra and self.label is None and self.target is None:
+            self.train_dataset = ConcatDataset([self.train_dataset, *extra])
+        elif extra:
+            first = [self.unlabelled_dataset] if self.unlabelled_dataset is not None else []
+            self.unlabelled_dataset = ConcatDataset([*first, *extra])
         points = self.label_fraction_pixels  # val blocks of the training raster: points too
         self.val_dataset = self._split(self.val_inputs, self.val_label, val, self.val_target,
                                        points)  # fmt: skip
@@ -214,6 +232,18 @@ class AlignedRasterDataModule(LandlearnDataModule):
                 self.class_names = _names_from_counts(self._train_class_counts())
             if self.class_colors is None:
                 self.class_colors = _label_colors(self.label, self.remap, len(self.class_names))
+
+    def _extra_scenes(self, scene: AlignedRasterDataset) -> list[AlignedRasterDataset]:
+        """Random chips of each ``unlabelled_inputs`` scene, as many as its share of area."""
+        out = []
+        for files in self.unlabelled_inputs:
+            first = raster_info(files[0].path)
+            share = first.height * first.width / max(1, scene.height * scene.width)
+            length = max(1, round(self.samples_per_epoch * share))
+            extra = self._dataset(files, None, "random", None, length)
+            _check_bands(scene, extra)
+            out.append(extra)
+        return out
 
     def _split(
         self, files: list[RasterInput] | None, label: str | None, blocks: list[Window],
@@ -266,7 +296,12 @@ class AlignedRasterDataModule(LandlearnDataModule):
     def _stats_dataset(self) -> Dataset[Sample]:
         """Grid chips over every train block (labelled or not), no-data kept as NaN."""
         windows = self._stats_windows or None
-        return self._dataset(self.inputs, None, "grid", windows, keep_nodata=True)
+        main = self._dataset(self.inputs, None, "grid", windows, keep_nodata=True)
+        if not self.unlabelled_inputs:
+            return main
+        extra = [self._dataset(f, None, "grid", None, keep_nodata=True)
+                 for f in self.unlabelled_inputs]  # fmt: skip
+        return ConcatDataset([main, *extra])
 
     def _input_spec(
         self, name: str, bands: list[str], mean: list[float], std: list[float]
