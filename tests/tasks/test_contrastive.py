@@ -274,3 +274,79 @@ def test_experiment_ssl_bad_folder_is_one_line(
                             str(tmp_path / "o")], capsys)  # fmt: skip
     assert code == 2
     assert "train/ and test/" in err
+
+
+@pytest.mark.real
+def test_date_vs_date_pretrains_one_shared_encoder_on_real_ssl4eo(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """SSL4EO's two L1C dates of one place: one encoder for both, placed into an S2 U-Net."""
+    import landlearn
+    from landlearn.bundle.encoder import read_encoder_meta
+    from landlearn.data.aligned_datamodule import AlignedRasterDataModule
+    from landlearn.data.stacks import ssl4eo_dates
+
+    (pair,) = ssl4eo_dates(shared_data / "ssl4eo_s12", tmp_path / "stacks")
+    dm = AlignedRasterDataModule(inputs=pair, chip_size=32, samples_per_epoch=16,
+                                 val_fraction=0.0, test_fraction=0.0, batch_size=8)  # fmt: skip
+    task = ContrastiveTask(method="dual_simclr", shared_encoder=True, encoder="resnet18",
+                           memory_bank_size=0)  # fmt: skip
+    result = landlearn.train(model=task, datamodule=dm, name="dates", root=tmp_path,
+                             report=False, accelerator="cpu", max_epochs=1,
+                             enable_progress_bar=False)  # fmt: skip
+    assert list(task.encoders) == ["t0"]
+    assert list(task.heads) == ["t0"]
+    assert task.input_names == ["t0", "t1"]
+    meta = read_encoder_meta(result.bundle)  # type: ignore[arg-type]
+    assert meta is not None
+    assert meta.encoders == {"t0": "resnet18"}
+    assert meta.options["shared_encoder"] is True
+    assert [s.name for s in meta.inputs] == ["t0"]
+    assert len(meta.inputs[0].bands) == 12
+    assert math.isfinite(meta.metrics["train_loss"])
+    unet = SegmentationTask(model="unet", model_kwargs={"encoder": "resnet18"}, num_classes=2,
+                            in_channels=12, weights=str(result.bundle))  # fmt: skip
+    saved = load_file(str(result.bundle))
+    got = dict(unet.model.named_parameters())
+    conv = next(k for k in got if k.endswith("encoder.conv1.weight"))
+    assert torch.equal(got[conv].detach(), saved["t0.conv1.weight"])
+    with pytest.raises(LandlearnError, match="shared_encoder needs method: dual_simclr"):
+        ContrastiveTask(method="simclr", shared_encoder=True)
+    with pytest.raises(LandlearnError, match="one band count"):
+        ContrastiveTask(method="dual_simclr", shared_encoder=True, in_channels={"a": 3, "b": 2})
+
+
+@pytest.mark.real
+def test_experiment_ssl_sensors_pretrains_on_every_archive_and_scores_water(
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from tests.cli.conftest import run_cli
+
+    out = tmp_path / "ssl_sensors"
+    code, _, err = run_cli(["experiment", "ssl-sensors", "--root",
+                            str(shared_data / "sen1floods11"), "--ssl4eo",
+                            str(shared_data / "ssl4eo_s12"), "--bigearthnet",
+                            str(shared_data / "bigearthnet_pairs"), "--rows", "scratch",
+                            "dual_s2", "--fractions", "0.05", "--seeds", "0",
+                            "--pretrain-epochs", "1", "--pretrain-chips", "16", "--epochs", "1",
+                            "--samples-per-epoch", "16", "--memory-bank", "32", "-o",
+                            str(out)], capsys)  # fmt: skip
+    assert code == 0, err
+    record = json.loads((out / "ssl_sensors.json").read_text())
+    assert len(record["scenes"]) == 1 + 2 + 6  # the other chip, 2 SSL4EO dates, 6 BigEarthNet
+    (pre,) = record["pretraining"]
+    assert pre["kind"] == "dual"
+    assert pre["chips_per_epoch"] > 16
+    assert sorted(r["row"] for r in record["runs"]) == ["dual_s2", "scratch"]
+    for run in record["runs"]:
+        assert 0.0 <= run["iou"] <= 1.0
+        assert 0.03 < run["train_points"] / 210_000 < 0.07  # ~5 % of the train blocks' pixels
+    assert "transductive" in (out / "ssl_sensors.md").read_text()
+    assert (out / "ssl_sensors.png").is_file()
+    (tmp_path / "empty").mkdir()
+    code, _, err = run_cli(["experiment", "ssl-sensors", "--root", str(tmp_path / "empty"),
+                            "-o", str(tmp_path / "o")], capsys)  # fmt: skip
+    assert code == 2
+    assert "Sen1Floods11 chip missing" in err

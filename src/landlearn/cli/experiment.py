@@ -17,6 +17,9 @@ Studies:
   ssl       SimCLR pre-training on EuroSAT RGB without labels, then linear probe and
             fine-tune at label fractions against training from scratch
             (landlearn.experiments.ssl)
+  ssl-sensors  Dual-SimCLR on S1 / S2 pairs (Sen1Floods11, SSL4EO-S12, BigEarthNet) and
+            SimCLR on S2 alone, then water segmentation with 5 / 25 / 100 % of one chip's
+            pixels, tested on the other, against scratch (landlearn.experiments.ssl_sensors)
   bigearthnet  BigEarthNet S1 + S2 pairs through a multi-label gated fusion: an ingestion
             and shape check (landlearn.experiments.bigearthnet)
 
@@ -29,6 +32,7 @@ Examples:
   landlearn experiment globe -o study_globe/
   landlearn experiment bigearthnet -o study_ben/
   landlearn experiment ssl --fractions 0.01 0.1 1.0 --seeds 0 1 2 -o study_ssl/
+  landlearn experiment ssl-sensors --seeds 0 1 2 -o study_ssl_sensors/
 
 Writes DIR/<study>.json (every run, the options, the machine), DIR/<study>.md (budget, table,
 machine: ready for benchmarks/RESULTS.md), DIR/<study>.png (semisup: mIoU against the labelled
@@ -93,6 +97,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _globe_arguments(sub)
     _bigearthnet_arguments(sub)
     _ssl_arguments(sub)
+    _ssl_sensor_arguments(sub)
 
 
 def _fusion_arguments(sub: Any) -> None:
@@ -211,6 +216,64 @@ def _run_ssl(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ssl_sensor_arguments(sub: Any) -> None:
+    from landlearn.experiments.ssl_sensors import SSL_SENSOR_ROWS, SSLSensorOptions
+
+    d = SSLSensorOptions()
+    p = sub.add_parser(
+        "ssl-sensors",
+        help="Dual-SimCLR / SimCLR on S1 + S2 pairs, then water with few labelled pixels",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--root", default=d.root, help="Sen1Floods11 folder (S1/, S2/, Labels/)")
+    p.add_argument("--ssl4eo", default=d.ssl4eo, help="SSL4EO-S12 folder ('' to leave out)")
+    p.add_argument("--bigearthnet", default=d.bigearthnet,
+                   help="BigEarthNet pairs folder ('' to leave out)")  # fmt: skip
+    p.add_argument("--train-site", default=d.train_site, help="the chip to fine-tune on")
+    p.add_argument(
+        "--no-test-imagery",
+        action="store_true",
+        help="pre-train without the test chip's imagery (labels are never used)",
+    )
+    p.add_argument("--fractions", type=float, nargs="+", default=d.fractions,
+                   help="shares of the train chip's labelled pixels")  # fmt: skip
+    p.add_argument("--rows", nargs="+", default=d.rows, choices=list(SSL_SENSOR_ROWS))
+    p.add_argument("--seeds", type=int, nargs="+", default=d.seeds)
+    p.add_argument("--encoder", default=d.encoder, help="timm encoder")
+    p.add_argument("--pretrain-epochs", type=int, default=d.pretrain_epochs)
+    p.add_argument(
+        "--pretrain-chips",
+        type=int,
+        default=d.pretrain_chips,
+        help="train-chip chips per pre-training epoch (other scenes by area)",
+    )
+    p.add_argument("--epochs", type=int, default=d.epochs, help="per labelled fit")
+    p.add_argument("--samples-per-epoch", type=int, default=d.samples_per_epoch)
+    p.add_argument("--memory-bank", type=int, default=d.memory_bank_size)
+    p.add_argument("--encoder-lr", type=float, default=None, help="default: the lr")
+    p.add_argument("-o", "--out", required=True, metavar="DIR", help="output folder")
+
+
+def _run_ssl_sensors(args: argparse.Namespace) -> int:
+    from landlearn.experiments.ssl_sensors import SSLSensorOptions, run_ssl_sensors
+
+    opts = SSLSensorOptions(
+        root=args.root, ssl4eo=args.ssl4eo or None, bigearthnet=args.bigearthnet or None,
+        train_site=args.train_site, test_imagery=not args.no_test_imagery,
+        fractions=args.fractions, rows=args.rows, seeds=args.seeds, encoder=args.encoder,
+        pretrain_epochs=args.pretrain_epochs, pretrain_chips=args.pretrain_chips,
+        epochs=args.epochs, samples_per_epoch=args.samples_per_epoch,
+        memory_bank_size=args.memory_bank, encoder_lr=args.encoder_lr,
+    )  # fmt: skip
+    opts.check()
+    out = Path(args.out)
+    record = run_ssl_sensors(opts, out, say=eprint)
+    print(record["table"])
+    print(f"\nwrote {out / 'ssl_sensors.md'}, {out / 'ssl_sensors.json'}, "
+          f"{out / 'ssl_sensors.png'}")  # fmt: skip
+    return 0
+
+
 def _bigearthnet_arguments(sub: Any) -> None:
     p = sub.add_parser(
         "bigearthnet",
@@ -250,7 +313,7 @@ def _run_fusion(args: argparse.Namespace) -> int:
     return 0
 
 
-_INPUT_ARGS = ("eurosat", "root", "land_covers", "sky", "data_root")
+_INPUT_ARGS = ("eurosat", "root", "land_covers", "sky", "data_root", "ssl4eo", "bigearthnet")
 
 
 def check_out_dir(args: argparse.Namespace) -> None:
@@ -292,6 +355,8 @@ def run(args: argparse.Namespace) -> int:
         return _run_bigearthnet(args)
     if args.study == "ssl":
         return _run_ssl(args)
+    if args.study == "ssl-sensors":
+        return _run_ssl_sensors(args)
     from landlearn.experiments.semisup import SemisupOptions, run_semisup
 
     opts = SemisupOptions(

@@ -10,6 +10,10 @@ if the batches have them, are ignored):
   one projection head each; the co-located chips of the two sensors are the positive pair,
   every other chip of the batch (or of the memory bank) a negative. ``pair_views: true`` adds a
   random view of each sensor on top (independent draws: the pair is then also two views).
+  ``shared_encoder: true`` makes it the **date-vs-date** view: the two inputs are one sensor
+  at two dates (``t0``, ``t1``, e.g. :func:`landlearn.data.stacks.ssl4eo_dates`), read by one
+  encoder and one head, and the same place at another date is the positive (seasonal
+  contrast, as SeCo, Mañas et al. 2021); the bundle holds that one encoder.
 
 The loss is lightly's ``NTXentLoss`` (temperature :math:`\tau`) and the heads lightly's
 ``SimCLRProjectionHead`` (Linear → BN → ReLU → Linear); encoders are timm models without a
@@ -82,6 +86,8 @@ class ContrastiveTask(LandlearnTask):
             view 2 the second (the other bands set to 0).
         views: :class:`~landlearn.data.views.GeoViews` options (``{crop_scale: [0.5, 1]}``).
         pair_views: ``dual_simclr``: also draw a random view of each sensor.
+        shared_encoder: ``dual_simclr``: one encoder and head for both inputs (two dates of
+            one sensor, same bands); the bundle holds it under the first input's name.
         temperature: NT-Xent temperature.
         projection_dim / hidden_dim: the projection head's output and hidden widths.
         memory_bank_size: projections kept as extra negatives; 0 turns the bank off.
@@ -103,6 +109,7 @@ class ContrastiveTask(LandlearnTask):
         band_groups: list[list[int]] | None = None,
         views: dict[str, Any] | None = None,
         pair_views: bool = False,
+        shared_encoder: bool = False,
         temperature: float = 0.1,
         projection_dim: int = 128,
         hidden_dim: int = 512,
@@ -123,6 +130,8 @@ class ContrastiveTask(LandlearnTask):
             raise unknown_name("contrastive method", method, METHODS)
         if band_groups is not None and (method != "simclr" or len(band_groups) != 2):
             raise LandlearnError("band_groups needs method: simclr and exactly two groups")
+        if shared_encoder and method != "dual_simclr":
+            raise LandlearnError("shared_encoder needs method: dual_simclr (two dates)")
         if temperature <= 0:
             raise LandlearnError(f"temperature must be > 0, got {temperature}")
         if memory_bank_size < 0:
@@ -142,7 +151,11 @@ class ContrastiveTask(LandlearnTask):
     @property
     def input_names(self) -> list[str]:
         """The inputs the encoders read, in order."""
-        return list(self.encoders) or list(self.hparams["use_inputs"] or [])
+        return list(self.hparams["use_inputs"] or []) or list(self.encoders)
+
+    def _key(self, name: str) -> str:
+        """The encoder / head that reads input ``name`` (the first input's, when shared)."""
+        return next(iter(self.encoders)) if self.hparams.get("shared_encoder") else name
 
     def _wanted(self) -> int:
         return 2 if self.hparams["method"] == "dual_simclr" else 1
@@ -175,7 +188,14 @@ class ContrastiveTask(LandlearnTask):
             raise LandlearnError(f"encoders names {unknown}, not among the inputs {list(channels)}")
         self.encoders = nn.ModuleDict()
         self.heads = nn.ModuleDict()
-        for name, bands in channels.items():
+        built = dict(channels)
+        if hp.get("shared_encoder"):
+            if len(set(channels.values())) != 1:
+                raise LandlearnError(
+                    f"shared_encoder needs inputs of one band count, got {channels}"
+                )
+            built = dict(list(channels.items())[:1])
+        for name, bands in built.items():
             net = raster_encoder(chosen.get(name, hp["encoder"]), bands, bool(hp["pretrained"]),
                                  **(hp["encoder_kwargs"] or {}))  # fmt: skip
             self.encoders[name] = net
@@ -232,7 +252,7 @@ class ContrastiveTask(LandlearnTask):
         """Pooled encoder features ``(B, D)`` of input ``name`` (normalised units)."""
         if self.hparams.get("channels_last", True):
             x = x.contiguous(memory_format=torch.channels_last)
-        return self.encoders[name](x)
+        return self.encoders[self._key(name)](x)
 
     def _pair(self, batch: Mapping[str, Any]) -> tuple[Tensor, Tensor]:
         """The two projections whose rows are positives."""
@@ -256,7 +276,8 @@ class ContrastiveTask(LandlearnTask):
         xa, xb = batch[a].float(), batch[b].float()
         if self.hparams["pair_views"]:
             xa, xb = self.view_maker({a: xa})[a], self.view_maker({b: xb})[b]
-        return self.heads[a](self.embed(a, xa)), self.heads[b](self.embed(b, xb))
+        ha, hb = self.heads[self._key(a)], self.heads[self._key(b)]
+        return ha(self.embed(a, xa)), hb(self.embed(b, xb))
 
     def _contrast(self, batch: Mapping[str, Any]) -> tuple[Tensor, int]:
         if self.loss_fn is None:
@@ -314,8 +335,9 @@ class ContrastiveTask(LandlearnTask):
 
         hp = self.hparams
         names = dict(hp["encoders"] or {})
-        options = {k: hp[k] for k in ("temperature", "projection_dim", "hidden_dim",
+        options = {k: hp.get(k) for k in ("temperature", "projection_dim", "hidden_dim",
                                       "memory_bank_size", "band_groups", "pair_views", "views",
+                                      "shared_encoder",
                                       "encoder_kwargs", "lr", "optimizer")}  # fmt: skip
         trainer = self._trainer
         if trainer is not None:
@@ -323,7 +345,7 @@ class ContrastiveTask(LandlearnTask):
         return EncoderMeta(
             method=str(hp["method"]),
             encoders={n: names.get(n, hp["encoder"]) for n in self.encoders},
-            inputs=list(self.input_specs),
+            inputs=[s for s in self.input_specs if s.name in self.encoders],
             options=options,
             metrics=dict(metrics or {}),
         )
