@@ -23,6 +23,8 @@ Tables (``--tables``):
   test images (``landlearn.ood``);
 - ``steps`` (study table 5): seconds per training step with ``--steps-compare`` SGLD steps
   (``--time-batches`` steps each, after one warm-up step) and their ratio;
+- ``steps_accuracy`` (study table 5, the other half): a whole JEM fit (REG_r, guard) per
+  ``--steps-compare`` value and seed: test accuracy, ECE and seconds per epoch;
 - ``seg`` (study experiment 4, reduced): segmentation on the Dubai tile-1 images (split by image:
   15 % validation, 20 % test), chips of ``--seg-chips`` px, a Wide-ResNet U-Net without batch
   norm, CE + Dice: the plain segmenter, JEM with the guard and JEM without it (SGLD samples of a
@@ -409,11 +411,38 @@ def table_steps(args: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
     return rows, markdown_table(cols, table)
 
 
+def table_steps_accuracy(args: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
+    """Study table 5, its accuracy half: a full JEM fit per SGLD step count and seed."""
+    rows = []
+    for steps in args.steps_compare:
+        for seed in args.seeds:
+            jem = _jem(args, sgld_steps=steps, reg_r=args.reg)
+            row = _run(args, f"jem_sgld{steps}", jem, _dm(args, seed, 1.0), seed,
+                       DivergenceGuard())  # fmt: skip
+            row["s_per_epoch"] = row["wall_s"] / args.epochs
+            rows.append(row | {"sgld_steps": steps})
+    base = statistics.mean(
+        r["s_per_epoch"] for r in rows if r["sgld_steps"] == args.steps_compare[0]
+    )
+    table = []
+    for steps in args.steps_compare:
+        sel = [r for r in rows if r["sgld_steps"] == steps]
+        per_epoch = statistics.mean(r["s_per_epoch"] for r in sel)
+        table.append([steps, len(sel), _mean_std([r["accuracy"] for r in sel]),
+                      _mean_std([r["ece"] for r in sel]), f"{per_epoch:.1f}",
+                      f"{per_epoch / base:.2f}"])  # fmt: skip
+    cols = ["SGLD steps", "seeds", "test accuracy", "ECE (15 bins)", "s / epoch (fit + val)",
+            "ratio"]  # fmt: skip
+    print_table("SGLD steps: accuracy and cost", cols, table)
+    return rows, markdown_table(cols, table)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the chosen tables; print them and write the JSON / markdown records."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--tables", nargs="+", default=["fractions", "ood", "guard", "steps", "seg"],
-                   choices=["fractions", "ood", "guard", "steps", "seg"])  # fmt: skip
+                   choices=["fractions", "ood", "guard", "steps", "steps_accuracy",
+                            "seg"])  # fmt: skip
     p.add_argument("--seg-chips", type=int, nargs="+", default=[64, 128])
     p.add_argument("--seg-epochs", type=int, default=3)
     p.add_argument("--seg-energies", nargs="+", default=["mean", "sum"], choices=["mean", "sum"],
@@ -484,7 +513,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--tables ood scores the bundles of the fractions table: add fractions")
     for name, fn in (("fractions", table_fractions), ("ood", table_ood),
                      ("guard", table_guard), ("steps", table_steps),
-                     ("seg", table_seg)):  # fmt: skip
+                     ("steps_accuracy", table_steps_accuracy), ("seg", table_seg)):  # fmt: skip
         if name in args.tables:
             rows, md = fn(args, record["fractions"]) if name == "ood" else fn(args)  # type: ignore[operator]
             record[name] = rows

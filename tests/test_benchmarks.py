@@ -194,7 +194,8 @@ def test_jem_tables_on_a_tiny_budget(shared_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "j.json"
     proc = _run("jem.py", "--limit-train", "60", "--epochs", "1", "--seeds", "0",
                 "--fractions", "0.5", "--sgld-steps", "2", "--buffer", "32", "--size", "16",
-                "--tables", "fractions", "ood", "guard", "steps", "--time-batches", "1",
+                "--tables", "fractions", "ood", "guard", "steps", "steps_accuracy",
+                "--time-batches", "1",
                 "--steps-compare", "2", "4", "--ood-sets", "deepglobe/test_unlabelled:1224",
                 "--out", str(tmp_path / "runs"), "--json", str(out),
                 "--md", str(tmp_path / "j.md"), data=shared_data)  # fmt: skip
@@ -208,6 +209,8 @@ def test_jem_tables_on_a_tiny_budget(shared_data: Path, tmp_path: Path) -> None:
     } | {("plain", None)}
     assert all("divergence" in r for r in record["guard"] if r["action"] != "plain")
     assert [r["sgld_steps"] for r in record["steps"]] == [2, 4]
+    assert [r["sgld_steps"] for r in record["steps_accuracy"]] == [2, 4]
+    assert all(0.0 <= r["accuracy"] <= 1.0 for r in record["steps_accuracy"])
     assert "AUROC energy" in (tmp_path / "j.md").read_text()
     assert list(tmp_path.glob("j_reliability_*.png"))
 
