@@ -99,3 +99,26 @@ def test_semisup_study_runs_on_dubai(
     assert "| self-training ×2 | 50% (3 img) |" in md
     assert "Machine:" in md
     assert "| mean teacher |" in stdout
+
+
+@pytest.mark.real
+def test_dubai_tiles_train_on_two_tiles_and_test_on_a_third(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    from landlearn.experiments.semisup import SemisupOptions, _data, _datamodule
+
+    opts = SemisupOptions(data="dubai_tiles", data_root=str(shared_data))
+    opts.check()
+    data = _data(opts, tmp_path)
+    assert len(list(data.images.iterdir())) == 18  # tiles 1 and 2, as links
+    assert all(p.is_symlink() for p in data.masks.iterdir())
+    dm = _datamodule(opts, data, seed=0, fraction=0.25, unlabelled=True)
+    dm.setup("fit")
+    dm.setup("test")
+    assert len(dm.labelled_files) == 4  # 25 % of the 15 train images
+    assert len(dm.unlabelled_files) == 11
+    names = {Path(str(f)).name for f in dm.labelled_files}
+    assert all(n.startswith(("tile1_", "tile2_")) for n in names)
+    assert "tile4" in str(dm.test_images)
+    assert data.unlabelled is not None
+    assert data.unlabelled.parent.name == "tile6"

@@ -25,6 +25,7 @@ Studies:
 
 Examples:
   landlearn experiment semisup --data dubai --fractions 0.25 --seeds 0 1 2 -o study/
+  landlearn experiment semisup --data dubai_tiles --fractions 0.1 0.25 0.5 -o study_dubai/
   landlearn experiment semisup --data deepglobe --fractions 0.5 --methods supervised \
       self_training mean_teacher --rounds 1 3 --max-steps 400 -o study_dg/
   landlearn experiment fusion --seeds 0 1 2 -o study_fusion/

@@ -24,6 +24,10 @@ Data sets (``data_root`` holds landlearn's shared data: ``dubai/``, ``deepglobe/
 
 - ``dubai``: tile 1's 9 aerial images, split by image with the seed (15 % validation, 20 % test:
   6 train, 1 val, 2 test); label fractions are shares of the 6 train images.
+- ``dubai_tiles``: tiles 1 and 2 (18 images, split by image with the seed: 3 validation, 15
+  train) train, **tile 4's 9 images test** (more test pixels than tile 1's 2 images, so seed
+  noise weighs less), and tile 6's 9 images as extra unlabelled images for the online methods
+  (its masks hold a colour outside ``classes.csv``, so they are not used as labels at all).
 - ``deepglobe``: tiles 6399, 172307, 794214 (one held out for validation, by seed) train,
   tile 119 test, and the unlabelled test-split tile 999380 as extra unlabelled data for the
   online methods. Fractions are shares of 2 train tiles, so every fraction below 1 means one
@@ -55,7 +59,8 @@ log = logging.getLogger(__name__)
 
 __all__ = ["DATASETS", "METHODS", "SemisupOptions", "run_semisup", "summarise"]
 
-DATASETS = ("dubai", "deepglobe")
+DATASETS = ("dubai", "dubai_tiles", "deepglobe")
+DUBAI_TRAIN, DUBAI_TEST, DUBAI_UNLABELLED = ("tile1", "tile2"), "tile4", "tile6"
 METHODS = ("supervised", "self_training", "mean_teacher", "fixmatch", "cps", "points")
 ONLINE = ("mean_teacher", "fixmatch", "cps")
 FULL, SUP = "100 % labels", "supervised"
@@ -104,7 +109,7 @@ class SemisupOptions:
             raise LandlearnError("max_steps, batch_size >= 1 and chip >= 16 px")
         if not 0.0 < self.points < 1.0:
             raise LandlearnError(f"points must be in (0, 1), got {self.points}")
-        folder = Path(self.data_root) / self.data
+        folder = Path(self.data_root) / self.data.split("_")[0]
         if not folder.is_dir():
             raise LandlearnError(
                 f"data set folder not found (give --data-root, the folder holding {self.data}/)",
@@ -128,6 +133,8 @@ def _data(opts: SemisupOptions, work: Path) -> _Data:
         tile = root / "dubai" / "tile1"
         return _Data(tile / "images", tile / "masks", root / "dubai" / "classes.csv",
                      {"val_fraction": 0.15, "test_fraction": 0.2})  # fmt: skip
+    if opts.data == "dubai_tiles":
+        return _dubai_tiles(root / "dubai", work / "dubai_links")
     # DeepGlobe: one folder holds <id>_sat.jpg beside <id>_mask.png; links give each split its
     # own folder (the shared data stay read-only and are never copied).
     src = root / "deepglobe"
@@ -146,6 +153,29 @@ def _data(opts: SemisupOptions, work: Path) -> _Data:
                  {"val_fraction": 1 / 3, "test_images": str(links / "test"),
                   "test_masks": str(links / "test")},
                  unlabelled=src / "test_unlabelled")  # fmt: skip
+
+
+def _dubai_tiles(src: Path, links: Path) -> _Data:
+    """Tiles 1 + 2 as one image / mask folder pair of links (``tileN_<name>``), tile 4 test."""
+    for sub in ("images", "masks"):
+        (links / sub).mkdir(parents=True, exist_ok=True)
+    for tile in DUBAI_TRAIN:
+        images = sorted((src / tile / "images").glob("*.jpg"))
+        if not images:
+            raise LandlearnError("Dubai tile images missing", src / tile / "images")
+        for image in images:
+            mask = src / tile / "masks" / f"{image.stem}.png"
+            if not mask.is_file():
+                raise LandlearnError("Dubai mask missing", mask)
+            for sub, target in (("images", image), ("masks", mask)):
+                link = links / sub / f"{tile}_{target.name}"
+                if not link.is_symlink():
+                    link.symlink_to(target.resolve())
+    test = src / DUBAI_TEST
+    return _Data(links / "images", links / "masks", src / "classes.csv",
+                 {"val_fraction": 3 / 18, "test_images": str(test / "images"),
+                  "test_masks": str(test / "masks")},
+                 unlabelled=src / DUBAI_UNLABELLED / "images")  # fmt: skip
 
 
 def _datamodule(
