@@ -263,9 +263,18 @@ def table_guard(args: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
     return rows, markdown_table(cols, table)
 
 
-def _seg_dm(chip: int, seed: int) -> Any:
-    from landlearn.data.datamodules import MaskFolderDataModule
+def _seg_dm(chip: int, seed: int, data: str = "dubai") -> Any:
+    from landlearn.data.datamodules import MaskFolderDataModule, RasterPairDataModule
 
+    if data == "slovenia":  # Sentinel-2 L1C, 13 bands (NIR included), the config's classes
+        folder = DATA_ROOT / "slovenia_s2_lulc"
+        return RasterPairDataModule(
+            str(folder / "s2_l1c_20150909.tif"), str(folder / "lulc.tif"),
+            remap={1: 0, 2: 1, 3: 2, 4: 3, 8: 4, 0: 255},
+            class_names=["cultivated", "forest", "grassland", "shrubland", "artificial"],
+            chip_size=chip, samples_per_epoch=256, val_fraction=0.2, test_fraction=0.2,
+            batch_size=8, seed=seed, augment={"hflip": 0.5, "vflip": 0.5},
+        )  # fmt: skip
     dubai = DATA_ROOT / "dubai"
     return MaskFolderDataModule(str(dubai / "tile1" / "images"), str(dubai / "tile1" / "masks"),
                                 classes_csv=str(dubai / "classes.csv"), chip_size=chip,
@@ -289,7 +298,8 @@ def table_seg(args: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
         crop = min(64, chip)
         for seed in args.seeds:
             plain = SegmentationTask(**common)
-            rows.append(_run(seg_args, f"seg_plain_c{chip}", plain, _seg_dm(chip, seed), seed)
+            dm = _seg_dm(chip, seed, args.seg_data)
+            rows.append(_run(seg_args, f"seg_plain_c{chip}", plain, dm, seed)
                         | {"method": "plain", "chip": chip})  # fmt: skip
             for action, reduce in (
                 ("restore", "mean"),
@@ -306,7 +316,8 @@ def table_seg(args: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
                 guard = DivergenceGuard(action=action, lr_factor=0.5, warmup=args.guard_warmup)
                 name = f"seg_jem_{reduce}_{action}_c{chip}"
                 method = f"jem_{action}" if reduce == "mean" else f"jem_sum_{action}"
-                rows.append(_run(seg_args, name, jem, _seg_dm(chip, seed), seed, guard)
+                dm = _seg_dm(chip, seed, args.seg_data)
+                rows.append(_run(seg_args, name, jem, dm, seed, guard)
                             | {"method": method, "chip": chip})  # fmt: skip
     table = []
     labels = {"plain": "plain segmenter", "jem_restore": "JEM (mean energy) + guard",
@@ -325,7 +336,8 @@ def table_seg(args: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
                           _mean_std([r["wall_s"] for r in sel])])  # fmt: skip
     cols = ["chip px", "method", "seeds", "test mIoU", "ECE (15 bins)", "epochs completed",
             "wall s"]  # fmt: skip
-    print_table("segmentation JEM, Dubai tile 1", cols, table)
+    where = "Dubai tile 1" if args.seg_data == "dubai" else "Slovenia S2 + LULC"
+    print_table(f"segmentation JEM, {where}", cols, table)
     return rows, markdown_table(cols, table)
 
 
@@ -445,6 +457,12 @@ def main(argv: list[str] | None = None) -> int:
                             "seg"])  # fmt: skip
     p.add_argument("--seg-chips", type=int, nargs="+", default=[64, 128])
     p.add_argument("--seg-epochs", type=int, default=3)
+    p.add_argument(
+        "--seg-data",
+        default="dubai",
+        choices=["dubai", "slovenia"],
+        help="seg table: Dubai tile 1 RGB, or the Slovenia S2 13-band scene",
+    )
     p.add_argument("--seg-energies", nargs="+", default=["mean", "sum"], choices=["mean", "sum"],
                    help="tile-energy rules of the seg table's JEM rows")  # fmt: skip
     p.add_argument(
@@ -503,7 +521,13 @@ def main(argv: list[str] | None = None) -> int:
         parts = []
     if "seg" in args.tables:
         parts.append(
-            f"Seg table: Dubai tile 1 (15 % val, 20 % test images), WRN-10-{args.widen} U-Net "
+            (
+                "Seg table: Dubai tile 1 (15 % val, 20 % test images)"
+                if args.seg_data == "dubai"
+                else "Seg table: Slovenia S2 L1C 13 bands + LULC (100 × 101 px; 20 % val, 20 % "
+                "test blocks; 256 random chips per epoch)"
+            )
+            + f", WRN-10-{args.widen} U-Net "
             f"without batch norm, CE + Dice, Adam lr {args.lr:g}, {args.seg_epochs} epochs × "
             f"{args.seg_batches} batches of 8, {args.sgld_steps} SGLD steps from a buffer of "
             f"{args.buffer} crops, tile energy {'/'.join(args.seg_energies)}, guard soft rule "

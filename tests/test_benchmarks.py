@@ -267,3 +267,19 @@ def test_map_many_rows_on_a_tiny_budget(tmp_path: Path) -> None:
     text = md.read_text()
     assert "Ray 2 workers ÷ 1 worker" in text
     assert "GPU row: not run" in text
+
+
+@pytest.mark.slow
+@pytest.mark.real
+def test_jem_seg_table_on_slovenia(shared_data: Path, tmp_path: Path) -> None:
+    """Issue 17, experiment 4's multispectral half: the seg table on the 13-band Slovenia scene."""
+    out = tmp_path / "s.json"
+    proc = _run("jem.py", "--tables", "seg", "--seg-data", "slovenia", "--seg-chips", "32",
+                "--seg-epochs", "1", "--seg-batches", "2", "--seg-energies", "mean", "--seeds",
+                "0", "--sgld-steps", "2", "--buffer", "16", "--out", str(tmp_path / "runs"),
+                "--json", str(out), "--md", str(tmp_path / "s.md"), data=shared_data)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(out.read_text())["seg"]
+    assert [r["method"] for r in rows] == ["plain", "jem_restore", "jem_stop"]
+    assert all(0.0 <= r["miou"] <= 1.0 for r in rows)
+    assert "Slovenia S2 L1C 13 bands" in (tmp_path / "s.md").read_text()
