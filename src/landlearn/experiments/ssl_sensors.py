@@ -19,6 +19,8 @@ same epochs:
 - ``scratch``: S2 U-Net from random weights;
 - ``simclr_s2``: S2 U-Net from the SimCLR S2 encoder;
 - ``dual_s2``: S2 U-Net from the Dual-SimCLR S2 encoder;
+- ``scratch_s1`` / ``dual_s1``: S1 U-Net from random weights / from the Dual-SimCLR S1 encoder
+  (radar alone is the harder input: what the S2 pairing taught the S1 encoder shows here);
 - ``scratch_fusion`` / ``dual_fusion``: late-fusion U-Net (one encoder per sensor) from random
   weights / from both Dual-SimCLR encoders.
 
@@ -58,6 +60,8 @@ SSL_SENSOR_ROWS: dict[str, tuple[str, tuple[str, ...], str | None]] = {
     "scratch": ("early_fusion_unet", ("s2",), None),
     "simclr_s2": ("early_fusion_unet", ("s2",), "simclr"),
     "dual_s2": ("early_fusion_unet", ("s2",), "dual"),
+    "scratch_s1": ("early_fusion_unet", ("s1",), None),
+    "dual_s1": ("early_fusion_unet", ("s1",), "dual"),
     "scratch_fusion": ("late_fusion_unet", ("s2", "s1"), None),
     "dual_fusion": ("late_fusion_unet", ("s2", "s1"), "dual"),
 }
@@ -226,6 +230,13 @@ def finetune(opts: SSLSensorOptions, row: str, fraction: float, seed: int,
             "train_points": int(points), "seconds": round(wall, 1)}  # fmt: skip
 
 
+def _baseline(row: str) -> str:
+    """The from-scratch row of the same model and inputs."""
+    model, inputs, _ = SSL_SENSOR_ROWS[row]
+    return next(r for r, (m, i, start) in SSL_SENSOR_ROWS.items()
+                if start is None and (m, i) == (model, inputs))  # fmt: skip
+
+
 def summarise(runs: Sequence[dict[str, Any]], opts: SSLSensorOptions) -> str:
     """Markdown: test water IoU per row and pixel share, and each row minus scratch by seed."""
 
@@ -236,7 +247,7 @@ def summarise(runs: Sequence[dict[str, Any]], opts: SSLSensorOptions) -> str:
     rows = [r for r in SSL_SENSOR_ROWS if any(x["row"] == r for x in runs)]
     lines = []
     for row in rows:
-        base = "scratch_fusion" if SSL_SENSOR_ROWS[row][0] == "late_fusion_unet" else "scratch"
+        base = _baseline(row)
         for f in opts.fractions:
             deltas = [
                 a - b
@@ -266,10 +277,13 @@ def plot(runs: Sequence[dict[str, Any]], opts: SSLSensorOptions, path: Path) -> 
             v = [r["iou"] for r in runs if r["row"] == row and r["fraction"] == f]
             ms.append(float(np.mean(v)) if v else np.nan)
             ss.append(float(np.std(v, ddof=1)) if len(v) > 1 else 0.0)
-        style = "--" if "fusion" in row else "-"
+        style = {("s2",): "-", ("s1",): ":"}.get(SSL_SENSOR_ROWS[row][1], "--")
         ax.errorbar([100 * f for f in opts.fractions], ms, yerr=ss, marker="o", capsize=3,
                     linestyle=style, label=row.replace("_", " "))  # fmt: skip
     ax.set_xscale("log")
+    ticks = [100 * f for f in opts.fractions]
+    ax.set_xticks(ticks, [f"{t:g} %" for t in ticks])
+    ax.minorticks_off()
     ax.set_xlabel(f"labelled pixels of {opts.train_site} kept as points (%)")
     ax.set_ylabel(f"water IoU on {opts.test_site}")
     ax.set_title(f"Sen1Floods11: SSL pre-training vs scratch ({len(opts.seeds)} seeds, ± 1 sd)",
