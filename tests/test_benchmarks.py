@@ -85,6 +85,7 @@ def test_ssl_throughput_both_sides_on_a_tiny_budget(shared_data: Path, tmp_path:
 
 
 @pytest.mark.real
+@pytest.mark.slow  # 150 s on 2 cores (three fits + d4 TTA on Dubai): the suite's 15-min budget
 def test_segmentation_full_and_sparse_on_a_tiny_budget(shared_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "s.json"
     proc = _run("segmentation.py", "--datasets", "dubai", "--epochs", "1",
