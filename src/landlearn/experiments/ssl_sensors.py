@@ -277,7 +277,8 @@ def plot(runs: Sequence[dict[str, Any]], opts: SSLSensorOptions, path: Path) -> 
             v = [r["iou"] for r in runs if r["row"] == row and r["fraction"] == f]
             ms.append(float(np.mean(v)) if v else np.nan)
             ss.append(float(np.std(v, ddof=1)) if len(v) > 1 else 0.0)
-        style = {("s2",): "-", ("s1",): ":"}.get(SSL_SENSOR_ROWS[row][1], "--")
+        styles: dict[tuple[str, ...], str] = {("s2",): "-", ("s1",): ":"}
+        style = styles.get(SSL_SENSOR_ROWS[row][1], "--")
         ax.errorbar([100 * f for f in opts.fractions], ms, yerr=ss, marker="o", capsize=3,
                     linestyle=style, label=row.replace("_", " "))  # fmt: skip
     ax.set_xscale("log")
