@@ -331,3 +331,28 @@ def test_mask_folder_label_fraction_and_pseudo_masks(masks: Path, tmp_path: Path
     ]
     with pytest.raises(LandlearnError, match="label_fraction below 1"):
         MaskFolderDataModule(str(root / "images"), str(root / "masks"), pseudo_masks=str(pseudo))
+
+
+def test_raster_pair_point_labels_are_fixed_and_the_test_split_stays_dense(pair: Path) -> None:
+    from landlearn.data.rasters import point_mask
+
+    kwargs = {"remap": REMAP, "chip_size": 16, "samples_per_epoch": 12, "batch_size": 4,
+              "seed": 3}  # fmt: skip
+    dense = RasterPairDataModule(str(pair / "scene.tif"), str(pair / "label.tif"), **kwargs)
+    sparse = RasterPairDataModule(str(pair / "scene.tif"), str(pair / "label.tif"),
+                                  label_fraction_pixels=0.2, **kwargs)  # fmt: skip
+    for dm in (dense, sparse):
+        dm.setup("fit")
+        dm.setup("test")
+    for name in ("train_dataset", "val_dataset", "test_dataset"):
+        full, few = getattr(dense, name), getattr(sparse, name)
+        for i in range(min(4, len(full))):
+            window, _ = full.window(i)
+            keep = point_mask((int(window.row_off), int(window.col_off)), (16, 16), 0.2, 3)
+            want = full[i]["mask"].numpy().copy()
+            if name != "test_dataset":
+                want[~keep] = IGNORE_INDEX
+            assert np.array_equal(few[i]["mask"].numpy(), want), name
+    with pytest.raises(LandlearnError, match="label_fraction_pixels must be in"):
+        RasterPairDataModule(str(pair / "scene.tif"), str(pair / "label.tif"),
+                             label_fraction_pixels=1.5)  # fmt: skip

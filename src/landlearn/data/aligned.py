@@ -37,7 +37,7 @@ from torch.utils.data import Dataset
 
 from landlearn.conventions import IGNORE_INDEX
 from landlearn.data.io import RasterInfo, raster_info
-from landlearn.data.rasters import ChipSampler, check_remap, pad_chip, remap_codes
+from landlearn.data.rasters import ChipSampler, check_remap, pad_chip, point_mask, remap_codes
 from landlearn.errors import LandlearnError
 from landlearn.inputs import read_error
 from landlearn.registry import did_you_mean
@@ -409,29 +409,6 @@ class AlignedRasterDataset(ChipSampler, Dataset[dict[str, torch.Tensor]]):
                 :IGNORE_INDEX
             ]
         return counts
-
-
-def point_mask(
-    offset: tuple[int, int], shape: tuple[int, ...], fraction: float, seed: int = 0
-) -> np.ndarray:
-    """Which pixels of a window (``offset`` = its row, col in the raster) are kept as points.
-
-    Each raster pixel keeps its label when a hash of (row, col, seed) falls below ``fraction``,
-    so a random chip sees the same points wherever it lands and in every epoch: a fixed set of
-    about ``fraction`` of the labelled pixels, spread uniformly (each class keeps its share in
-    expectation), as a user's clicked points would be. ``(H, W)`` bool.
-    """
-    rows = np.arange(offset[0], offset[0] + shape[0], dtype=np.uint64)
-    cols = np.arange(offset[1], offset[1] + shape[1], dtype=np.uint64)
-    gold = np.uint64(0x9E3779B97F4A7C15)
-    with np.errstate(over="ignore"):
-        z = (rows[:, None] << np.uint64(32)) | cols[None, :]
-        z = z ^ (np.uint64(seed & 0xFFFFFFFF) * gold)
-        z = z + gold  # splitmix64's finaliser: neighbouring pixels get unrelated values
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        z = z ^ (z >> np.uint64(31))
-    return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53) < fraction
 
 
 def _band_names(spec: RasterInput, info: RasterInfo) -> list[str]:

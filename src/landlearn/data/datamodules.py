@@ -571,6 +571,9 @@ class RasterPairDataModule(LandlearnDataModule):
         block_size: side of the split blocks; default twice the chip size when the scene is
             large enough for five blocks, else the chip size.
         bands: band numbers starting at 1; default all.
+        label_fraction_pixels: keep this share of the label's pixels as fixed sparse points
+            (the same pixels in every chip and epoch; train and validation blocks; the test
+            split stays dense), for ``loss: partial_ce`` studies of clicked points.
         class_colors: ``[r, g, b]`` per class; default the label raster's colour table.
     """
 
@@ -599,9 +602,15 @@ class RasterPairDataModule(LandlearnDataModule):
         augment: dict[str, Any] | None = None,
         mean: list[float] | None = None,
         std: list[float] | None = None,
+        label_fraction_pixels: float = 1.0,
     ) -> None:
         super().__init__(batch_size, num_workers, seed, augment, False, mean, std)
         self.save_hyperparameters()
+        if not 0.0 < float(label_fraction_pixels) <= 1.0:
+            raise LandlearnError(
+                f"label_fraction_pixels must be in (0, 1], got {label_fraction_pixels}"
+            )
+        self.label_fraction_pixels = float(label_fraction_pixels)
         for a, b in (("val_image", "val_label"), ("test_image", "test_label")):
             if (locals()[a] is None) != (locals()[b] is None):
                 raise LandlearnError(f"give both {a} and {b}, or neither")
@@ -637,9 +646,14 @@ class RasterPairDataModule(LandlearnDataModule):
         scene = (self.image, self.label)
         self.train_dataset = RasterPairDataset(
             *scene, self.chip_size, "random", self.samples_per_epoch, self.remap,
-            train or None, self.seed, self.bands,
+            train or None, self.seed, self.bands, point_fraction=self.label_fraction_pixels,
         )  # fmt: skip
         self.val_dataset = self._grid(self.val_files or scene, None if self.val_files else val)
+        if not self.val_files and val and self.label_fraction_pixels < 1.0:  # val: points too
+            self.val_dataset = RasterPairDataset(
+                *scene, self.chip_size, "grid", remap=self.remap, windows=val, seed=self.seed,
+                bands=self.bands, point_fraction=self.label_fraction_pixels,
+            )  # fmt: skip
         if not (self.val_files or val):
             self.val_dataset = None
         self.test_dataset = self._grid(self.test_files or scene, None if self.test_files else test)

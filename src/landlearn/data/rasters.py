@@ -34,6 +34,7 @@ __all__ = [
     "check_remap",
     "grid_windows",
     "pad_chip",
+    "point_mask",
     "remap_codes",
     "spatial_split",
     "split_scene",
@@ -108,6 +109,29 @@ def split_scene(
         return block, [], [], []
     train, val, test = spatial_split(height, width, block, val_fraction, test_fraction, seed)
     return block, train, val, test
+
+
+def point_mask(
+    offset: tuple[int, int], shape: tuple[int, ...], fraction: float, seed: int = 0
+) -> np.ndarray:
+    """Which pixels of a window (``offset`` = its row, col in the raster) are kept as points.
+
+    Each raster pixel keeps its label when a hash of (row, col, seed) falls below ``fraction``,
+    so a random chip sees the same points wherever it lands and in every epoch: a fixed set of
+    about ``fraction`` of the labelled pixels, spread uniformly (each class keeps its share in
+    expectation), as a user's clicked points would be. ``(H, W)`` bool.
+    """
+    rows = np.arange(offset[0], offset[0] + shape[0], dtype=np.uint64)
+    cols = np.arange(offset[1], offset[1] + shape[1], dtype=np.uint64)
+    gold = np.uint64(0x9E3779B97F4A7C15)
+    with np.errstate(over="ignore"):
+        z = (rows[:, None] << np.uint64(32)) | cols[None, :]
+        z = z ^ (np.uint64(seed & 0xFFFFFFFF) * gold)
+        z = z + gold  # splitmix64's finaliser: neighbouring pixels get unrelated values
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53) < fraction
 
 
 def remap_codes(codes: np.ndarray, remap: Mapping[int, int] | None) -> np.ndarray:
@@ -282,6 +306,8 @@ class RasterPairDataset(ChipSampler, Dataset[dict[str, torch.Tensor]]):
         keep_nonfinite: leave NaN / inf pixels in the image and the label as it is, for a
             predictor that screens them (``evaluate``, :mod:`landlearn.finite`). By default
             (training) they become unlabelled and 0.
+        point_fraction: keep this share of the label's pixels as fixed sparse points
+            (:func:`point_mask`), the rest ``IGNORE_INDEX``.
 
     Raises:
         LandlearnError: unreadable files, CRS / transform / shape mismatch, bad arguments.
@@ -299,7 +325,11 @@ class RasterPairDataset(ChipSampler, Dataset[dict[str, torch.Tensor]]):
         seed: int = 0,
         bands: Sequence[int] | None = None,
         keep_nonfinite: bool = False,
+        point_fraction: float = 1.0,
     ) -> None:
+        if not 0.0 < float(point_fraction) <= 1.0:
+            raise LandlearnError(f"point fraction must be in (0, 1], got {point_fraction}")
+        self.point_fraction = float(point_fraction)
         self.image_path = Path(image_path)
         self.label_path = Path(label_path)
         self.keep_nonfinite = keep_nonfinite
@@ -350,6 +380,9 @@ class RasterPairDataset(ChipSampler, Dataset[dict[str, torch.Tensor]]):
                 f"label code {bad} is not a class index 0..{IGNORE_INDEX}; pass remap",
                 self.label_path,
             )
+        if self.point_fraction < 1.0:
+            off = (int(inner.row_off), int(inner.col_off))
+            mask[~point_mask(off, mask.shape, self.point_fraction, self.seed)] = IGNORE_INDEX
         return mask
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
