@@ -356,3 +356,27 @@ def test_raster_pair_point_labels_are_fixed_and_the_test_split_stays_dense(pair:
     with pytest.raises(LandlearnError, match="label_fraction_pixels must be in"):
         RasterPairDataModule(str(pair / "scene.tif"), str(pair / "label.tif"),
                              label_fraction_pixels=1.5)  # fmt: skip
+
+
+def test_raster_pair_label_fraction_sends_the_other_blocks_to_the_unlabelled_loader(
+    pair: Path,
+) -> None:
+    dm = RasterPairDataModule(str(pair / "scene.tif"), str(pair / "label.tif"), remap=REMAP,
+                              chip_size=16, samples_per_epoch=12, batch_size=4, seed=3,
+                              label_fraction=0.5)  # fmt: skip
+    dm.setup("fit")
+    labelled = set(dm.train_dataset.regions)
+    unlabelled = set(dm.unlabelled_dataset.regions)
+    assert labelled
+    assert unlabelled
+    assert not labelled & unlabelled
+    assert not unlabelled & set(dm.val_dataset.regions)
+    batch = next(iter(dm.unlabelled_dataloader()))
+    assert set(batch) == {"image"}
+    assert batch["image"].shape == (4, 4, 16, 16)
+    whole = RasterPairDataModule(str(pair / "scene.tif"), str(pair / "label.tif"), remap=REMAP,
+                                 chip_size=16, seed=3)  # fmt: skip
+    whole.setup("fit")
+    assert labelled | unlabelled == set(whole.train_dataset.regions)
+    with pytest.raises(LandlearnError, match="label_fraction must be in"):
+        RasterPairDataModule(str(pair / "scene.tif"), str(pair / "label.tif"), label_fraction=0)

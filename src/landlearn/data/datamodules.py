@@ -574,6 +574,9 @@ class RasterPairDataModule(LandlearnDataModule):
         label_fraction_pixels: keep this share of the label's pixels as fixed sparse points
             (the same pixels in every chip and epoch; train and validation blocks; the test
             split stays dense), for ``loss: partial_ce`` studies of clicked points.
+        label_fraction: keep the labels of this share of the train blocks (seeded, at least
+            one); the other train blocks give mask-less chips to ``unlabelled_dataloader()``
+            for the semi-supervised tasks (statistics come from the labelled train chips).
         class_colors: ``[r, g, b]`` per class; default the label raster's colour table.
     """
 
@@ -603,9 +606,13 @@ class RasterPairDataModule(LandlearnDataModule):
         mean: list[float] | None = None,
         std: list[float] | None = None,
         label_fraction_pixels: float = 1.0,
+        label_fraction: float = 1.0,
     ) -> None:
         super().__init__(batch_size, num_workers, seed, augment, False, mean, std)
         self.save_hyperparameters()
+        if not 0.0 < float(label_fraction) <= 1.0:
+            raise LandlearnError(f"label_fraction must be in (0, 1], got {label_fraction}")
+        self.label_fraction = float(label_fraction)
         if not 0.0 < float(label_fraction_pixels) <= 1.0:
             raise LandlearnError(
                 f"label_fraction_pixels must be in (0, 1], got {label_fraction_pixels}"
@@ -644,10 +651,17 @@ class RasterPairDataModule(LandlearnDataModule):
         )  # fmt: skip
         self.nodata, self.resolution = info.nodata, _resolution(info.transform)
         scene = (self.image, self.label)
+        unlabelled: list[Any] = []
+        if self.label_fraction < 1.0:
+            from landlearn.data.aligned_datamodule import _blocks, _deal
+
+            train, unlabelled = _deal(train or _blocks(info.height, info.width, block),
+                                      self.label_fraction, self.seed)  # fmt: skip
         self.train_dataset = RasterPairDataset(
             *scene, self.chip_size, "random", self.samples_per_epoch, self.remap,
             train or None, self.seed, self.bands, point_fraction=self.label_fraction_pixels,
         )  # fmt: skip
+        self.unlabelled_dataset = self._unlabelled(unlabelled) if unlabelled else None
         self.val_dataset = self._grid(self.val_files or scene, None if self.val_files else val)
         if not self.val_files and val and self.label_fraction_pixels < 1.0:  # val: points too
             self.val_dataset = RasterPairDataset(
@@ -667,6 +681,14 @@ class RasterPairDataModule(LandlearnDataModule):
             self.class_names = _names_from_counts(self._train_class_counts())
         if self.class_colors is None:
             self.class_colors = _label_colors(self.label, self.remap, len(self.class_names))
+
+    def _unlabelled(self, windows: list[Any]) -> Dataset[Sample]:
+        """Random mask-less ``{"image"}`` chips of the unlabelled train blocks."""
+        from landlearn.data.aligned import AlignedRasterDataset, parse_inputs
+
+        spec = {"image": {"path": self.image, "bands": self.bands} if self.bands else self.image}
+        return AlignedRasterDataset(parse_inputs(spec), None, self.chip_size, "random",
+                                    self.samples_per_epoch, None, windows, self.seed)  # fmt: skip
 
     def _train_class_counts(self) -> np.ndarray:
         assert isinstance(self.train_dataset, RasterPairDataset)
