@@ -36,7 +36,7 @@ from landlearn.data.datamodules import (
     _resolution,
 )
 from landlearn.data.io import raster_info
-from landlearn.data.rasters import check_remap, grid_windows, split_scene
+from landlearn.data.rasters import check_remap, deal_blocks, scene_blocks, split_scene
 from landlearn.errors import LandlearnError
 from landlearn.schema import HeadSpec, InputSpec
 
@@ -189,8 +189,8 @@ class AlignedRasterDataModule(LandlearnDataModule):
             scene.height, scene.width, self.chip_size, self.block_size, val_fraction,
             test_fraction, self.seed,
         )  # fmt: skip
-        blocks = train or _blocks(scene.height, scene.width, block)
-        labelled, unlabelled = _deal(blocks, self.label_fraction, self.seed)
+        blocks = train or scene_blocks(scene.height, scene.width, block)
+        labelled, unlabelled = deal_blocks(blocks, self.label_fraction, self.seed)
         if self.label_fraction == 1.0:
             labelled = train  # the whole scene when it is not split, as RasterPairDataModule
         self.train_dataset = self._dataset(
@@ -365,24 +365,3 @@ def _check_bands(train: AlignedRasterDataset, other: AlignedRasterDataset) -> No
                 f"({train.infos[spec.name].path}); give rasters of the same bands",
                 spec.path,
             )
-
-
-def _blocks(height: int, width: int, block: int) -> list[Window]:
-    return [
-        Window(w.col_off, w.row_off, min(block, width - w.col_off), min(block, height - w.row_off))
-        for w in grid_windows(height, width, block)
-    ]
-
-
-def _deal(blocks: list[Window], fraction: float, seed: int) -> tuple[list[Window], list[Window]]:
-    """``fraction`` of the blocks (seeded, at least one; one left over below 1) and the rest."""
-    if fraction >= 1.0:
-        return list(blocks), []
-    n = len(blocks)
-    keep = max(1, round(fraction * n))
-    if keep == n and n > 1:
-        keep = n - 1
-    order = np.random.default_rng(seed).permutation(n)
-    chosen = sorted(order[:keep].tolist())
-    rest = sorted(order[keep:].tolist())
-    return [blocks[i] for i in chosen], [blocks[i] for i in rest]

@@ -32,7 +32,13 @@ from landlearn.data.folders import (
 )
 from landlearn.data.io import generic_band_names, raster_info
 from landlearn.data.normalize import compute_stats, normalize, normalize_batch
-from landlearn.data.rasters import RasterPairDataset, check_remap, split_scene
+from landlearn.data.rasters import (
+    RasterPairDataset,
+    check_remap,
+    deal_blocks,
+    scene_blocks,
+    split_scene,
+)
 from landlearn.data.splits import label_subset, random_split_indices, stratified_split
 from landlearn.errors import LandlearnError
 from landlearn.schema import HeadSpec, InputSpec
@@ -653,10 +659,8 @@ class RasterPairDataModule(LandlearnDataModule):
         scene = (self.image, self.label)
         unlabelled: list[Any] = []
         if self.label_fraction < 1.0:
-            from landlearn.data.aligned_datamodule import _blocks, _deal
-
-            train, unlabelled = _deal(train or _blocks(info.height, info.width, block),
-                                      self.label_fraction, self.seed)  # fmt: skip
+            train, unlabelled = deal_blocks(train or scene_blocks(info.height, info.width, block),
+                                            self.label_fraction, self.seed)  # fmt: skip
         self.train_dataset = RasterPairDataset(
             *scene, self.chip_size, "random", self.samples_per_epoch, self.remap,
             train or None, self.seed, self.bands, point_fraction=self.label_fraction_pixels,

@@ -32,10 +32,12 @@ __all__ = [
     "ChipSampler",
     "RasterPairDataset",
     "check_remap",
+    "deal_blocks",
     "grid_windows",
     "pad_chip",
     "point_mask",
     "remap_codes",
+    "scene_blocks",
     "spatial_split",
     "split_scene",
 ]
@@ -71,10 +73,7 @@ def spatial_split(
     Raises:
         LandlearnError: too few blocks for the requested splits.
     """
-    blocks = [
-        Window(w.col_off, w.row_off, min(block, width - w.col_off), min(block, height - w.row_off))
-        for w in grid_windows(height, width, block)
-    ]
+    blocks = scene_blocks(height, width, block)
     needed = 1 + (val_fraction > 0) + (test_fraction > 0)
     if len(blocks) < needed:
         raise LandlearnError(
@@ -83,6 +82,30 @@ def spatial_split(
         )
     train, val, test = random_split_indices(len(blocks), val_fraction, test_fraction, seed)
     return [blocks[i] for i in train], [blocks[i] for i in val], [blocks[i] for i in test]
+
+
+def scene_blocks(height: int, width: int, block: int) -> list[Window]:
+    """The scene cut into ``block``-sized windows (the last row and column clipped)."""
+    return [
+        Window(w.col_off, w.row_off, min(block, width - w.col_off), min(block, height - w.row_off))
+        for w in grid_windows(height, width, block)
+    ]
+
+
+def deal_blocks(
+    blocks: list[Window], fraction: float, seed: int
+) -> tuple[list[Window], list[Window]]:
+    """``fraction`` of the blocks (seeded, at least one; one left over below 1) and the rest."""
+    if fraction >= 1.0:
+        return list(blocks), []
+    n = len(blocks)
+    keep = max(1, round(fraction * n))
+    if keep == n and n > 1:
+        keep = n - 1
+    order = np.random.default_rng(seed).permutation(n)
+    chosen = sorted(order[:keep].tolist())
+    rest = sorted(order[keep:].tolist())
+    return [blocks[i] for i in chosen], [blocks[i] for i in rest]
 
 
 def split_scene(
