@@ -28,6 +28,7 @@ from landlearn.atomic import atomic_path, write_atomic, write_json
 from landlearn.verbosity import is_debug, is_quiet, set_verbosity
 
 __all__ = [
+    "append_row",
     "machine",
     "machine_markdown",
     "markdown_table",
@@ -93,6 +94,15 @@ def machine_markdown(info: dict[str, Any]) -> str:
         f"threads{gpu}; {info['platform']}; {versions}. Date {info['date']}. "
         f"Command: `{info['command']}`."
     )
+
+
+def append_row(path: Path, row: dict[str, Any]) -> None:
+    """Append one finished run as a JSON line, so an interrupted study keeps what it measured."""
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as f:
+        f.write(json.dumps(row) + "\n")
 
 
 def write_study(out_dir: Path, name: str, record: dict[str, Any], markdown: str) -> list[Path]:

@@ -34,6 +34,7 @@ import numpy as np
 
 from landlearn.errors import LandlearnError
 from landlearn.experiments.common import (
+    append_row,
     machine,
     machine_markdown,
     markdown_table,
@@ -195,15 +196,6 @@ def _fit(opts: SensorOptions, out: Path, row: str, train: str, test: str, seed: 
     return record
 
 
-def _progress(path: Path, row: dict[str, Any]) -> None:
-    """Append one finished run, so an interrupted study keeps what it measured."""
-    import json
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as f:
-        f.write(json.dumps(row) + "\n")
-
-
 def run_sensors(opts: SensorOptions, out: Path, say: Say = log.info) -> dict[str, Any]:
     """Every row, direction and seed; write ``sensors.json``, ``sensors.md``, ``sensors.png``."""
     opts.check()
@@ -213,7 +205,7 @@ def run_sensors(opts: SensorOptions, out: Path, say: Say = log.info) -> dict[str
         for train, test in (SITES, SITES[::-1]):
             for row in opts.rows:
                 rows.append(_fit(opts, out, row, train, test, seed, say))
-                _progress(out / "sensors_rows.jsonl", rows[-1])
+                append_row(out / "sensors_rows.jsonl", rows[-1])
     record: dict[str, Any] = {
         "study": "sensors",
         "options": asdict(opts),

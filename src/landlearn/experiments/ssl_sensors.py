@@ -41,6 +41,7 @@ import numpy as np
 
 from landlearn.errors import LandlearnError
 from landlearn.experiments.common import (
+    append_row,
     fit_quietly,
     machine,
     machine_markdown,
@@ -294,15 +295,6 @@ def plot(runs: Sequence[dict[str, Any]], opts: SSLSensorOptions, path: Path) -> 
     return save_figure(fig, path)
 
 
-def _progress(path: Path, row: dict[str, Any]) -> None:
-    """Append one finished run, so an interrupted study keeps what it measured."""
-    import json
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as f:
-        f.write(json.dumps(row) + "\n")
-
-
 def run_ssl_sensors(opts: SSLSensorOptions, out: Path, say: Say = log.info) -> dict[str, Any]:
     """Pre-train per seed, then every row at every pixel share; write json / md / png."""
     opts.check()
@@ -325,7 +317,7 @@ def run_ssl_sensors(opts: SSLSensorOptions, out: Path, say: Say = log.info) -> d
             for row in opts.rows:
                 run = finetune(opts, row, f, seed, bundles, work)
                 runs.append(run)
-                _progress(out / "ssl_sensors_rows.jsonl", run)
+                append_row(out / "ssl_sensors_rows.jsonl", run)
                 say(f"seed {seed} {row:14s} {100 * f:g} % pixels ({run['train_points']} "
                     f"points): water IoU {run['iou']:.4f} ({run['seconds']:.0f} s)")  # fmt: skip
     table = summarise(runs, opts)
