@@ -112,7 +112,7 @@ class SemisupOptions:
         folder = Path(self.data_root) / self.data.split("_")[0]
         if not folder.is_dir():
             raise LandlearnError(
-                f"data set folder not found (give --data-root, the folder holding {self.data}/)",
+                f"data set folder not found (give --data-root, the folder holding {folder.name}/)",
                 folder,
             )
 
