@@ -122,3 +122,26 @@ def test_dubai_tiles_train_on_two_tiles_and_test_on_a_third(
     assert "tile4" in str(dm.test_images)
     assert data.unlabelled is not None
     assert data.unlabelled.parent.name == "tile6"
+
+
+@pytest.mark.real
+def test_semisup_on_the_slovenia_raster_uses_its_unlabelled_blocks(
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "study"
+    code, stdout, _ = run_cli(
+        ["experiment", "semisup", "--data", "slovenia", "--data-root", str(shared_data),
+         "--fractions", "0.25", "--methods", "supervised", "self_training", "mean_teacher",
+         "--seeds", "0", "--max-steps", "2", "--batch-size", "4", "-o", str(out)], capsys,
+    )  # fmt: skip
+    assert code == 0
+    record = json.loads((out / "semisup.json").read_text())
+    assert [r["method"] for r in record["rows"]] == ["100 % labels", "supervised", "mean teacher"]
+    assert record["skipped"][0].startswith("self_training")
+    assert record["options"]["chip"] == 32  # the 100 × 101 px scene's default
+    full, sup, _ = record["rows"]
+    assert sup["labelled_blocks"] == 2  # 25 % of the 10 train blocks of 32 px (rounded)
+    assert full["labelled_blocks"] == 10
+    assert all(0.0 <= r["miou"] <= 1.0 for r in record["rows"])
+    assert "| mean teacher | 25% (2 blocks) |" in stdout
+    assert "Skipped: self_training" in (out / "semisup.md").read_text()

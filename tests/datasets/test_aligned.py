@@ -416,6 +416,8 @@ def test_unlabelled_scenes_join_pretraining_chips_or_the_unlabelled_loader(
     assert len(labelled.train_dataset) == 10  # type: ignore[arg-type]
     assert len(labelled.unlabelled_dataset) == 5  # type: ignore[arg-type]
     assert "mask" not in labelled.unlabelled_dataset[0]
+    assert labelled.has_unlabelled()  # what a semi-supervised task asks
+    assert not alone.has_unlabelled()
     with pytest.raises(LandlearnError, match=r"unlabelled_inputs\[0\] names"):
         AlignedRasterDataModule({"a": scene["a"]}, unlabelled_inputs=[{"b": other}])
     two_bands = _write(tmp_path / "two.tif", half[:2], _grid())

@@ -216,6 +216,23 @@ def test_without_unlabelled_images_the_labelled_batches_feed_the_unlabelled_loss
     assert float(logged["train_pseudo_kept"]) == 1.0
 
 
+def test_a_raster_pairs_unlabelled_blocks_feed_the_unlabelled_loss(
+    pair: Path, tmp_path: Path
+) -> None:
+    # label_fraction on a raster scene: the other train blocks are the unlabelled data (the
+    # task used to look for image-folder attributes only and fell back to the labelled chips)
+    from landlearn.data.datamodules import RasterPairDataModule
+
+    dm = RasterPairDataModule(str(pair / "scene.tif"), str(pair / "label.tif"),
+                              remap={1: 0, 2: 1, 3: 2, 8: 3}, chip_size=16, samples_per_epoch=8,
+                              batch_size=4, seed=3, label_fraction=0.5)  # fmt: skip
+    task = SemiSupervisedSegmentationTask(**UNET, rampup_steps=0, threshold=0.0)
+    train(model=task, datamodule=dm, root=tmp_path, max_steps=2, max_epochs=-1,
+          accelerator="cpu", enable_progress_bar=False, report=False)  # fmt: skip
+    assert task._unlabelled is not None
+    assert task._unlabelled.loader.dataset is dm.unlabelled_dataset
+
+
 def test_checkpoint_and_resume_keep_the_teacher(masks: Path, tmp_path: Path) -> None:
     task = SemiSupervisedSegmentationTask(**UNET, rampup_steps=1)
     quiet = {"logger": False, "enable_progress_bar": False, "enable_model_summary": False}

@@ -28,6 +28,7 @@ Examples:
   landlearn experiment semisup --data dubai_tiles --fractions 0.1 0.25 0.5 -o study_dubai/
   landlearn experiment semisup --data deepglobe --fractions 0.5 --methods supervised \
       self_training mean_teacher --rounds 1 3 --max-steps 400 -o study_dg/
+  landlearn experiment semisup --data slovenia --fractions 0.1 0.5 -o study_slovenia/
   landlearn experiment fusion --seeds 0 1 2 -o study_fusion/
   landlearn experiment sensors --seeds 0 1 2 -o study_sensors/
   landlearn experiment globe -o study_globe/
@@ -67,7 +68,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--data", choices=DATASETS, default="dubai", help="real data set")
     p.add_argument(
-        "--data-root", default="../shared/data", help="folder holding dubai/ and deepglobe/"
+        "--data-root",
+        default="../shared/data",
+        help="folder holding dubai/, deepglobe/ and slovenia_s2_lulc/",
     )
     p.add_argument(
         "--fractions", type=float, nargs="+", default=[0.25], help="labelled shares in (0, 1)"
@@ -76,7 +79,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--rounds", type=int, nargs="+", default=[1, 3], help="self-training rows")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--max-steps", type=int, default=300, help="optimiser steps of every fit")
-    p.add_argument("--chip", type=int, default=64, help="chip size in px")
+    p.add_argument(
+        "--chip", type=int, default=None, help="chip size in px; None: 64 (slovenia: 32)"
+    )
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument(
         "--class-balanced",

@@ -291,6 +291,17 @@ class LandlearnDataModule(LightningDataModule):
         """The test set."""
         return self.test_dataloader()
 
+    def has_unlabelled(self) -> bool:
+        """Whether ``unlabelled_dataloader()`` has samples to give (``setup`` runs if needed).
+
+        True for the train samples that ``label_fraction`` left unlabelled and for extra
+        unlabelled sources (image folders, scenes): every datamodule answers the same way, so a
+        semi-supervised task need not know which kind it was given.
+        """
+        if self.train_dataset is None:
+            self.setup("fit")
+        return self.unlabelled_dataset is not None and len(self.unlabelled_dataset) > 0  # type: ignore[arg-type]
+
     def unlabelled_dataloader(self) -> DataLoader[Sample]:
         """Shuffled, seeded batches of the train samples that ``label_fraction`` left unlabelled.
 
@@ -299,13 +310,12 @@ class LandlearnDataModule(LightningDataModule):
         Raises:
             LandlearnError: every train sample keeps its label (``label_fraction`` is 1).
         """
-        if self.train_dataset is None:
-            self.setup("fit")
-        if self.unlabelled_dataset is None or len(self.unlabelled_dataset) == 0:  # type: ignore[arg-type]
+        if not self.has_unlabelled():
             raise LandlearnError(
                 "no unlabelled samples: set label_fraction below 1 to keep the rest of the "
                 "train split as unlabelled data"
             )
+        assert self.unlabelled_dataset is not None
         generator = torch.Generator().manual_seed(self.seed + 1)
         return DataLoader(
             self.unlabelled_dataset,

@@ -32,6 +32,12 @@ Data sets (``data_root`` holds landlearn's shared data: ``dubai/``, ``deepglobe/
   tile 119 test, and the unlabelled test-split tile 999380 as extra unlabelled data for the
   online methods. Fractions are shares of 2 train tiles, so every fraction below 1 means one
   labelled tile: the table says how many images were labelled.
+- ``slovenia``: the Sentinel-2 L1C scene (13 bands) and its land-cover raster
+  (``slovenia_s2_lulc/``, 100 × 101 px, 5 classes), split into 32-px spatial blocks with the
+  seed (``RasterPairDataModule``: 20 % validation, 20 % test blocks). A fraction keeps the
+  labels of that share of the train blocks; the other train blocks are the unlabelled data of
+  the online methods (the table counts labelled blocks). Self-training needs image files to
+  pseudo-label, so its rows are skipped here (said in the log and the record).
 """
 
 from __future__ import annotations
@@ -59,7 +65,13 @@ log = logging.getLogger(__name__)
 
 __all__ = ["DATASETS", "METHODS", "SemisupOptions", "run_semisup", "summarise"]
 
-DATASETS = ("dubai", "dubai_tiles", "deepglobe")
+DATASETS = ("dubai", "dubai_tiles", "deepglobe", "slovenia")
+FOLDERS = {"dubai": "dubai", "dubai_tiles": "dubai", "deepglobe": "deepglobe",
+           "slovenia": "slovenia_s2_lulc"}  # fmt: skip
+SLOVENIA: dict[str, Any] = {  # the scene's codes → 5 classes (as configs/ and benchmarks/jem.py)
+    "remap": {1: 0, 2: 1, 3: 2, 4: 3, 8: 4, 0: 255},
+    "class_names": ["cultivated", "forest", "grassland", "shrubland", "artificial"],
+}
 DUBAI_TRAIN, DUBAI_TEST, DUBAI_UNLABELLED = ("tile1", "tile2"), "tile4", "tile6"
 METHODS = ("supervised", "self_training", "mean_teacher", "fixmatch", "cps", "points")
 ONLINE = ("mean_teacher", "fixmatch", "cps")
@@ -84,13 +96,17 @@ class SemisupOptions:
     rounds: Sequence[int] = (1, 3)
     seeds: Sequence[int] = (0, 1, 2)
     max_steps: int = 300
-    chip: int = 64
+    chip: int | None = None
     batch_size: int = 8
     class_balanced: float = 0.5
     points: float = 0.01
     rampup: int = 50
     limit_eval_batches: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.chip is None:  # Slovenia's scene is 100 × 101 px: 32-px chips give 16 blocks
+            self.chip = 32 if self.data == "slovenia" else 64
 
     def check(self) -> None:
         """Raises ``LandlearnError`` for an option out of range or a missing data folder."""
@@ -105,11 +121,11 @@ class SemisupOptions:
             raise LandlearnError(f"rounds must be >= 1, got {list(self.rounds)}")
         if not self.seeds:
             raise LandlearnError("give at least one seed")
-        if self.max_steps < 1 or self.chip < 16 or self.batch_size < 1:
+        if self.max_steps < 1 or (self.chip or 0) < 16 or self.batch_size < 1:
             raise LandlearnError("max_steps, batch_size >= 1 and chip >= 16 px")
         if not 0.0 < self.points < 1.0:
             raise LandlearnError(f"points must be in (0, 1), got {self.points}")
-        folder = Path(self.data_root) / self.data.split("_")[0]
+        folder = Path(self.data_root) / FOLDERS[self.data]
         if not folder.is_dir():
             raise LandlearnError(
                 f"data set folder not found (give --data-root, the folder holding {folder.name}/)",
@@ -125,6 +141,7 @@ class _Data:
     classes_csv: Path
     split: dict[str, Any]
     unlabelled: Path | None = None
+    scene: bool = False  # one image raster + label raster (images / masks are the two files)
 
 
 def _data(opts: SemisupOptions, work: Path) -> _Data:
@@ -135,6 +152,13 @@ def _data(opts: SemisupOptions, work: Path) -> _Data:
                      {"val_fraction": 0.15, "test_fraction": 0.2})  # fmt: skip
     if opts.data == "dubai_tiles":
         return _dubai_tiles(root / "dubai", work / "dubai_links")
+    if opts.data == "slovenia":
+        folder = root / FOLDERS["slovenia"]
+        image, label = folder / "s2_l1c_20150909.tif", folder / "lulc.tif"
+        for f in (image, label):
+            if not f.is_file():
+                raise LandlearnError("Slovenia raster missing", f)
+        return _Data(image, label, label, {"val_fraction": 0.2, "test_fraction": 0.2}, scene=True)
     # DeepGlobe: one folder holds <id>_sat.jpg beside <id>_mask.png; links give each split its
     # own folder (the shared data stay read-only and are never copied).
     src = root / "deepglobe"
@@ -187,8 +211,16 @@ def _datamodule(
     unlabelled: bool = False,
     points: float = 1.0,
 ) -> Any:
-    from landlearn.data.datamodules import MaskFolderDataModule
+    from landlearn.data.datamodules import MaskFolderDataModule, RasterPairDataModule
 
+    assert opts.chip is not None  # set by __post_init__
+    if data.scene:  # the unlabelled data are the train blocks that ``fraction`` leaves
+        return RasterPairDataModule(
+            str(data.images), str(data.masks), chip_size=opts.chip,
+            samples_per_epoch=32 * opts.batch_size, batch_size=opts.batch_size, seed=seed,
+            augment={"hflip": 0.5, "vflip": 0.5}, label_fraction=fraction,
+            label_fraction_pixels=points, **SLOVENIA, **data.split,
+        )  # fmt: skip
     return MaskFolderDataModule(
         str(data.images), str(data.masks), classes_csv=str(data.classes_csv),
         chip_size=opts.chip, batch_size=opts.batch_size, seed=seed,
@@ -227,8 +259,11 @@ def _fit(
     row: dict[str, Any] = {
         "run": name, "seed": seed, "miou": m.get("miou"), "oa": m.get("overall_accuracy"),
         "wall_s": round(time.perf_counter() - t0, 1), "bundle": str(result.bundle),
-        "labelled_images": len(dm.labelled_files) or None,
     }  # fmt: skip
+    if hasattr(dm, "labelled_files"):
+        row["labelled_images"] = len(dm.labelled_files) or None
+    else:  # a raster scene: its labelled train blocks
+        row["labelled_blocks"] = len(dm.train_dataset.regions)
     say(f"{name} seed {seed}: test mIoU {_fmt(row['miou'])} ({row['wall_s']} s)")
     return row
 
@@ -275,6 +310,10 @@ def run_semisup(opts: SemisupOptions, out: Path, say: Say = log.info) -> dict[st
     out.mkdir(parents=True, exist_ok=True)
     data = _data(opts, out)
     rows: list[dict[str, Any]] = []
+    skipped = []
+    if data.scene and "self_training" in opts.methods:
+        skipped.append("self_training (needs image files to pseudo-label; one raster scene here)")
+        say(f"skipped: {skipped[-1]}")
     for seed in opts.seeds:
         full = _fit(opts, out, "full", _datamodule(opts, data, seed), seed, say)
         rows.append(full | {"method": FULL, "fraction": 1.0})
@@ -282,7 +321,7 @@ def run_semisup(opts: SemisupOptions, out: Path, say: Say = log.info) -> dict[st
             dm = _datamodule(opts, data, seed, fraction)
             sup = _fit(opts, out, f"sup{fraction:g}", dm, seed, say)
             rows.append(sup | {"method": SUP, "fraction": fraction})
-            if "self_training" in opts.methods:
+            if "self_training" in opts.methods and not data.scene:
                 unlabelled = [Path(f) for f in dm.unlabelled_files]
                 rows += _self_training(opts, out, data, seed, fraction, sup, unlabelled, say)
             for method in ONLINE:
@@ -307,7 +346,10 @@ def run_semisup(opts: SemisupOptions, out: Path, say: Say = log.info) -> dict[st
         f"steps; points {opts.points:.0%} of each class's pixels (partial CE); seeds "
         f"{list(opts.seeds)}."
     )
-    record = {"options": asdict(opts), "machine": info, "rows": rows, "table": table}
+    if skipped:
+        budget += " Skipped: " + "; ".join(skipped) + "."
+    record = {"options": asdict(opts), "machine": info, "rows": rows, "table": table,
+              "skipped": skipped}  # fmt: skip
     write_study(out, "semisup", record, "\n\n".join([budget, table, machine_markdown(info)]))
     plot(rows, out / "semisup.png", title=f"semi-supervised segmentation on {opts.data}")
     return record
@@ -343,8 +385,10 @@ def summarise(rows: Sequence[dict[str, Any]]) -> str:
             sd = statistics.stdev(floor) if len(floor) > 1 else 0.0
             ok = statistics.fmean(a for a, _ in paired) >= statistics.fmean(floor) - sd
             check = "yes" if ok else "**no**"
-        n_img = sorted({r["labelled_images"] for r in sel if r.get("labelled_images")})
-        share = f"{fraction:.0%}" + (f" ({'/'.join(map(str, n_img))} img)" if n_img else "")
+        share = f"{fraction:.0%}"
+        for key, unit in (("labelled_images", "img"), ("labelled_blocks", "blocks")):
+            n = sorted({r[key] for r in sel if r.get(key)})
+            share += f" ({'/'.join(map(str, n))} {unit})" if n else ""
         table.append([
             method, share, len(sel), mean_std([r["miou"] for r in sel]), delta, gap, check,
             mean_std([r.get("pl_kept") for r in sel]),

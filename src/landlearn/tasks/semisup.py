@@ -2,12 +2,13 @@ r"""Semi-supervised segmentation online: mean teacher, FixMatch and cross pseudo
 
 Each training step takes a labelled batch (the supervised loss of the task, e.g. CE + Dice or
 partial CE on sparse points) and an unlabelled batch: from the datamodule's unlabelled loader
-(``label_fraction`` < 1 or ``unlabelled_images``), or, when the data has none, the labelled
-batch's own images, whose unlabelled pixels are what a user who clicked a few points per class
-leaves unlabelled. The unlabelled batch comes through the datamodule like a training batch
-(normalised, flipped): that is the **weak view**. The **strong view** adds per-band brightness
-and contrast, Gaussian blur and CutMix (a box of one image pasted into its neighbour in the
-batch; the targets are mixed with the same box).
+whenever its ``has_unlabelled()`` says so (``label_fraction`` < 1 of any segmentation
+datamodule, ``unlabelled_images`` of a mask folder, ``unlabelled_inputs`` of aligned rasters),
+or, when it has none, the labelled batch's own images, whose unlabelled pixels are what a user
+who clicked a few points per class leaves unlabelled. The unlabelled batch comes through the
+datamodule like a training batch (normalised, flipped): that is the **weak view**. The
+**strong view** adds per-band brightness and contrast, Gaussian blur and CutMix (a box of one
+image pasted into its neighbour in the batch; the targets are mixed with the same box).
 
 ``L = L_sup + w(t) · L_unsup``, ``w(t) = unsup_weight · exp(−5 (1 − t/T)²)`` for ``t < T =
 rampup_steps`` (Laine & Aila's ramp-up), then ``unsup_weight``.
@@ -287,9 +288,8 @@ class SemiSupervisedSegmentationTask(SegmentationTask):
         """Open the unlabelled stream when the data has one."""
         super().on_fit_start()
         dm = getattr(self.trainer, "datamodule", None)
-        files = getattr(dm, "unlabelled_files", None)
-        extra = getattr(dm, "unlabelled_images", None)
-        if dm is not None and hasattr(dm, "unlabelled_dataloader") and (files or extra):
+        has_unlabelled = getattr(dm, "has_unlabelled", None)
+        if callable(has_unlabelled) and has_unlabelled():
             self._unlabelled = UnlabelledStream(dm, type(self).__name__)
         else:
             log.info(
