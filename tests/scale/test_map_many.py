@@ -104,13 +104,27 @@ def test_a_rerun_does_nothing_and_a_changed_bundle_redoes_everything(
     assert manifest["scenes"]["tile_0"]["output_sha256"] == after["tile_0.tif"]
 
 
-def test_a_blocked_big_scene_equals_the_one_piece_map(tmp_path: Path, bundle: Path) -> None:
+def test_a_blocked_big_scene_equals_the_one_piece_map(
+    tmp_path: Path, bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from landlearn.mapping import join
+
+    caches: list[int] = []  # GDAL's cache while the blocks are copied into one COG
+
+    def copy(*args: object) -> None:
+        caches.append(int(rasterio.env.getenv()["GDAL_CACHEMAX"]))
+        real_copy(*args)  # type: ignore[arg-type]
+
+    real_copy = join.copy_to_cog
+    monkeypatch.setattr(join, "copy_to_cog", copy)
     scene = write_tif(tmp_path / "big.tif", smooth_scene(610, 700, seed=5))
     opts = {**FAST, "probabilities": True}
     one = tmp_path / "one.tif"
     map_scene(bundle, scene, one, **opts)
     result = map_many(bundle, [scene], tmp_path / "maps", block=256, **opts)
     assert result.done == ["big"]
+    # bounded, not GDAL's default of 5 % of the machine's memory (the worker's peak RSS)
+    assert caches == [256 << 20]
     assert result.windows > 0
     blocked = tmp_path / "maps" / "big.tif"
     with rasterio.open(one) as a, rasterio.open(blocked) as b:

@@ -35,6 +35,10 @@ __all__ = ["join_blocks"]
 log = logging.getLogger(__name__)
 
 _STRIP = 512
+_CACHE = 256 << 20
+"""GDAL's block cache while joining. GDAL's default is 5 % of the machine's memory (6 GiB on a
+128 GiB node), which the COG copy of a large VRT fills: the worker's peak then grows with the
+machine and the scene, not with the block (measured: +0.65 GiB joining a 16,384² scene)."""
 
 
 def join_blocks(
@@ -93,15 +97,16 @@ def join_blocks(
                 metadata=tags,
             )
         )
-        copy_to_cog(vrt, cog, width, height, classes)
+        with rasterio.Env(GDAL_CACHEMAX=_CACHE):
+            copy_to_cog(vrt, cog, width, height, classes)
+            summary, values = _summary(cog, tags, classes, paths)
+            summary["source"] = _block_summary(paths[first]).get("source")
+            summary["map"] = out.name
+            summary["run_id"] = run_id
+            summary["blocks"] = len(blocks)
+            names = json.loads(tags.get("CLASS_NAMES") or tags.get("TARGETS") or "[]")
+            write_sidecars(files, cog, summary, names, colors, values, bands[0].description, run_id)
         pam.write_text(pam_colortable(colors if classes else None, count, run_id))
-        summary, values = _summary(cog, tags, classes, paths)
-        summary["source"] = _block_summary(paths[first]).get("source")
-        summary["map"] = out.name
-        summary["run_id"] = run_id
-        summary["blocks"] = len(blocks)
-        names = json.loads(tags.get("CLASS_NAMES") or tags.get("TARGETS") or "[]")
-        write_sidecars(files, cog, summary, names, colors, values, bands[0].description, run_id)
         commit_renames([*files.sidecar_pairs(), (pam, Path(f"{out}.aux.xml")), (cog, out)])
     finally:
         files.cleanup()
