@@ -170,7 +170,7 @@ def _true_mask(path: Path, color_table: Any, remap: dict[int, int] | None) -> np
     from landlearn.data.io import read_mask
     from landlearn.data.rasters import remap_codes
 
-    raw = read_mask(path)
+    raw = read_mask(path, palette_as_rgb=color_table is not None)
     if raw.ndim == 3:
         if color_table is None:
             raise LandlearnError("RGB mask but no colour table; pass classes_csv", path)

@@ -154,6 +154,27 @@ def test_mask_folder_errors(masks: Path) -> None:
         MaskFolderDataset(masks / "dubai" / "images", masks / "index" / "masks")
 
 
+def test_mask_folder_palette_png_decodes_its_colours_not_its_indices(tmp_path: Path) -> None:
+    # A palette PNG whose palette order is not the colour table's (Dubai's tile 2: index 0 is
+    # Land, the table starts with Building): with a table the colours are the labels.
+    from PIL import Image
+
+    table = ColorTable(["a", "b", "unknown"], ["#FF0000", "#00FF00", "#9B9B9B"])
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "images" / "t.png")
+    pal = Image.fromarray(np.array([[0, 1, 2, 3]] * 4, np.uint8), mode="P")
+    pal.putpalette([0, 255, 0, 155, 155, 155, 255, 0, 0, 0, 255, 0] + [0] * 756)
+    pal.save(tmp_path / "masks" / "t.png")
+    ds = MaskFolderDataset(tmp_path / "images", tmp_path / "masks", table)
+    np.testing.assert_array_equal(ds[0]["mask"][0].numpy(), [1, IGNORE_INDEX, 0, 1])
+    Image.fromarray(np.array([[0, 1, 2, 5]] * 4, np.uint8), mode="L").save(
+        tmp_path / "masks" / "t.png"
+    )  # index codes beyond the table are a one-line error, not a loss-time IndexError
+    with pytest.raises(LandlearnError, match="mask code 5 but the colour table has 2 classes"):
+        MaskFolderDataset(tmp_path / "images", tmp_path / "masks", table)[0]
+
+
 def test_sparse_points_keeps_fraction_per_class() -> None:
     mask = np.zeros((20, 20), np.int64)
     mask[:, 10:] = 1
@@ -182,6 +203,20 @@ def test_real_dubai_colour_table(shared_data: Path) -> None:
     sample = ds[0]
     assert sample["image"].shape == (3, 256, 256)
     assert set(sample["mask"].unique().tolist()) <= {0, 1, 2, 3, 4, IGNORE_INDEX}
+
+
+@pytest.mark.real
+def test_real_dubai_tile2_palette_masks_match_the_readme_counts(shared_data: Path) -> None:
+    # Tile 2's masks are palette PNGs in another order than classes.csv: the counts the data
+    # README gives per colour must come out per class (Land 1,487,689 is the largest).
+    root = shared_data / "dubai"
+    table = ColorTable.from_csv(root / "classes.csv")
+    ds = MaskFolderDataset(root / "tile2" / "images", root / "tile2" / "masks", table, chip_size=64)
+    codes = np.concatenate([ds.decode_mask(k).ravel() for k in range(len(ds.masks))])
+    counts = np.bincount(codes[codes != IGNORE_INDEX], minlength=table.num_classes)
+    named = dict(zip(table.class_names, counts.tolist(), strict=True))
+    assert named == {"Building": 306_455, "Land": 1_487_689, "Road": 316_813,
+                     "Vegetation": 143_896, "Water": 181_051}  # fmt: skip
 
 
 @pytest.mark.real

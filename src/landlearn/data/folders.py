@@ -407,7 +407,7 @@ class MaskFolderDataset(Dataset[dict[str, torch.Tensor]]):
     def decode_mask(self, k: int) -> np.ndarray:
         """Mask of file ``k`` as uint8 class indices (``IGNORE_INDEX`` where unlabelled)."""
         path = self.masks[k]
-        raw = read_mask(path)
+        raw = read_mask(path, palette_as_rgb=self.color_table is not None)
         if raw.ndim == 3:
             if self.color_table is None:
                 raise LandlearnError("RGB mask but no colour table; pass classes_csv", path)
@@ -421,6 +421,15 @@ class MaskFolderDataset(Dataset[dict[str, torch.Tensor]]):
                     f"0..{IGNORE_INDEX}; pass remap",
                     path,
                 )
+            if self.color_table is not None and mask.size:
+                n = self.color_table.num_classes
+                codes = mask[mask != IGNORE_INDEX]
+                if codes.size and int(codes.max()) >= n:
+                    raise LandlearnError(
+                        f"mask code {int(codes.max())} but the colour table has {n} classes "
+                        f"(0..{n - 1}); pass remap, or store the mask as RGB colours",
+                        path,
+                    )
         return mask.astype(np.uint8)
 
     def _load(self, k: int) -> tuple[np.ndarray, np.ndarray]:

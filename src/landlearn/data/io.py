@@ -198,11 +198,16 @@ def read_raster(
     return arr
 
 
-def read_mask(path: str | os.PathLike[str], window: Window | None = None) -> np.ndarray:
+def read_mask(
+    path: str | os.PathLike[str], window: Window | None = None, palette_as_rgb: bool = False
+) -> np.ndarray:
     """Read a mask: ``(H, W)`` class codes, or ``(H, W, 3)`` uint8 for an RGB-coded mask.
 
-    Palette PNGs give their palette indices (the usual way index masks are stored). An alpha
-    channel is dropped. Integer dtypes are kept as stored (uint8, int16, uint16, ...).
+    Palette PNGs give their palette indices (the usual way index masks are stored), or with
+    ``palette_as_rgb`` the palette's colours: a caller holding a colour table asks for these,
+    because a palette's order need not be the table's (Dubai's tile 2 stores Land at index 0,
+    the table has Building first). An alpha channel is dropped. Integer dtypes are kept as
+    stored (uint8, int16, uint16, ...).
 
     Raises:
         LandlearnError: missing, empty or corrupt file, or a band count other than 1, 3 or 4.
@@ -212,7 +217,9 @@ def read_mask(path: str | os.PathLike[str], window: Window | None = None) -> np.
         arr = read_native(p, window=window)
     else:
         img = _open_pil(p)
-        if img.mode in ("P", "L", "I", "I;16", "1"):
+        if img.mode in ("P", "PA") and palette_as_rgb:
+            arr = np.moveaxis(np.asarray(img.convert("RGB")), -1, 0)
+        elif img.mode in ("P", "L", "I", "I;16", "1"):
             arr = np.asarray(img.convert("L") if img.mode == "1" else img)[None]
         else:
             arr = _pil_array(img)
