@@ -432,6 +432,7 @@ def plot(rows: Sequence[dict[str, Any]], path: Path, title: str) -> Path:
     ax.grid(alpha=0.3)
     shares = sorted({float(r["fraction"]) for r in rows})
     ax.set_xticks(shares, [f"{s:.0%}" for s in shares])
+    ax.set_xlim(min(shares) * 0.85, max(shares) * 1.15)  # room for the side-by-side points
     ax.minorticks_off()
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     return save_figure(fig, path)
