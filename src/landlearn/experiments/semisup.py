@@ -426,7 +426,7 @@ def plot(rows: Sequence[dict[str, Any]], path: Path, title: str) -> Path:
         offset = 1 + 0.03 * (i - len(methods) / 2)  # side by side at one fraction
         ax.errorbar([x * offset for x in xs], ys, yerr=es, marker="o", capsize=3, label=method)
     ax.set_xscale("log")
-    ax.set_xlabel("labelled share (train images; points: share of pixels)")
+    ax.set_xlabel("labelled share (train images or blocks; points: share of pixels)")
     ax.set_ylabel("test mIoU (mean ± std over seeds)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
