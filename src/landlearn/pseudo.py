@@ -297,12 +297,10 @@ def pseudo_label(
     try:
         hist = np.zeros((k, BINS), np.int64)
         for i, f in enumerate(files):
-            with warnings.catch_warnings():  # a plain image gives a PNG mask: no CRS is expected
-                warnings.filterwarnings("ignore", r".*raster has no CRS", UserWarning)
-                arrays = predict_scene_array(
-                    predictors, f, tile=tile, overlap=overlap, batch_size=batch_size,
-                    device=device, tta=tta, preview=False,
-                )  # fmt: skip
+            arrays = predict_scene_array(
+                predictors, f, tile=tile, overlap=overlap, batch_size=batch_size,
+                device=device, tta=tta, preview=False,
+            )  # fmt: skip
             probs, valid = arrays["probabilities"], arrays["valid"]
             cls = np.nan_to_num(probs, nan=-1.0).argmax(axis=0).astype(np.uint8)
             conf = np.nan_to_num(probs, nan=0.0).max(axis=0).astype(np.float32)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -250,11 +249,6 @@ def make_plan(
             if i == 0:
                 profile = {"width": src.width, "height": src.height, "crs": src.crs,
                            "transform": src.transform}  # fmt: skip
-                if src.crs is None:
-                    # Once: the CLI shows warnings as log lines (cli/common.py), the API as
-                    # warnings.
-                    msg = f"{path}: raster has no CRS; the map will have none"
-                    warnings.warn(msg, UserWarning, stacklevel=3)
             warp = None if i == 0 else _warp(src, profile, path, named[0][1])
             itemsize += np.dtype(src.dtypes[0]).itemsize * src.count
         union = list(dict.fromkeys(j for idx in chosen for j in idx))

@@ -18,6 +18,7 @@ import logging
 import os
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -333,6 +334,10 @@ def map_scene(
     files = MapFiles(out, opts.preview)
     _check_map_outputs(files, scene, members, opts.overwrite)
     plan = _plan(members, scene, opts)
+    if plan.profile["crs"] is None:  # here, not in the plan: predict_scene_array writes no map
+        # Once: the CLI shows warnings as log lines (cli/common.py), the API as warnings.
+        msg = f"{scene_paths(scene)[0]}: raster has no CRS; the map will have none"
+        warnings.warn(msg, UserWarning, stacklevel=2)
     if block is not None:
         plan = _block_plan(plan, block)
     y_top, y_end, x_left, x_end = plan.grid.bounds
