@@ -166,18 +166,6 @@ def _georeferenced(path: Path) -> dict[str, Any] | None:
             return {"crs": src.crs, "transform": src.transform}
 
 
-def _true_mask(path: Path, color_table: Any, remap: dict[int, int] | None) -> np.ndarray:
-    from landlearn.data.io import read_mask
-    from landlearn.data.rasters import remap_codes
-
-    raw = read_mask(path, palette_as_rgb=color_table is not None)
-    if raw.ndim == 3:
-        if color_table is None:
-            raise LandlearnError("RGB mask but no colour table; pass classes_csv", path)
-        return np.asarray(color_table.encode(raw, path))
-    return np.asarray(remap_codes(raw, remap))
-
-
 def _write_mask(target: Path, mask: np.ndarray, grid: dict[str, Any] | None, teacher: str) -> None:
     with atomic_path(target) as tmp:
         if grid is None:
@@ -257,6 +245,7 @@ def pseudo_label(
             images, band mismatch, or unsafe outputs.
     """
     from landlearn.bundle import load_bundle
+    from landlearn.data.folders import decode_mask_file
     from landlearn.mapping import predict_scene_array
 
     if threshold is None and class_balanced is None:
@@ -306,6 +295,16 @@ def pseudo_label(
             conf = np.nan_to_num(probs, nan=0.0).max(axis=0).astype(np.float32)
             hist += _histogram(cls, conf, valid, k)
             np.savez(work / f"{i}.npz", probs=probs.astype(np.float16), valid=valid)
+            if truth is not None and f in truth["masks"]:
+                # read (and refuse) the true masks before any output is written
+                true = decode_mask_file(truth["masks"][f], truth["table"], truth["remap"])
+                if true.shape != cls.shape:
+                    raise LandlearnError(
+                        f"true mask is {true.shape[1]}×{true.shape[0]} px, the image "
+                        f"{cls.shape[1]}×{cls.shape[0]}",
+                        truth["masks"][f],
+                    )
+                np.save(work / f"{i}_true.npy", true)
             if progress is not None:
                 progress(i + 1, len(files))
         thresholds = class_thresholds(hist, threshold=threshold, class_balanced=class_balanced)
@@ -330,13 +329,7 @@ def pseudo_label(
                 "kept_share": float(kept_here.sum() / max(int(valid.sum()), 1)),
             }
             if truth is not None and f in truth["masks"]:
-                true = _true_mask(truth["masks"][f], truth["table"], truth["remap"])
-                if true.shape != mask.shape:
-                    raise LandlearnError(
-                        f"true mask is {true.shape[1]}×{true.shape[0]} px, the image "
-                        f"{mask.shape[1]}×{mask.shape[0]}",
-                        truth["masks"][f],
-                    )
+                true = np.load(work / f"{i}_true.npy")
                 sel = (mask != IGNORE_INDEX) & (true != IGNORE_INDEX)
                 checked += np.bincount(mask[sel], minlength=k)[:k]
                 right += np.bincount(mask[sel & (mask == true)], minlength=k)[:k]

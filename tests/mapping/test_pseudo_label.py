@@ -131,6 +131,27 @@ def test_true_masks_beside_their_images_pair_with_the_masks(tmp_path: Path) -> N
     assert not [w for w in caught if "no CRS" in str(w.message)]
 
 
+def test_a_bad_true_mask_is_one_line_before_any_mask_is_written(tmp_path: Path) -> None:
+    """The true masks are read with the datasets' rules, and refused before any output."""
+    teacher = make_bundle(tmp_path / "t.safetensors", band_names=("red", "green", "blue"))
+    both = tmp_path / "both"
+    both.mkdir()
+    rgb = np.clip(smooth_scene(64, 80, bands=3), 0, 255).astype(np.uint8).transpose(1, 2, 0)
+    for stem in ("1", "2"):
+        Image.fromarray(rgb).save(both / f"{stem}_sat.png")
+    Image.fromarray(np.zeros((64, 80), np.uint8)).save(both / "1_mask.png")
+    Image.fromarray(np.full((64, 80), 5, np.uint8)).save(both / "2_mask.png")  # 3 classes
+    csv = tmp_path / "classes.csv"
+    csv.write_text("name,hex\na,#000000\nb,#FF0000\nc,#00FF00\n", encoding="utf-8")
+    images = [both / "1_sat.png", both / "2_sat.png"]
+    with pytest.raises(LandlearnError, match="mask code 5 but the colour table has 3") as err:
+        pseudo_label(teacher, images, tmp_path / "pl", class_balanced=1.0, true_masks=both,
+                     classes_csv=csv, tile=64, overlap=16)  # fmt: skip
+    assert "2_mask.png" in str(err.value)
+    assert not list((tmp_path / "pl").rglob("*.png"))  # image 1's mask was not written either
+    assert not list((tmp_path / "pl").rglob("*.tif"))
+
+
 def test_a_classification_teacher_or_missing_data_is_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -32,6 +32,7 @@ __all__ = [
     "ImageChipsDataset",
     "ImageFolderDataset",
     "MaskFolderDataset",
+    "decode_mask_file",
     "sparse_points",
 ]
 
@@ -406,31 +407,7 @@ class MaskFolderDataset(Dataset[dict[str, torch.Tensor]]):
 
     def decode_mask(self, k: int) -> np.ndarray:
         """Mask of file ``k`` as uint8 class indices (``IGNORE_INDEX`` where unlabelled)."""
-        path = self.masks[k]
-        raw = read_mask(path, palette_as_rgb=self.color_table is not None)
-        if raw.ndim == 3:
-            if self.color_table is None:
-                raise LandlearnError("RGB mask but no colour table; pass classes_csv", path)
-            mask = self.color_table.encode(raw, path)
-            mask = mask if self.remap is None else remap_codes(mask, self.remap)
-        else:
-            mask = remap_codes(raw, self.remap)
-            if mask.size and (mask.min() < 0 or mask.max() > IGNORE_INDEX):
-                raise LandlearnError(
-                    f"mask codes {int(mask.min())}..{int(mask.max())} are not class indices "
-                    f"0..{IGNORE_INDEX}; pass remap",
-                    path,
-                )
-            if self.color_table is not None and mask.size:
-                n = self.color_table.num_classes
-                codes = mask[mask != IGNORE_INDEX]
-                if codes.size and int(codes.max()) >= n:
-                    raise LandlearnError(
-                        f"mask code {int(codes.max())} but the colour table has {n} classes "
-                        f"(0..{n - 1}); pass remap, or store the mask as RGB colours",
-                        path,
-                    )
-        return mask.astype(np.uint8)
+        return decode_mask_file(self.masks[k], self.color_table, self.remap)
 
     def _load(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         if k in self._cache:
@@ -568,3 +545,42 @@ def _pair_files(
     if missing:
         raise LandlearnError(f"no mask for image(s) {missing[:5]} in {masks_dir}", images_dir)
     return images, [masks[_pair_key(p.stem)] for p in images]
+
+
+def decode_mask_file(
+    path: str | Path, color_table: ColorTable | None, remap: Mapping[int, int] | None
+) -> np.ndarray:
+    """One mask file as uint8 class indices (``IGNORE_INDEX`` where unlabelled).
+
+    With a colour table, RGB and palette masks are read by colour (then ``remap``); a
+    single-band mask is ``remap``-ed codes that must be class indices of the table. The one
+    reader of the datasets and of ``pseudo-label``'s accuracy check.
+
+    Raises:
+        LandlearnError: RGB without a table, or codes that are not class indices (names the
+            file).
+    """
+    raw = read_mask(path, palette_as_rgb=color_table is not None)
+    if raw.ndim == 3:
+        if color_table is None:
+            raise LandlearnError("RGB mask but no colour table; pass classes_csv", path)
+        mask = color_table.encode(raw, path)
+        mask = mask if remap is None else remap_codes(mask, remap)
+    else:
+        mask = remap_codes(raw, remap)
+        if mask.size and (mask.min() < 0 or mask.max() > IGNORE_INDEX):
+            raise LandlearnError(
+                f"mask codes {int(mask.min())}..{int(mask.max())} are not class indices "
+                f"0..{IGNORE_INDEX}; pass remap",
+                path,
+            )
+        if color_table is not None and mask.size:
+            n = color_table.num_classes
+            codes = mask[mask != IGNORE_INDEX]
+            if codes.size and int(codes.max()) >= n:
+                raise LandlearnError(
+                    f"mask code {int(codes.max())} but the colour table has {n} classes "
+                    f"(0..{n - 1}); pass remap, or store the mask as RGB colours",
+                    path,
+                )
+    return mask.astype(np.uint8)
