@@ -350,3 +350,32 @@ def test_experiment_ssl_sensors_pretrains_on_every_archive_and_scores_water(
                             "-o", str(tmp_path / "o")], capsys)  # fmt: skip
     assert code == 2
     assert "Sen1Floods11 chip missing" in err
+
+
+@pytest.mark.parametrize("geometry", ["shared", "independent"])
+def test_pair_geometry_keeps_the_sensor_pair_co_located_or_not(geometry: str) -> None:
+    plain = {"brightness": 0.0, "contrast": 0.0, "band_dropout": 0.0, "blur": 0.0}
+    task = ContrastiveTask(method="dual_simclr", in_channels={"s2": 2, "s1": 2}, pair_views=True,
+                           pair_geometry=geometry, views=plain, memory_bank_size=0)  # fmt: skip
+    seen: list[torch.Tensor] = []
+
+    def embed(name: str, x: torch.Tensor) -> torch.Tensor:
+        seen.append(x)
+        return x.flatten(1)
+
+    task.embed = embed  # type: ignore[method-assign]
+    task.heads = torch.nn.ModuleDict({"s2": torch.nn.Identity(), "s1": torch.nn.Identity()})
+    torch.manual_seed(0)
+    x = torch.randn(8, 2, 16, 16)
+    task._pair({"s2": x, "s1": x.clone()})
+    a, b = seen
+    assert not torch.equal(a, x)  # a view was drawn
+    if geometry == "shared":
+        torch.testing.assert_close(a, b)  # one crop / flip / turn for the pair
+    else:
+        assert (a - b).abs().amax(dim=(1, 2, 3)).gt(1e-3).sum() >= 6
+
+
+def test_pair_geometry_unknown_name_is_one_line() -> None:
+    with pytest.raises(LandlearnError, match="unknown pair_geometry 'same'"):
+        ContrastiveTask(method="dual_simclr", pair_geometry="same")

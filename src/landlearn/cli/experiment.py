@@ -256,6 +256,12 @@ def _ssl_sensor_arguments(sub: Any) -> None:
     p.add_argument("--epochs", type=int, default=d.epochs, help="per labelled fit")
     p.add_argument("--samples-per-epoch", type=int, default=d.samples_per_epoch)
     p.add_argument("--memory-bank", type=int, default=d.memory_bank_size)
+    p.add_argument(
+        "--pair-geometry",
+        default=d.pair_geometry,
+        choices=["independent", "shared"],
+        help="Dual-SimCLR: each sensor's view its own crop / flip / turn, or one for the pair",
+    )
     p.add_argument("--encoder-lr", type=float, default=None, help="default: the lr")
     p.add_argument("-o", "--out", required=True, metavar="DIR", help="output folder")
 
@@ -270,6 +276,7 @@ def _run_ssl_sensors(args: argparse.Namespace) -> int:
         pretrain_epochs=args.pretrain_epochs, pretrain_chips=args.pretrain_chips,
         epochs=args.epochs, samples_per_epoch=args.samples_per_epoch,
         memory_bank_size=args.memory_bank, encoder_lr=args.encoder_lr,
+        pair_geometry=args.pair_geometry,
     )  # fmt: skip
     opts.check()
     out = Path(args.out)

@@ -5,7 +5,8 @@ read), each a :class:`~landlearn.tasks.ContrastiveTask` with ResNet encoders:
 
 - **SimCLR, S2 alone**: two augmented views of each Sentinel-2 chip;
 - **Dual-SimCLR**: one encoder per sensor, the co-located S2 and S1 chips of one place the
-  positive pair (plus a random view of each, ``pair_views``).
+  positive pair (plus a random view of each, ``pair_views``; ``--pair-geometry shared`` gives
+  both sensors one crop, flip and turn, so the pair stays co-located pixel for pixel).
 
 The unlabelled pairs: both Sen1Floods11 chips (Spain and India: the test chip's *imagery* is
 used, never its label — a transductive setting, stated in the table; ``--no-test-imagery``
@@ -90,6 +91,7 @@ class SSLSensorOptions:
     pretrain_batch: int = 64
     memory_bank_size: int = 1024
     temperature: float = 0.1
+    pair_geometry: str = "independent"
     epochs: int = 8
     samples_per_epoch: int = 256
     batch_size: int = 16
@@ -116,6 +118,12 @@ class SSLSensorOptions:
             raise LandlearnError(f"pixel fractions must be in (0, 1], got {self.fractions}")
         if not self.seeds:
             raise LandlearnError("give at least one seed")
+        from landlearn.tasks.contrastive import PAIR_GEOMETRIES
+
+        if self.pair_geometry not in PAIR_GEOMETRIES:
+            raise LandlearnError(
+                f"pair_geometry must be one of {list(PAIR_GEOMETRIES)}, got {self.pair_geometry!r}"
+            )
         sizes = (self.pretrain_epochs, self.pretrain_chips, self.pretrain_batch, self.epochs,
                  self.samples_per_epoch, self.batch_size, self.chip)  # fmt: skip
         if min(sizes) < 1:
@@ -172,6 +180,7 @@ def pretrain(opts: SSLSensorOptions, kind: str, seed: int, scenes: list[dict[str
     else:
         task = ContrastiveTask(method="dual_simclr", encoder=opts.encoder,
                                use_inputs=["s2", "s1"], pair_views=True,
+                               pair_geometry=opts.pair_geometry,
                                memory_bank_size=opts.memory_bank_size,
                                temperature=opts.temperature, lr=opts.lr)  # fmt: skip
     t0 = time.perf_counter()
@@ -332,7 +341,8 @@ def run_ssl_sensors(opts: SSLSensorOptions, out: Path, say: Say = log.info) -> d
         f"{1 + len(scenes)} scenes, 12 S2 bands (no B10) + S1 VV/VH; {opts.encoder} encoders; "
         f"{opts.pretrain_epochs} epochs × {pre[0]['chips_per_epoch'] if pre else 0} random "
         f"{opts.chip}² chips, batch {opts.pretrain_batch}, memory bank "
-        f"{opts.memory_bank_size}, temperature {opts.temperature}. Fine-tuning: U-Nets, "
+        f"{opts.memory_bank_size}, temperature {opts.temperature}, Dual-SimCLR views "
+        f"{opts.pair_geometry} in geometry. Fine-tuning: U-Nets, "
         f"{opts.epochs} epochs × {opts.samples_per_epoch} chips (batch {opts.batch_size}, AdamW "
         f"{opts.lr}, cosine, flips / quarter turns; encoder lr "
         f"{opts.encoder_lr or opts.lr}); labelled pixels kept as fixed random points "

@@ -9,7 +9,10 @@ if the batches have them, are ignored):
 - ``dual_simclr`` (the founding study): two inputs on one grid (``s2``, ``s1``), one encoder and
   one projection head each; the co-located chips of the two sensors are the positive pair,
   every other chip of the batch (or of the memory bank) a negative. ``pair_views: true`` adds a
-  random view of each sensor on top (independent draws: the pair is then also two views).
+  random view of each sensor on top: ``pair_geometry: independent`` draws each sensor's
+  crop, flip and turn apart (the pair is then also two views of the place), ``shared`` draws
+  one geometry for both (the chips stay co-located pixel for pixel; brightness, contrast, band
+  dropout and blur are still drawn per sensor).
   ``shared_encoder: true`` makes it the **date-vs-date** view: the two inputs are one sensor
   at two dates (``t0``, ``t1``, e.g. :func:`landlearn.data.stacks.ssl4eo_dates`), read by one
   encoder and one head, and the same place at another date is the positive (seasonal
@@ -52,9 +55,10 @@ from landlearn.tasks.base import LandlearnTask
 
 log = logging.getLogger(__name__)
 
-__all__ = ["METHODS", "ContrastiveTask", "nt_xent"]
+__all__ = ["METHODS", "PAIR_GEOMETRIES", "ContrastiveTask", "nt_xent"]
 
 METHODS = ("simclr", "dual_simclr")
+PAIR_GEOMETRIES = ("independent", "shared")
 _BANK_KEY = "landlearn_memory_bank"
 
 
@@ -86,6 +90,8 @@ class ContrastiveTask(LandlearnTask):
             view 2 the second (the other bands set to 0).
         views: :class:`~landlearn.data.views.GeoViews` options (``{crop_scale: [0.5, 1]}``).
         pair_views: ``dual_simclr``: also draw a random view of each sensor.
+        pair_geometry: with ``pair_views``: ``independent`` (each sensor its own crop, flip and
+            turn) or ``shared`` (one geometry for the pair, intensity changes per sensor).
         shared_encoder: ``dual_simclr``: one encoder and head for both inputs (two dates of
             one sensor, same bands); the bundle holds it under the first input's name.
         temperature: NT-Xent temperature.
@@ -109,6 +115,7 @@ class ContrastiveTask(LandlearnTask):
         band_groups: list[list[int]] | None = None,
         views: dict[str, Any] | None = None,
         pair_views: bool = False,
+        pair_geometry: str = "independent",
         shared_encoder: bool = False,
         temperature: float = 0.1,
         projection_dim: int = 128,
@@ -132,6 +139,10 @@ class ContrastiveTask(LandlearnTask):
             raise LandlearnError("band_groups needs method: simclr and exactly two groups")
         if shared_encoder and method != "dual_simclr":
             raise LandlearnError("shared_encoder needs method: dual_simclr (two dates)")
+        if pair_geometry not in PAIR_GEOMETRIES:
+            from landlearn.registry import unknown_name
+
+            raise unknown_name("pair_geometry", pair_geometry, PAIR_GEOMETRIES)
         if temperature <= 0:
             raise LandlearnError(f"temperature must be > 0, got {temperature}")
         if memory_bank_size < 0:
@@ -275,7 +286,11 @@ class ContrastiveTask(LandlearnTask):
         a, b = names
         xa, xb = batch[a].float(), batch[b].float()
         if self.hparams["pair_views"]:
-            xa, xb = self.view_maker({a: xa})[a], self.view_maker({b: xb})[b]
+            if self.hparams.get("pair_geometry", "independent") == "shared":
+                views = self.view_maker({a: xa, b: xb})  # one geometry, intensity per sensor
+                xa, xb = views[a], views[b]
+            else:
+                xa, xb = self.view_maker({a: xa})[a], self.view_maker({b: xb})[b]
         ha, hb = self.heads[self._key(a)], self.heads[self._key(b)]
         return ha(self.embed(a, xa)), hb(self.embed(b, xb))
 
@@ -336,7 +351,8 @@ class ContrastiveTask(LandlearnTask):
         hp = self.hparams
         names = dict(hp["encoders"] or {})
         options = {k: hp.get(k) for k in ("temperature", "projection_dim", "hidden_dim",
-                                      "memory_bank_size", "band_groups", "pair_views", "views",
+                                      "memory_bank_size", "band_groups", "pair_views",
+                                      "pair_geometry", "views",
                                       "shared_encoder",
                                       "encoder_kwargs", "lr", "optimizer")}  # fmt: skip
         trainer = self._trainer
