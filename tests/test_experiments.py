@@ -145,3 +145,36 @@ def test_semisup_on_the_slovenia_raster_uses_its_unlabelled_blocks(
     assert all(0.0 <= r["miou"] <= 1.0 for r in record["rows"])
     assert "| mean teacher | 25% (2 blocks) |" in stdout
     assert "Skipped: self_training" in (out / "semisup.md").read_text()
+
+
+@pytest.mark.real
+def test_resume_reuses_the_fits_on_record_and_runs_only_the_new_ones(
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "study"
+    base = ["experiment", "semisup", "--data", "slovenia", "--data-root", str(shared_data),
+            "--fractions", "0.25", "--seeds", "0", "--max-steps", "2", "--batch-size", "4",
+            "-o", str(out)]  # fmt: skip
+    code, _, err = run_cli([*base, "--resume"], capsys)  # nothing on record yet
+    assert code == 2
+    assert err.strip().count("\n") == 0
+    assert "no semisup.json" in err
+    assert run_cli([*base, "--methods", "supervised"], capsys)[0] == 0
+    first = json.loads((out / "semisup.json").read_text())
+    code, _, err = run_cli([*base, "--methods", "supervised", "mean_teacher", "--resume"], capsys)
+    assert code == 0
+    record = json.loads((out / "semisup.json").read_text())
+    assert [r["method"] for r in record["rows"]] == ["100 % labels", "supervised", "mean teacher"]
+    full, sup, mt = record["rows"]
+    assert full["reused"]
+    assert sup["reused"]
+    assert "reused" not in mt
+    assert [full["miou"], sup["miou"]] == [r["miou"] for r in first["rows"]]
+    assert "reused from the record" in err
+    assert "2 of 3 fits reused" in (out / "semisup.md").read_text()
+    # another fit option: refused in one line, and the record is left as it was
+    code, _, err = run_cli([*base[:-2], "--max-steps", "3", "-o", str(out), "--resume"], capsys)
+    assert code == 2
+    assert err.strip().count("\n") == 0
+    assert "max_steps=2" in err
+    assert json.loads((out / "semisup.json").read_text()) == record

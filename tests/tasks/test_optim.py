@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from landlearn.errors import LandlearnError
+from landlearn.tasks.base import LandlearnTask
 from landlearn.tasks.optim import (
     build_optimizer,
     build_scheduler,
@@ -104,3 +105,40 @@ def test_unknown_schedule() -> None:
         build_scheduler(
             opt, "cosin", lr=0.1, max_epochs=1, total_steps=1, monitor="x", monitor_mode="min"
         )
+
+
+class _Probe(LandlearnTask):
+    """The smallest task: one weight, the shared optimiser / schedule, lr seen at every step."""
+
+    def __init__(self, scheduler: str) -> None:
+        super().__init__()
+        self.save_hyperparameters({"optimizer": "sgd", "lr": 0.1, "weight_decay": 0.0,
+                                   "momentum": 0.0, "scheduler": scheduler,
+                                   "scheduler_kwargs": None})  # fmt: skip
+        self._set_monitor("train_loss")
+        self.w = torch.nn.Parameter(torch.zeros(1))
+        self.lrs: list[float] = []
+
+    def training_step(self, batch: list[torch.Tensor], batch_idx: int) -> torch.Tensor:
+        self.lrs.append(self.trainer.optimizers[0].param_groups[0]["lr"])
+        return (self.w - batch[0].mean()) ** 2
+
+
+@pytest.mark.parametrize("name", ["cosine", "step"])
+def test_a_run_bounded_by_max_steps_never_trains_at_zero_lr(name: str) -> None:
+    """max_epochs -1: the schedule spans the steps (it used to reach 0 every other epoch)."""
+    import lightning.pytorch as pl
+    from torch.utils.data import DataLoader, TensorDataset
+
+    task = _Probe(name)
+    data = DataLoader(TensorDataset(torch.randn(20, 1)), batch_size=4)  # 5 steps an epoch
+    pl.Trainer(max_epochs=-1, max_steps=30, logger=False, enable_checkpointing=False,
+               enable_progress_bar=False, enable_model_summary=False).fit(task, data)  # fmt: skip
+    lrs = task.lrs
+    assert len(lrs) == 30
+    assert lrs == sorted(lrs, reverse=True)  # never climbs back
+    assert min(lrs) > 0.0
+    assert lrs[-1] < lrs[0] / 5  # and it does anneal over the run
+    if name == "step":  # ×0.1 at each third of the steps, not at every epoch
+        assert lrs[9] == pytest.approx(0.1)
+        assert lrs[-1] == pytest.approx(0.001)

@@ -97,6 +97,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="val / test batches per evaluation (smoke runs only: the table then says less)",
     )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="reuse the fits OUT/semisup.json holds with the same fit options (a new method, "
+        "seed or fraction then runs only its own fits)",
+    )
     p.add_argument("-o", "--out", required=True, metavar="DIR", help="output folder")
     _fusion_arguments(sub)
     _sensor_arguments(sub)
@@ -380,7 +386,7 @@ def run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     opts.check()
     out = Path(args.out)
-    record = run_semisup(opts, out, say=eprint)
+    record = run_semisup(opts, out, say=eprint, resume=args.resume)
     print(record["table"])
     print(f"\nwrote {out / 'semisup.md'}, {out / 'semisup.json'}, {out / 'semisup.png'}")
     return 0

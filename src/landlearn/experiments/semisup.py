@@ -235,10 +235,63 @@ def _datamodule(
 Say = Callable[[str], None]
 
 
+#: the options that change no fit: a record made with other values of these can be resumed
+_NOT_FIT_OPTIONS = ("fractions", "methods", "rounds", "seeds")
+#: bumped when the fits change without an option changing: records of another version are
+#: not resumed (2: the cosine schedule spans ``max_steps``; before, it fell to 0 every other
+#: epoch of these step-bounded fits)
+FIT_VERSION = 2
+Done = dict[tuple[str, int], dict[str, Any]]
+
+
+def _resumable(opts: SemisupOptions, out: Path) -> Done:
+    """The fits on record in ``out/semisup.json`` that this run may reuse, by (name, seed).
+
+    A fit is reused only when every option that changes a fit (data, steps, chip, batch, ramp-up,
+    thresholds, points, evaluation limits) equals the record's and its bundle is still there: the
+    same seed then gives the same metrics on CPU, so running it again would only cost time.
+
+    Raises:
+        LandlearnError: no record, an unreadable one, or one made with other fit options.
+    """
+    import json
+
+    path = out / "semisup.json"
+    if not path.is_file():
+        raise LandlearnError("cannot resume: no semisup.json from an earlier run", path)
+    try:
+        record = json.loads(path.read_text())
+        before, rows = record["options"], record["rows"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise LandlearnError(f"cannot resume: not a semisup record ({e})", path) from e
+    if record.get("fit_version") != FIT_VERSION:
+        raise LandlearnError(
+            f"cannot resume: the record's fits are of version {record.get('fit_version', 1)}, "
+            f"this landlearn runs version {FIT_VERSION} (use another -o)", path,
+        )  # fmt: skip
+    now = json.loads(json.dumps(asdict(opts)))  # tuples → lists, as the record holds them
+    for key, value in now.items():
+        if key not in _NOT_FIT_OPTIONS and before.get(key) != value:
+            raise LandlearnError(
+                f"cannot resume: the record was run with {key}={before.get(key)!r}, this run "
+                f"asks {value!r} (use another -o)", path,
+            )  # fmt: skip
+    done: Done = {}
+    for row in rows:
+        if Path(row.get("bundle") or "").is_file():
+            fit = {k: v for k, v in row.items() if k not in ("method", "fraction", "points")}
+            done[(row["run"], int(row["seed"]))] = fit | {"reused": True}
+    return done
+
+
 def _fit(
     opts: SemisupOptions, out: Path, name: str, dm: Any, seed: int, say: Say,
-    method: str | None = None, loss: Any = None,
+    method: str | None = None, loss: Any = None, done: Done | None = None,
 ) -> dict[str, Any]:  # fmt: skip
+    if done and (name, seed) in done:
+        kept = dict(done[(name, seed)])
+        say(f"{name} seed {seed}: test mIoU {_fmt(kept['miou'])} (reused from the record)")
+        return kept
     import landlearn
     from landlearn.tasks import SegmentationTask, SemiSupervisedSegmentationTask
 
@@ -274,7 +327,7 @@ def _fmt(v: float | None) -> str:
 
 def _self_training(
     opts: SemisupOptions, out: Path, data: _Data, seed: int, fraction: float,
-    teacher: dict[str, Any], unlabelled: list[Path], say: Say,
+    teacher: dict[str, Any], unlabelled: list[Path], say: Say, done: Done | None = None,
 ) -> list[dict[str, Any]]:  # fmt: skip
     from landlearn.pseudo import pseudo_label
 
@@ -288,7 +341,7 @@ def _self_training(
                 true_masks=data.masks, classes_csv=data.classes_csv, overwrite=True,
             )  # fmt: skip
         dm = _datamodule(opts, data, seed, fraction, pseudo=pl.out_dir / "masks")
-        student = _fit(opts, out, tag, dm, seed, say)
+        student = _fit(opts, out, tag, dm, seed, say, done=done)
         s = pl.summary
         student |= {"pl_kept": s.get("kept_share"), "pl_accuracy": s.get("accuracy")}
         if r in opts.rounds:
@@ -297,16 +350,23 @@ def _self_training(
     return rows
 
 
-def run_semisup(opts: SemisupOptions, out: Path, say: Say = log.info) -> dict[str, Any]:
+def run_semisup(
+    opts: SemisupOptions, out: Path, say: Say = log.info, resume: bool = False,
+) -> dict[str, Any]:  # fmt: skip
     """Every run of the study; writes ``semisup.json``, ``semisup.md`` and ``semisup.png``.
+
+    Args:
+        resume: reuse the fits that ``out/semisup.json`` holds with the same fit options (rows
+            marked ``reused``), so adding a method or a seed runs only the new fits.
 
     Returns:
         The record: options, machine, rows (one per run) and the markdown table.
 
     Raises:
-        LandlearnError: bad options or a missing data folder.
+        LandlearnError: bad options, a missing data folder, or nothing to resume from.
     """
     opts.check()
+    done = _resumable(opts, out) if resume else {}
     out.mkdir(parents=True, exist_ok=True)
     data = _data(opts, out)
     rows: list[dict[str, Any]] = []
@@ -315,25 +375,28 @@ def run_semisup(opts: SemisupOptions, out: Path, say: Say = log.info) -> dict[st
         skipped.append("self_training (needs image files to pseudo-label; one raster scene here)")
         say(f"skipped: {skipped[-1]}")
     for seed in opts.seeds:
-        full = _fit(opts, out, "full", _datamodule(opts, data, seed), seed, say)
+        full = _fit(opts, out, "full", _datamodule(opts, data, seed), seed, say, done=done)
         rows.append(full | {"method": FULL, "fraction": 1.0})
         for fraction in opts.fractions:
             dm = _datamodule(opts, data, seed, fraction)
-            sup = _fit(opts, out, f"sup{fraction:g}", dm, seed, say)
+            sup = _fit(opts, out, f"sup{fraction:g}", dm, seed, say, done=done)
             rows.append(sup | {"method": SUP, "fraction": fraction})
             if "self_training" in opts.methods and not data.scene:
                 unlabelled = [Path(f) for f in dm.unlabelled_files]
-                rows += _self_training(opts, out, data, seed, fraction, sup, unlabelled, say)
+                rows += _self_training(opts, out, data, seed, fraction, sup, unlabelled, say, done)
             for method in ONLINE:
                 if method in opts.methods:
                     dm = _datamodule(opts, data, seed, fraction, unlabelled=True)
-                    row = _fit(opts, out, f"{method}{fraction:g}", dm, seed, say, method=method)
+                    name = f"{method}{fraction:g}"
+                    row = _fit(opts, out, name, dm, seed, say, method=method, done=done)
                     rows.append(row | {"method": method.replace("_", " "), "fraction": fraction})
         if "points" in opts.methods:
             for online in (None, "mean_teacher"):
                 dm = _datamodule(opts, data, seed, points=opts.points, unlabelled=True)
                 name = f"points_{online or 'sup'}"
-                row = _fit(opts, out, name, dm, seed, say, method=online, loss="partial_ce")
+                row = _fit(
+                    opts, out, name, dm, seed, say, method=online, loss="partial_ce", done=done
+                )
                 label = f"{opts.points:.0%} points" + (" + mean teacher" if online else "")
                 rows.append(row | {"method": label, "fraction": opts.points, "points": True})
     table = summarise(rows)
@@ -348,8 +411,14 @@ def run_semisup(opts: SemisupOptions, out: Path, say: Say = log.info) -> dict[st
     )
     if skipped:
         budget += " Skipped: " + "; ".join(skipped) + "."
+    reused = sum(bool(r.get("reused")) for r in rows)
+    if reused:
+        budget += (
+            f" {reused} of {len(rows)} fits reused from the earlier record in this folder"
+            " (same fit options and seeds; their wall times are the earlier run's)."
+        )
     record = {"options": asdict(opts), "machine": info, "rows": rows, "table": table,
-              "skipped": skipped}  # fmt: skip
+              "skipped": skipped, "fit_version": FIT_VERSION}  # fmt: skip
     write_study(out, "semisup", record, "\n\n".join([budget, table, machine_markdown(info)]))
     plot(rows, out / "semisup.png", title=f"semi-supervised segmentation on {opts.data}")
     return record

@@ -92,7 +92,9 @@ class LandlearnTask(pl.LightningModule):
             momentum=float(hp["momentum"]),
         )
         trainer = self._trainer
-        max_epochs = int(trainer.max_epochs or 1) if trainer is not None else 1
+        max_epochs = 1  # no trainer yet (lr-find before fit)
+        if trainer is not None:  # -1: bounded by max_steps alone (the schedules see it)
+            max_epochs = -1 if trainer.max_epochs is None else int(trainer.max_epochs)
         try:
             total = int(trainer.estimated_stepping_batches) if trainer is not None else 100
         except Exception:  # no dataloader yet (e.g. lr-find before fit); a safe fallback

@@ -128,7 +128,15 @@ def _step(
     step_size: int | None = None,
     gamma: float = 0.1,
 ) -> SchedulerConfig:
-    """×``gamma`` every ``step_size`` epochs (default a third of the run)."""
+    """×``gamma`` every ``step_size`` epochs (default a third of the run).
+
+    A run bounded by ``max_steps`` alone (``max_epochs`` -1) has no epoch count to take a third
+    of: without ``step_size`` it steps per optimiser step, ×``gamma`` every third of its steps.
+    """
+    if step_size is None and max_epochs < 1:
+        step = max(1, total_steps // 3)
+        sched = torch.optim.lr_scheduler.StepLR(optimizer, step_size=step, gamma=float(gamma))
+        return {"scheduler": sched, "interval": "step"}
     step = int(step_size) if step_size is not None else max(1, max_epochs // 3)
     sched = torch.optim.lr_scheduler.StepLR(optimizer, step_size=step, gamma=float(gamma))
     return {"scheduler": sched, "interval": "epoch"}
@@ -145,9 +153,20 @@ def _cosine(
     monitor_mode: str,
     eta_min: float = 0.0,
 ) -> SchedulerConfig:
-    """Cosine annealing to ``eta_min`` over the run, per epoch."""
+    """Cosine annealing to ``eta_min`` over the run, per epoch.
+
+    A run bounded by ``max_steps`` alone (``max_epochs`` -1) anneals per optimiser step over
+    its ``total_steps`` instead: with ``T_max`` taken from an epoch count it does not have, the
+    schedule would fall to ``eta_min`` after one epoch and climb back, so every other epoch
+    would train at ``eta_min``.
+    """
+    if max_epochs < 1:
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=max(1, total_steps), eta_min=float(eta_min)
+        )
+        return {"scheduler": sched, "interval": "step"}
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimizer, T_max=max(1, max_epochs), eta_min=float(eta_min)
+        optimizer, T_max=max_epochs, eta_min=float(eta_min)
     )
     return {"scheduler": sched, "interval": "epoch"}
 
