@@ -13,10 +13,11 @@ Tables (``--tables``):
   plain classifier (labelled images only) and of JEM (labelled images in p(y|x), all train images
   in p(x) — the unlabelled ones through the datamodule's ``label_fraction`` loader), per seed
   and as mean ± std;
-- ``guard`` (study table 1, reduced): JEM at ``--guard-lr`` without regulariser and with REG_r
-  (α ``--reg``), each with the guard's roll-back (``restore``) and without it (``stop``: the
-  run ends where the loss stops being finite, as the study's runs did) → share of epochs
-  completed, roll-backs, accuracy;
+- ``guard`` (study table 1, reduced): JEM at ``--guard-lr`` with each regulariser of
+  ``--guard-regs`` (``none``, ``r:0.2`` REG_r, ``u:0.2`` REG_u, ``g:0.2`` REG_g, any α; default
+  none and REG_r at α ``--reg``), each with the guard's roll-back (``restore``) and without
+  it (``stop``: the run ends where the loss stops being finite, as the study's runs did) →
+  share of epochs completed, roll-backs, accuracy;
 - ``ood`` (study table 3; needs ``fractions`` in the same call): for every bundle the
   fractions table trained, the AUROC of the energy and of max-softmax for telling chips of
   ``--ood-sets`` (``folder:chip px``, each chip area-resized to ``--size``) from the EuroSAT
@@ -230,30 +231,59 @@ def reliability_figures(rows: list[dict[str, Any]], folder: Path, stem: str) -> 
     return paths
 
 
+_REG_NAMES = {"r": "REG_r", "u": "REG_u", "g": "REG_g"}
+
+
+def parse_reg(text: str) -> tuple[str, float]:
+    """``none`` or ``KIND:ALPHA`` (``r:0.2``, ``u:1``, ``g:0.2``) → (kind, α); kind "" is none."""
+    if text == "none":
+        return "", 0.0
+    kind, _, alpha = text.partition(":")
+    try:
+        value = float(alpha)
+    except ValueError:
+        value = -1.0
+    if kind not in _REG_NAMES or value <= 0:
+        raise argparse.ArgumentTypeError(
+            f"regulariser {text!r}: expected none or r|u|g:ALPHA with ALPHA > 0 (e.g. r:0.2)"
+        )
+    return kind, value
+
+
+def _guard_regs(args: argparse.Namespace) -> list[tuple[str, float]]:
+    return list(args.guard_regs or [("", 0.0), ("r", args.reg)])
+
+
+def _reg_label(kind: str, alpha: float) -> str:
+    return f"{_REG_NAMES[kind]} α {alpha:g}" if kind else "none"
+
+
 def table_guard(args: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
-    """JEM at a diverging learning rate with and without regulariser and guard."""
+    """JEM at a diverging learning rate: regulariser × α, each with and without the guard."""
+    regs = _guard_regs(args)
     rows = []
     for seed in args.seeds[: args.guard_seeds]:  # the plain classifier at the same lr and epochs
         plain = ClassificationTask(**_common(args), lr=args.guard_lr)
         rows.append(_run(args, "guard_plain", plain, _dm(args, seed, 1.0), seed)
-                    | {"action": "plain", "reg_r": None})  # fmt: skip
-    for reg in (0.0, args.reg):
+                    | {"action": "plain", "reg": None})  # fmt: skip
+    for kind, alpha in regs:
         for action in ("stop", "restore"):
             for seed in args.seeds[: args.guard_seeds]:
                 guard = DivergenceGuard(action=action, lr_factor=0.5, warmup=args.guard_warmup)
-                task = _jem(args, lr=args.guard_lr, reg_r=reg)
-                name = f"guard_{action}_reg{reg}"
+                task = _jem(args, lr=args.guard_lr, **({f"reg_{kind}": alpha} if kind else {}))
+                name = f"guard_{action}_reg{kind}{alpha:g}"
                 rows.append(_run(args, name, task, _dm(args, seed, 1.0), seed, guard)
-                            | {"action": action, "reg_r": reg})  # fmt: skip
+                            | {"action": action, "reg": [kind, alpha]})  # fmt: skip
     plain_rows = [r for r in rows if r["action"] == "plain"]
     table = [["plain classifier", "–", "–", len(plain_rows), "–", "–",
               _mean_std([r["accuracy"] for r in plain_rows])]]  # fmt: skip
-    for reg in (0.0, args.reg):
+    for kind, alpha in regs:
         for action in ("stop", "restore"):
-            sel = [r for r in rows if r["reg_r"] == reg and r["action"] == action]
+            sel = [r for r in rows if r["reg"] == [kind, alpha] and r["action"] == action]
             div = [r["divergence"] for r in sel]
             table.append([
-                "REG_r" if reg else "none", f"{reg:g}", "yes" if action == "restore" else "no",
+                _REG_NAMES.get(kind, "none"), f"{alpha:g}" if kind else "–",
+                "yes" if action == "restore" else "no",
                 len(sel), _mean_std([d["epochs_completed_share"] for d in div]),
                 _mean_std([float(d["rollbacks"]) for d in div]),
                 _mean_std([r["accuracy"] for r in sel]),
@@ -489,6 +519,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--guard-lr", type=float, default=1e-2)
     p.add_argument("--guard-seeds", type=int, default=1)
     p.add_argument(
+        "--guard-regs",
+        type=parse_reg,
+        nargs="+",
+        default=None,
+        help="guard table rows: none or r|u|g:ALPHA (default: none and r:--reg)",
+    )
+    p.add_argument(
         "--guard-warmup",
         type=int,
         default=0,
@@ -515,6 +552,7 @@ def main(argv: list[str] | None = None) -> int:
     if "guard" in args.tables:
         parts[0] += (
             f" Guard table: lr {args.guard_lr:g} for every row, {args.guard_seeds} seed(s), "
+            f"regularisers {', '.join(_reg_label(k, a) for k, a in _guard_regs(args))}, "
             f"learning rate × 0.5 at each roll-back, soft rule after {args.guard_warmup} steps."
         )
     if args.tables == ["seg"]:

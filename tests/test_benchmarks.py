@@ -196,7 +196,7 @@ def test_jem_tables_on_a_tiny_budget(shared_data: Path, tmp_path: Path) -> None:
     proc = _run("jem.py", "--limit-train", "60", "--epochs", "1", "--seeds", "0",
                 "--fractions", "0.5", "--sgld-steps", "2", "--buffer", "32", "--size", "16",
                 "--tables", "fractions", "ood", "guard", "steps", "steps_accuracy",
-                "--time-batches", "1",
+                "--time-batches", "1", "--guard-regs", "none", "u:0.2", "g:1",
                 "--steps-compare", "2", "4", "--ood-sets", "deepglobe/test_unlabelled:1224",
                 "--out", str(tmp_path / "runs"), "--json", str(out),
                 "--md", str(tmp_path / "j.md"), data=shared_data)  # fmt: skip
@@ -205,9 +205,10 @@ def test_jem_tables_on_a_tiny_budget(shared_data: Path, tmp_path: Path) -> None:
     assert {r["method"] for r in record["fractions"]} == {"plain", "jem"}
     assert all(0.0 <= r["accuracy"] <= 1.0 for r in record["fractions"])
     assert [r["n_out"] for r in record["ood"]] == [4, 4]  # 2448² → 2 × 2 chips of 1224 px
-    assert {(r["action"], r["reg_r"]) for r in record["guard"]} == {
-        (a, g) for a in ("stop", "restore") for g in (0.0, 0.2)
-    } | {("plain", None)}
+    assert {(r["action"], tuple(r["reg"] or ())) for r in record["guard"]} == {
+        (a, g) for a in ("stop", "restore") for g in (("", 0.0), ("u", 0.2), ("g", 1.0))
+    } | {("plain", ())}
+    assert "regularisers none, REG_u α 0.2, REG_g α 1" in (tmp_path / "j.md").read_text()
     assert all("divergence" in r for r in record["guard"] if r["action"] != "plain")
     assert [r["sgld_steps"] for r in record["steps"]] == [2, 4]
     assert [r["sgld_steps"] for r in record["steps_accuracy"]] == [2, 4]
@@ -284,3 +285,12 @@ def test_jem_seg_table_on_slovenia(shared_data: Path, tmp_path: Path) -> None:
     assert [r["method"] for r in rows] == ["plain", "jem_restore", "jem_stop"]
     assert all(0.0 <= r["miou"] <= 1.0 for r in rows)
     assert "Slovenia S2 L1C 13 bands" in (tmp_path / "s.md").read_text()
+
+
+def test_jem_guard_regulariser_is_refused_in_one_line(tmp_path: Path) -> None:
+    proc = _run("jem.py", "--tables", "guard", "--guard-regs", "x:0.2",
+                "--json", str(tmp_path / "j.json"))  # fmt: skip
+    assert proc.returncode == 2
+    assert "regulariser 'x:0.2': expected none or r|u|g:ALPHA" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "j.json").exists()
