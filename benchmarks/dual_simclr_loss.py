@@ -30,6 +30,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--geometries", nargs="+", default=["independent", "shared"])
+    ap.add_argument("--data-root", type=Path, default=Path("../shared/data"),
+                    help="holds sen1floods11/, ssl4eo_s12/, bigearthnet_pairs/")  # fmt: skip
     ap.add_argument("--memory-banks", type=int, nargs="+", default=[1024],
                     help="bank sizes; 0 is in-batch negatives")  # fmt: skip
     ap.add_argument("-o", "--out", type=Path, required=True)
@@ -37,8 +39,12 @@ def main() -> None:
     results = {}
     for geometry in args.geometries:
         for bank in args.memory_banks:
+            data = args.data_root
             opts = SSLSensorOptions(pretrain_epochs=args.epochs, pair_geometry=geometry,
-                                    memory_bank_size=bank, seeds=[args.seed])  # fmt: skip
+                                    memory_bank_size=bank, seeds=[args.seed],
+                                    root=str(data / "sen1floods11"),
+                                    ssl4eo=str(data / "ssl4eo_s12"),
+                                    bigearthnet=str(data / "bigearthnet_pairs"))  # fmt: skip
             opts.check()
             key = geometry if args.memory_banks == [1024] else f"{geometry}_bank{bank}"
             work = args.out / key

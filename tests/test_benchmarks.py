@@ -294,3 +294,17 @@ def test_jem_guard_regulariser_is_refused_in_one_line(tmp_path: Path) -> None:
     assert "regulariser 'x:0.2': expected none or r|u|g:ALPHA" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "j.json").exists()
+
+
+@pytest.mark.real
+def test_dual_simclr_loss_per_bank_on_one_epoch(shared_data: Path, tmp_path: Path) -> None:
+    proc = _run("dual_simclr_loss.py", "--epochs", "1", "--geometries", "shared",
+                "--memory-banks", "0", "--data-root", str(shared_data),
+                "-o", str(tmp_path))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    record = json.loads((tmp_path / "dual_loss.json").read_text())
+    row = record["shared_bank0"]
+    assert row["memory_bank"] == 0
+    assert len(row["per_epoch"]) == 1
+    assert row["chance"] == pytest.approx(np.log(2 * 64 - 1))  # in-batch: 2B − 2 negatives
+    assert 0.0 < row["final"] < 2 * row["chance"]
