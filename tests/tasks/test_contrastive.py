@@ -379,3 +379,36 @@ def test_pair_geometry_keeps_the_sensor_pair_co_located_or_not(geometry: str) ->
 def test_pair_geometry_unknown_name_is_one_line() -> None:
     with pytest.raises(LandlearnError, match="unknown pair_geometry 'same'"):
         ContrastiveTask(method="dual_simclr", pair_geometry="same")
+
+
+def test_bank_warning_only_when_the_bank_holds_an_epoch() -> None:
+    from landlearn.tasks.contrastive import bank_warning
+
+    assert bank_warning(0, range(100)) is None  # no bank
+    assert bank_warning(64, range(100)) is None  # smaller than an epoch
+    assert bank_warning(64, object()) is None  # an iterable dataset: size unknown
+    line = bank_warning(1024, range(732))
+    assert line is not None
+    assert "memory_bank_size 1024 >= the 732 training chips" in line
+
+
+def test_a_fit_with_a_bank_larger_than_its_epoch_warns(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from landlearn.data.aligned_datamodule import AlignedRasterDataModule
+
+    rng = np.random.default_rng(0)
+    _write(tmp_path / "s2.tif", rng.random((3, 64, 64)), 10.0)
+    _write(tmp_path / "s1.tif", rng.random((2, 64, 64)), 10.0)
+    dm = AlignedRasterDataModule(
+        inputs={"s2": str(tmp_path / "s2.tif"), "s1": str(tmp_path / "s1.tif")},
+        chip_size=16, samples_per_epoch=8, val_fraction=0.0, test_fraction=0.0, batch_size=4,
+        seed=0,
+    )  # fmt: skip
+    task = ContrastiveTask(method="dual_simclr", encoder="test_resnet", use_inputs=["s2", "s1"],
+                           memory_bank_size=16)  # fmt: skip
+    trainer = pl.Trainer(max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    with caplog.at_level("WARNING", logger="landlearn.tasks.contrastive"):
+        trainer.fit(task, datamodule=dm)
+    assert any("memory_bank_size 16 >= the 8 training chips" in r.message for r in caplog.records)

@@ -30,7 +30,10 @@ representations, which doubles the cost of the forward pass on a CPU that alread
 epoch; the bank costs one matrix product. Its entries come from slightly older encoders
 (stale by up to ``size / batch`` steps), the trade MoCo makes too; ``memory_bank_size: 0``
 falls back to in-batch negatives (the plain SimCLR loss). The bank is saved in checkpoints and
-restored on resume.
+restored on resume. **Keep the bank smaller than an epoch's chips**: a bank that holds a whole
+epoch holds earlier views of the batch's own chips as negatives, and on few scenes the loss
+then climbs back toward chance as the encoder learns the places (:func:`bank_warning` says so
+at the start of a fit).
 
 The run's ``model.safetensors`` is an **encoder bundle** (:mod:`landlearn.bundle.encoder`): the
 encoder(s) and the inputs' training statistics, which ``weights:`` of a classifier, a U-Net or
@@ -55,7 +58,7 @@ from landlearn.tasks.base import LandlearnTask
 
 log = logging.getLogger(__name__)
 
-__all__ = ["METHODS", "PAIR_GEOMETRIES", "ContrastiveTask", "nt_xent"]
+__all__ = ["METHODS", "PAIR_GEOMETRIES", "ContrastiveTask", "bank_warning", "nt_xent"]
 
 METHODS = ("simclr", "dual_simclr")
 PAIR_GEOMETRIES = ("independent", "shared")
@@ -331,9 +334,11 @@ class ContrastiveTask(LandlearnTask):
         self._bank = checkpoint.get(_BANK_KEY)
 
     def on_fit_start(self) -> None:
-        """Put a resumed run's memory bank back."""
+        """Put a resumed run's memory bank back; warn when the bank outgrows an epoch."""
         super().on_fit_start()
         self.restore_bank()
+        dm = getattr(self.trainer, "datamodule", None)
+        bank_warning(int(self.hparams["memory_bank_size"]), getattr(dm, "train_dataset", None))
 
     def restore_bank(self) -> None:
         """Copy a loaded checkpoint's memory bank into the loss (once)."""
@@ -376,6 +381,31 @@ class ContrastiveTask(LandlearnTask):
             metrics = {"train_loss": float(loss)} if loss is not None else {}
         encoders = {n: m for n, m in self.encoders.items()}
         return save_encoder_bundle(path, encoders, self.encoder_meta(metrics))
+
+
+def bank_warning(size: int, train_data: Any) -> str | None:
+    """Warn (and return the line) when a memory bank of ``size`` holds an epoch's chips or more.
+
+    The bank then always holds earlier views of the very chips of the batch (and, with few
+    scenes, overlapping crops of the same places) as *negatives*: the better the encoder learns
+    a place, the harder those false negatives get, and the loss can climb back toward chance.
+    That is our reading of the Dual-SimCLR runs of ``benchmarks/RESULTS.md`` §14.3: with a bank
+    of 1,024 and 732 chips per epoch the loss climbed from epoch 5 on; without the bank it fell
+    every epoch.
+    """
+    try:
+        chips = len(train_data)
+    except TypeError:
+        return None
+    if size <= 0 or chips <= 0 or size < chips:
+        return None
+    line = (
+        f"memory_bank_size {size} >= the {chips} training chips of an epoch: the bank holds "
+        "earlier views of the same chips as negatives and the loss can climb back toward "
+        "chance; use a bank smaller than an epoch (or memory_bank_size: 0)"
+    )
+    log.warning(line)
+    return line
 
 
 def _view_options(views: Mapping[str, Any] | None) -> dict[str, Any]:
