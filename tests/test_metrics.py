@@ -199,3 +199,18 @@ def test_bad_input_is_a_landlearn_error() -> None:
         m.update(torch.full((1, 2, 2, 2), 0.5), torch.zeros(1, 3, 2, dtype=torch.long))
     with pytest.raises(LandlearnError, match="class_names"):
         LandCoverMetrics(3, class_names=["a", "b"])
+
+
+def test_a_class_never_predicted_is_not_called_absent() -> None:
+    """Every test image is of class 0 or 1, nothing is predicted 1: its precision is undefined."""
+    target = torch.tensor([0, 0, 1, 1])
+    probs = torch.tensor([[0.9, 0.1, 0.0]] * 4)
+    m = LandCoverMetrics(3, class_names=["a", "b", "c"])
+    m.update(probs, target)
+    from landlearn.report.markdown import ABSENT, metrics_markdown
+
+    md = metrics_markdown(m.compute())
+    row_b = next(line for line in md.splitlines() if line.startswith("| b |"))
+    assert row_b.split("|")[2].strip() == ABSENT  # precision of b: never predicted
+    assert row_b.split("|")[-2].strip() == "2"  # yet b is in the test split
+    assert "or (precision) it was never predicted" in md

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
 
-from landlearn.report.markdown import ABSENT
+from landlearn.report.markdown import ABSENT, ABSENT_NOTE
 
 _HEADLINE = ("Overall accuracy (OA)", "Mean IoU", "Macro F1", "Cohen's kappa")
 
@@ -96,7 +96,7 @@ def _per_class(content: PageContent) -> str:
         body.append(f'<tr class="{"absent" if absent else ""}">{cells}</tr>')
     note = ""
     if any('class="absent"' in line for line in body):
-        note = f"<p class='sub'>{ABSENT}: class absent from the test split (score undefined).</p>"
+        note = f"<p class='sub'>{ABSENT}: {escape(ABSENT_NOTE)}</p>"
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{note}"
 
 

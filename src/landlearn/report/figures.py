@@ -219,7 +219,7 @@ def plot_per_class(metrics: Mapping[str, Any], out: str | os.PathLike[str]) -> P
     ax.set_ylabel("score")
     ax.set_xlabel("class (test support)")
     absent = any(v is None for values in series.values() for v in values)
-    note = " (n/a: class absent from the test split)" if absent else ""
+    note = " (n/a: class absent from the test split, or never predicted)" if absent else ""
     ax.set_title(f"Per-class scores on the test split{note}")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.grid(axis="y", alpha=0.3)

@@ -31,6 +31,10 @@ REGRESSION_METRICS: tuple[tuple[str, str], ...] = (
 
 _PER_CLASS = ("precision", "recall", "f1", "iou")
 ABSENT = "—"
+#: what an ``ABSENT`` cell means, under the per-class tables
+ABSENT_NOTE = (
+    "undefined: the class is absent from the test split, or (precision) it was never predicted."
+)
 
 
 def format_value(value: Any, digits: int = 4) -> str:
@@ -131,5 +135,5 @@ def metrics_markdown(metrics: Mapping[str, Any], title: str | None = None) -> st
     if header:
         lines += ["## Per class", "", *_table(header, rows), ""]
         if any(ABSENT in row[1:] for row in rows):
-            lines += [f"{ABSENT}: class absent from the test split (score undefined).", ""]
+            lines += [f"{ABSENT}: {ABSENT_NOTE}", ""]
     return "\n".join(lines)
