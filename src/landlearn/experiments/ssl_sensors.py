@@ -89,7 +89,9 @@ class SSLSensorOptions:
     pretrain_epochs: int = 10
     pretrain_chips: int = 256
     pretrain_batch: int = 64
-    memory_bank_size: int = 1024
+    #: 0: in-batch negatives. A bank of 1,024 outgrew the 732 chips of an epoch and the loss
+    #: climbed back to chance (benchmarks/RESULTS.md §14.3); without it the loss kept falling
+    memory_bank_size: int = 0
     temperature: float = 0.1
     pair_geometry: str = "independent"
     epochs: int = 8
