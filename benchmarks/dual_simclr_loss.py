@@ -21,7 +21,15 @@ import json
 import math
 from pathlib import Path
 
+from landlearn.errors import LandlearnError
 from landlearn.experiments.ssl_sensors import SSLSensorOptions, pretrain, unlabelled_pairs
+
+
+def _bank_size(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"memory bank size must be >= 0, got {value}")
+    return value
 
 
 def main() -> None:
@@ -32,7 +40,7 @@ def main() -> None:
     ap.add_argument("--geometries", nargs="+", default=["independent", "shared"])
     ap.add_argument("--data-root", type=Path, default=Path("../shared/data"),
                     help="holds sen1floods11/, ssl4eo_s12/, bigearthnet_pairs/")  # fmt: skip
-    ap.add_argument("--memory-banks", type=int, nargs="+", default=[1024],
+    ap.add_argument("--memory-banks", type=_bank_size, nargs="+", default=[1024],
                     help="bank sizes; 0 is in-batch negatives")  # fmt: skip
     ap.add_argument("-o", "--out", type=Path, required=True)
     args = ap.parse_args()
@@ -45,7 +53,10 @@ def main() -> None:
                                     root=str(data / "sen1floods11"),
                                     ssl4eo=str(data / "ssl4eo_s12"),
                                     bigearthnet=str(data / "bigearthnet_pairs"))  # fmt: skip
-            opts.check()
+            try:
+                opts.check()
+            except LandlearnError as e:
+                ap.error(e.one_line())
             key = geometry if args.memory_banks == [1024] else f"{geometry}_bank{bank}"
             work = args.out / key
             done = pretrain(opts, "dual", args.seed, unlabelled_pairs(opts, work), work)

@@ -308,3 +308,18 @@ def test_dual_simclr_loss_per_bank_on_one_epoch(shared_data: Path, tmp_path: Pat
     assert len(row["per_epoch"]) == 1
     assert row["chance"] == pytest.approx(np.log(2 * 64 - 1))  # in-batch: 2B − 2 negatives
     assert 0.0 < row["final"] < 2 * row["chance"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--memory-banks", "-1"], "memory bank size must be >= 0"),
+     (["--data-root", "/nonexistent"], "Sen1Floods11 chip missing")],
+)  # fmt: skip
+def test_dual_simclr_loss_bad_input_is_one_line(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    proc = _run("dual_simclr_loss.py", *args, "-o", str(tmp_path / "out"))
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()
